@@ -1,0 +1,24 @@
+//! # kiln
+//!
+//! The whole life of a neural-network model in Rust, with PyTorch's semantics and file
+//! formats: build and train it ([`nn`], [`optim`], [`data`], [`train`]), save and load it
+//! ([`io`]), checkpoint and resume it bit-exactly ([`checkpoint`]), fine-tune it
+//! ([`finetune`]), move it between devices and dtypes ([`device`]), and explain every user
+//! mistake with a coded error ([`Error`]).
+//!
+//! Tensors, autograd and device kernels come from `candle-core`; everything about the
+//! model's life cycle is kiln's.
+
+pub mod device;
+pub mod error;
+pub mod io;
+pub mod models;
+pub mod nn;
+pub mod optim;
+pub mod rng;
+
+pub use error::{Error, Result};
+pub use nn::{Module, Param, StateDict};
+
+/// Re-export of the tensor library kiln is built on.
+pub use candle_core as candle;

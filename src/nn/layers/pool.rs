@@ -1,0 +1,225 @@
+//! Pooling layers: `MaxPool2d`, `AvgPool2d` (with padding, `count_include_pad=True` as in
+//! PyTorch's default) and `AdaptiveAvgPool2d`.
+
+use super::impl_as_any;
+use crate::error::{Context, Error, Result, shape_str};
+use crate::nn::{Module, ModuleSpec};
+use candle_core::{D, Tensor};
+
+fn dims4(module: &str, x: &Tensor) -> Result<(usize, usize, usize, usize)> {
+    x.dims4().map_err(|_| Error::InputRank {
+        module: module.to_string(),
+        expected: "4-D [N, C, H, W]".into(),
+        shape: shape_str(x.dims()),
+    })
+}
+
+/// Pads H and W of a 4-D tensor with `value` on each side.
+pub(crate) fn pad_hw(x: &Tensor, pad: usize, value: f64) -> Result<Tensor> {
+    if pad == 0 {
+        return Ok(x.clone());
+    }
+    let (n, c, h, w) = x.dims4().ctx("pad")?;
+    let side = Tensor::full(value, (n, c, h, pad), x.device())
+        .and_then(|t| t.to_dtype(x.dtype()))
+        .ctx("pad")?;
+    let x = Tensor::cat(&[&side, x, &side], 3).ctx("pad")?;
+    let top = Tensor::full(value, (n, c, pad, w + 2 * pad), x.device())
+        .and_then(|t| t.to_dtype(x.dtype()))
+        .ctx("pad")?;
+    Tensor::cat(&[&top, &x, &top], 2).ctx("pad")
+}
+
+fn check_window(module: &str, h: usize, w: usize, k: usize, pad: usize) -> Result<()> {
+    if h + 2 * pad < k || w + 2 * pad < k {
+        return Err(Error::InputRank {
+            module: module.to_string(),
+            expected: format!("an image of at least {k}x{k} (with padding {pad})"),
+            shape: format!("[.., .., {h}, {w}]"),
+        });
+    }
+    Ok(())
+}
+
+/// Max pooling with a square window.
+pub struct MaxPool2d {
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+}
+
+impl MaxPool2d {
+    /// `MaxPool2d(kernel_size, stride=kernel_size, padding=0)`.
+    pub fn new(kernel: usize) -> Self {
+        Self::with(kernel, kernel, 0)
+    }
+
+    /// `MaxPool2d(kernel_size, stride, padding)`.
+    pub fn with(kernel: usize, stride: usize, padding: usize) -> Self {
+        MaxPool2d {
+            kernel: kernel.max(1),
+            stride: stride.max(1),
+            padding,
+        }
+    }
+}
+
+impl Module for MaxPool2d {
+    fn type_name(&self) -> &'static str {
+        "MaxPool2d"
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, _, h, w) = dims4("MaxPool2d", x)?;
+        check_window("MaxPool2d", h, w, self.kernel, self.padding)?;
+        let x = pad_hw(x, self.padding, f64::NEG_INFINITY)?;
+        x.max_pool2d_with_stride(self.kernel, self.stride)
+            .ctx("MaxPool2d")
+    }
+
+    fn spec(&self) -> ModuleSpec {
+        ModuleSpec::new("MaxPool2d")
+            .with("kernel_size", self.kernel)
+            .with("stride", self.stride)
+            .with("padding", self.padding)
+    }
+
+    fn extra_repr(&self) -> String {
+        format!(
+            "kernel_size={}, stride={}, padding={}, dilation=1, ceil_mode=False",
+            self.kernel, self.stride, self.padding
+        )
+    }
+
+    impl_as_any!();
+}
+
+/// Average pooling with a square window; padding counts as zeros (PyTorch's default).
+pub struct AvgPool2d {
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+}
+
+impl AvgPool2d {
+    /// `AvgPool2d(kernel_size, stride=kernel_size, padding=0)`.
+    pub fn new(kernel: usize) -> Self {
+        Self::with(kernel, kernel, 0)
+    }
+
+    /// `AvgPool2d(kernel_size, stride, padding)`.
+    pub fn with(kernel: usize, stride: usize, padding: usize) -> Self {
+        AvgPool2d {
+            kernel: kernel.max(1),
+            stride: stride.max(1),
+            padding,
+        }
+    }
+}
+
+impl Module for AvgPool2d {
+    fn type_name(&self) -> &'static str {
+        "AvgPool2d"
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, _, h, w) = dims4("AvgPool2d", x)?;
+        check_window("AvgPool2d", h, w, self.kernel, self.padding)?;
+        let x = pad_hw(x, self.padding, 0.0)?;
+        x.avg_pool2d_with_stride(self.kernel, self.stride)
+            .ctx("AvgPool2d")
+    }
+
+    fn spec(&self) -> ModuleSpec {
+        ModuleSpec::new("AvgPool2d")
+            .with("kernel_size", self.kernel)
+            .with("stride", self.stride)
+            .with("padding", self.padding)
+    }
+
+    fn extra_repr(&self) -> String {
+        format!(
+            "kernel_size={}, stride={}, padding={}",
+            self.kernel, self.stride, self.padding
+        )
+    }
+
+    impl_as_any!();
+}
+
+/// Average pooling to a fixed output size, with PyTorch's window boundaries
+/// (`start = ⌊i·H/out⌋`, `end = ⌈(i+1)·H/out⌉`).
+pub struct AdaptiveAvgPool2d {
+    out: (usize, usize),
+}
+
+impl AdaptiveAvgPool2d {
+    /// `AdaptiveAvgPool2d((out_h, out_w))`.
+    pub fn new(out_h: usize, out_w: usize) -> Self {
+        AdaptiveAvgPool2d {
+            out: (out_h.max(1), out_w.max(1)),
+        }
+    }
+}
+
+fn adaptive_windows(size: usize, out: usize) -> Vec<(usize, usize)> {
+    (0..out)
+        .map(|i| {
+            let start = (i * size) / out;
+            let end = ((i + 1) * size).div_ceil(out);
+            (start, end - start)
+        })
+        .collect()
+}
+
+impl Module for AdaptiveAvgPool2d {
+    fn type_name(&self) -> &'static str {
+        "AdaptiveAvgPool2d"
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, _, h, w) = dims4("AdaptiveAvgPool2d", x)?;
+        if self.out == (1, 1) {
+            return x
+                .mean_keepdim(D::Minus1)
+                .and_then(|t| t.mean_keepdim(D::Minus2))
+                .ctx("AdaptiveAvgPool2d");
+        }
+        let mut rows = Vec::with_capacity(self.out.0);
+        for (hs, hl) in adaptive_windows(h, self.out.0) {
+            let mut cols = Vec::with_capacity(self.out.1);
+            let band = x.narrow(2, hs, hl).ctx("AdaptiveAvgPool2d")?;
+            for (ws, wl) in adaptive_windows(w, self.out.1) {
+                let cell = band
+                    .narrow(3, ws, wl)
+                    .and_then(|c| c.mean_keepdim(3))
+                    .and_then(|c| c.mean_keepdim(2))
+                    .ctx("AdaptiveAvgPool2d")?;
+                cols.push(cell);
+            }
+            rows.push(Tensor::cat(&cols, 3).ctx("AdaptiveAvgPool2d")?);
+        }
+        Tensor::cat(&rows, 2).ctx("AdaptiveAvgPool2d")
+    }
+
+    fn spec(&self) -> ModuleSpec {
+        ModuleSpec::new("AdaptiveAvgPool2d").with("output_size", vec![self.out.0, self.out.1])
+    }
+
+    fn extra_repr(&self) -> String {
+        format!("output_size=({}, {})", self.out.0, self.out.1)
+    }
+
+    impl_as_any!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adaptive_windows_match_pytorch() {
+        assert_eq!(adaptive_windows(5, 3), vec![(0, 2), (1, 3), (3, 2)]);
+        assert_eq!(adaptive_windows(4, 2), vec![(0, 2), (2, 2)]);
+    }
+}

@@ -1,0 +1,19 @@
+//! Modules, parameters, layers, losses and state dicts: kiln's `torch.nn`.
+
+pub mod init;
+pub mod layers;
+pub mod loss;
+pub mod module;
+pub mod param;
+pub mod registry;
+pub mod spec;
+pub mod state_dict;
+
+pub use layers::{
+    AdaptiveAvgPool2d, AvgPool2d, BatchNorm, Conv2d, Dropout, Flatten, Identity, Linear, MaxPool2d,
+    ReLU, Sequential,
+};
+pub use module::Module;
+pub use param::{Buffer, Param, ParamId};
+pub use spec::{ModuleSpec, NamedSpec};
+pub use state_dict::{LoadReport, ShapeMismatch, StateDict};

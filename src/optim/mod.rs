@@ -1,0 +1,6 @@
+//! Optimizers and learning-rate schedulers with PyTorch's update rules and `state_dict`
+//! layout.
+
+pub mod grads;
+
+pub use grads::Grads;
