@@ -1,3 +1,3 @@
-fn main() {
-    println!("kiln");
+fn main() -> std::process::ExitCode {
+    kiln::cli::main()
 }

@@ -289,13 +289,22 @@ impl TensorValue {
     ///
     /// # Errors
     /// `K0003` when the byte length does not equal `numel × size`.
-    pub fn from_bytes(dtype: Dtype, shape: Vec<usize>, data: Vec<u8>, location: &str) -> Result<Self> {
+    pub fn from_bytes(
+        dtype: Dtype,
+        shape: Vec<usize>,
+        data: Vec<u8>,
+        location: &str,
+    ) -> Result<Self> {
         let numel: usize = shape.iter().product();
         if numel.checked_mul(dtype.size()) != Some(data.len()) {
             return Err(Error::invalid(
                 "tensor bytes",
                 data.len(),
-                format!("{numel} × {} bytes for shape {}", dtype.size(), shape_str(&shape)),
+                format!(
+                    "{numel} × {} bytes for shape {}",
+                    dtype.size(),
+                    shape_str(&shape)
+                ),
             ));
         }
         Ok(TensorValue {
@@ -397,7 +406,12 @@ impl TensorValue {
         let rank = self.shape.len();
         let mut idx = vec![0usize; rank];
         for _ in 0..numel {
-            let pos = self.offset + idx.iter().zip(&self.stride).map(|(i, s)| i * s).sum::<usize>();
+            let pos = self.offset
+                + idx
+                    .iter()
+                    .zip(&self.stride)
+                    .map(|(i, s)| i * s)
+                    .sum::<usize>();
             out.extend_from_slice(data.get(pos * es..pos * es + es).unwrap_or(&[]));
             for d in (0..rank).rev() {
                 idx[d] += 1;
@@ -468,8 +482,14 @@ pub fn tensor_bytes(t: &Tensor) -> Result<Vec<u8>> {
     Ok(match t.dtype() {
         DType::F64 => le(t.to_vec1::<f64>().ctx("tensor bytes")?, f64::to_le_bytes),
         DType::F32 => le(t.to_vec1::<f32>().ctx("tensor bytes")?, f32::to_le_bytes),
-        DType::F16 => le(t.to_vec1::<half::f16>().ctx("tensor bytes")?, half::f16::to_le_bytes),
-        DType::BF16 => le(t.to_vec1::<half::bf16>().ctx("tensor bytes")?, half::bf16::to_le_bytes),
+        DType::F16 => le(
+            t.to_vec1::<half::f16>().ctx("tensor bytes")?,
+            half::f16::to_le_bytes,
+        ),
+        DType::BF16 => le(
+            t.to_vec1::<half::bf16>().ctx("tensor bytes")?,
+            half::bf16::to_le_bytes,
+        ),
         DType::I64 => le(t.to_vec1::<i64>().ctx("tensor bytes")?, i64::to_le_bytes),
         DType::I32 => le(t.to_vec1::<i32>().ctx("tensor bytes")?, i32::to_le_bytes),
         DType::I16 => le(t.to_vec1::<i16>().ctx("tensor bytes")?, i16::to_le_bytes),
@@ -514,7 +534,11 @@ impl Dict {
 
     /// Inserts or replaces (keeping the position) a string-keyed value.
     pub fn insert(&mut self, key: &str, value: Value) {
-        match self.entries.iter_mut().find(|(k, _)| k.as_str() == Some(key)) {
+        match self
+            .entries
+            .iter_mut()
+            .find(|(k, _)| k.as_str() == Some(key))
+        {
             Some(slot) => slot.1 = value,
             None => self.entries.push((Value::Str(key.to_string()), value)),
         }
@@ -763,7 +787,10 @@ pub fn state_dict_to_value(sd: &crate::StateDict) -> Result<Value> {
 pub fn value_to_state_dict(v: &Value, device: &Device) -> Result<crate::StateDict> {
     let d = v.as_dict().ok_or_else(|| Error::Schema {
         path: String::new(),
-        detail: format!("expected a state dict (a dict of tensors), found a {}", v.type_name()),
+        detail: format!(
+            "expected a state dict (a dict of tensors), found a {}",
+            v.type_name()
+        ),
     })?;
     let mut sd = crate::StateDict::new();
     for (k, x) in &d.entries {
@@ -811,11 +838,11 @@ mod tests {
             ..base.clone()
         };
         let t = view.to_tensor(&Device::Cpu).unwrap();
-        assert_eq!(t.to_vec2::<f32>().unwrap(), vec![vec![0., 2., 4.], vec![1., 3., 5.]]);
-        let oob = TensorValue {
-            offset: 1,
-            ..base
-        };
+        assert_eq!(
+            t.to_vec2::<f32>().unwrap(),
+            vec![vec![0., 2., 4.], vec![1., 3., 5.]]
+        );
+        let oob = TensorValue { offset: 1, ..base };
         assert!(oob.check_bounds().is_err());
     }
 
@@ -833,6 +860,9 @@ mod tests {
     #[test]
     fn narrow_types_widen() {
         let t = TensorValue::from_bytes(Dtype::I8, vec![2], vec![0xff, 0x05], "cpu").unwrap();
-        assert_eq!(t.to_tensor(&Device::Cpu).unwrap().to_vec1::<i16>().unwrap(), vec![-1, 5]);
+        assert_eq!(
+            t.to_tensor(&Device::Cpu).unwrap().to_vec1::<i16>().unwrap(),
+            vec![-1, 5]
+        );
     }
 }

@@ -2,5 +2,7 @@
 //! layout.
 
 pub mod grads;
+pub mod optimizer;
 
 pub use grads::Grads;
+pub use optimizer::{Optimizer, ParamGroup};

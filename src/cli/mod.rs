@@ -1,0 +1,68 @@
+//! The `kiln` command line. One file per subcommand; each exposes `Args` (clap) and `run`.
+
+pub mod explain;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// kiln: train, save/load, checkpoint/resume and fine-tune neural networks, PyTorch-compatible.
+#[derive(Parser, Debug)]
+#[command(name = "kiln", version, about, long_about = None)]
+pub struct Cli {
+    /// Print the chain of underlying errors on failure.
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// kiln's subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Explain an error code (or list them all).
+    Explain(explain::Args),
+}
+
+/// Runs the CLI: parses arguments, dispatches, prints errors with code and hint.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let verbose = cli.verbose;
+    let result: crate::Result<ExitCode> = match cli.command {
+        Command::Explain(a) => explain::run(&a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => report(&e, verbose),
+    }
+}
+
+/// Prints `error[K0301]: message`, the hint, and with `verbose` the source chain; returns
+/// exit code 2 for usage errors and 1 otherwise.
+pub fn report(e: &crate::Error, verbose: bool) -> ExitCode {
+    eprintln!("error[{}]: {e}", e.code());
+    let hint = e.hint();
+    if !hint.is_empty() {
+        eprintln!("  hint: {hint}");
+    }
+    eprintln!("  explain: kiln explain {}", e.code());
+    if verbose {
+        let mut src = std::error::Error::source(e);
+        while let Some(s) = src {
+            eprintln!("  caused by: {s}");
+            src = s.source();
+        }
+    }
+    if e.is_usage() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::from(1)
+    }
+}
