@@ -16,6 +16,7 @@ pub mod io;
 pub mod models;
 pub mod nn;
 pub mod optim;
+pub mod parallel;
 pub mod rng;
 
 pub use error::{Error, Result};

@@ -1,5 +1,6 @@
 //! The `kiln` command line. One file per subcommand; each exposes `Args` (clap) and `run`.
 
+pub mod devices;
 pub mod explain;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +21,8 @@ pub struct Cli {
 /// kiln's subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// List the devices kiln can use (CPU, CUDA GPUs with physical index, name, memory).
+    Devices(devices::Args),
     /// Explain an error code (or list them all).
     Explain(explain::Args),
 }
@@ -36,6 +39,7 @@ pub fn main() -> ExitCode {
     };
     let verbose = cli.verbose;
     let result: crate::Result<ExitCode> = match cli.command {
+        Command::Devices(a) => devices::run(&a),
         Command::Explain(a) => explain::run(&a),
     };
     match result {

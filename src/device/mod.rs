@@ -1,4 +1,12 @@
-//! Devices and dtypes by name: `cpu`, `cuda`, `cuda:N`; `f32`, `bf16`, …
+//! Devices and dtypes: names (`cpu`, `cuda:N`, `f32`, `bf16`), CUDA queries mirroring
+//! `torch.cuda`, and `CUDA_VISIBLE_DEVICES`.
+
+pub mod cuda;
+pub mod spec;
+pub mod visible;
+
+pub use spec::{DeviceSpec, parse_device};
+pub use visible::Visible;
 
 use crate::error::{Error, Result};
 use candle_core::{DType, Device};

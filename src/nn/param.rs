@@ -20,6 +20,12 @@ pub struct ParamId(pub u64);
 enum Slot {
     Trainable(Var),
     Frozen(Tensor),
+    /// A replica's view of another parameter (DataParallel): gradients flow back to the
+    /// original through the autograd graph, so the replica itself never gets one.
+    Bound {
+        value: Tensor,
+        requires_grad: bool,
+    },
 }
 
 impl Slot {
@@ -27,6 +33,7 @@ impl Slot {
         match self {
             Slot::Trainable(v) => v.as_tensor(),
             Slot::Frozen(t) => t,
+            Slot::Bound { value, .. } => value,
         }
     }
 }
@@ -101,7 +108,26 @@ impl Param {
 
     /// Whether backward computes a gradient for this parameter.
     pub fn requires_grad(&self) -> bool {
-        matches!(*read(&self.0.slot), Slot::Trainable(_))
+        match &*read(&self.0.slot) {
+            Slot::Trainable(_) => true,
+            Slot::Frozen(_) => false,
+            Slot::Bound { requires_grad, .. } => *requires_grad,
+        }
+    }
+
+    /// Makes this parameter a view of `source` on `device` (DataParallel replicas): forward
+    /// uses `source`'s value moved to `device`, and backward sends the gradient to `source`.
+    pub fn bind_to(&self, source: &Param, device: &Device) -> Result<()> {
+        let value = source
+            .tensor()
+            .to_device(device)
+            .ctx("replicate parameter")?;
+        let requires_grad = source.requires_grad();
+        *write(&self.0.slot) = Slot::Bound {
+            value,
+            requires_grad,
+        };
+        Ok(())
     }
 
     /// Freezes (`false`) or unfreezes (`true`) the parameter, keeping its value and identity.
@@ -116,6 +142,13 @@ impl Param {
                 let v = Var::from_tensor(&t.copy().ctx("unfreeze parameter")?)
                     .ctx("unfreeze parameter")?;
                 *slot = Slot::Trainable(v);
+            }
+            (Slot::Bound { value, .. }, rg) => {
+                let value = value.clone();
+                *slot = Slot::Bound {
+                    value,
+                    requires_grad: rg,
+                };
             }
             _ => {}
         }
@@ -165,7 +198,7 @@ impl Param {
         let mut slot = slot;
         match &mut *slot {
             Slot::Trainable(v) => v.set(&src).ctx("Param::set")?,
-            Slot::Frozen(t) => *t = src.copy().ctx("Param::set")?,
+            Slot::Frozen(t) | Slot::Bound { value: t, .. } => *t = src.copy().ctx("Param::set")?,
         }
         Ok(())
     }
@@ -179,7 +212,9 @@ impl Param {
             Slot::Trainable(_) => Slot::Trainable(
                 Var::from_tensor(&value.copy().ctx("Param::replace")?).ctx("Param::replace")?,
             ),
-            Slot::Frozen(_) => Slot::Frozen(value.copy().ctx("Param::replace")?),
+            Slot::Frozen(_) | Slot::Bound { .. } => {
+                Slot::Frozen(value.copy().ctx("Param::replace")?)
+            }
         };
         Ok(())
     }
@@ -188,7 +223,7 @@ impl Param {
     pub fn grad(&self, grads: &candle_core::backprop::GradStore) -> Option<Tensor> {
         match &*read(&self.0.slot) {
             Slot::Trainable(v) => grads.get(v.as_tensor()).cloned(),
-            Slot::Frozen(_) => None,
+            Slot::Frozen(_) | Slot::Bound { .. } => None,
         }
     }
 }

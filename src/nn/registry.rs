@@ -104,6 +104,10 @@ fn builtins() -> IndexMap<String, Builder> {
         "Sequential".into(),
         Arc::new(|_, children| Ok(Box::new(sequential::from_children(children)?))),
     );
+    t.insert(
+        "DataParallel".into(),
+        Arc::new(crate::parallel::data_parallel_from_spec),
+    );
     crate::models::register_builtins(&mut t);
     t
 }

@@ -16,32 +16,47 @@ pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
 pub use sequential::Sequential;
 pub use simple::{Flatten, Identity, ReLU};
 
-use crate::device::device_name;
 use crate::error::{Error, Result};
-use candle_core::Tensor;
+use candle_core::{DType, DeviceLocation, Tensor};
 
 /// Checks that an input sits on the weights' device and has their dtype.
 pub(crate) fn check_input(module: &str, x: &Tensor, weight: &Tensor) -> Result<()> {
-    if !x.device().same_device(weight.device()) {
+    check_placement(
+        module,
+        (&weight.device().location(), weight.dtype()),
+        (&x.device().location(), x.dtype()),
+    )
+}
+
+/// The comparison behind [`check_input`], on device locations and dtypes (testable without
+/// a GPU).
+pub(crate) fn check_placement(
+    module: &str,
+    weights: (&DeviceLocation, DType),
+    input: (&DeviceLocation, DType),
+) -> Result<()> {
+    let name = |l: &DeviceLocation| match l {
+        DeviceLocation::Cpu => "cpu".to_string(),
+        DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        DeviceLocation::Metal { gpu_id } => format!("mps:{gpu_id}"),
+    };
+    if weights.0 != input.0 {
         return Err(Error::DeviceMismatch {
             module: module.to_string(),
-            weights: device_name(weight.device()),
-            input: device_name(x.device()),
+            weights: name(weights.0),
+            input: name(input.0),
         });
     }
-    if x.dtype() != weight.dtype() {
+    if weights.1 != input.1 {
+        let word = crate::device::torch_dtype_word;
         return Err(Error::DtypeMismatch {
             module: module.to_string(),
             weights: format!(
-                "{:?} ({})",
-                weight.dtype(),
-                crate::device::torch_dtype_word(weight.dtype())
+                "{} ({})",
+                word(weights.1),
+                crate::device::dtype_name(weights.1)
             ),
-            input: format!(
-                "{:?} ({})",
-                x.dtype(),
-                crate::device::torch_dtype_word(x.dtype())
-            ),
+            input: format!("{} ({})", word(input.1), crate::device::dtype_name(input.1)),
         });
     }
     Ok(())
@@ -73,5 +88,43 @@ impl ModeFlag {
     }
     pub(crate) fn set(&self, v: bool) {
         self.0.store(v, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_mismatch_names_both_devices() {
+        let e = check_placement(
+            "fc: Linear(in_features=4, out_features=2, bias=True)",
+            (&DeviceLocation::Cuda { gpu_id: 0 }, DType::F32),
+            (&DeviceLocation::Cpu, DType::F32),
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), "K0301");
+        let m = e.to_string();
+        assert!(
+            m.contains("cuda:0") && m.contains("cpu") && m.starts_with("fc: Linear"),
+            "{m}"
+        );
+        assert!(e.hint().contains("to_device(cuda:0)"), "{}", e.hint());
+    }
+
+    #[test]
+    fn dtype_mismatch_reads_like_pytorch() {
+        let e = check_placement(
+            "Linear",
+            (&DeviceLocation::Cpu, DType::F32),
+            (&DeviceLocation::Cpu, DType::F64),
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), "K0302");
+        assert!(
+            e.to_string()
+                .contains("Found dtype Double (f64) but expected Float (f32)"),
+            "{e}"
+        );
     }
 }
