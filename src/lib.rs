@@ -12,6 +12,7 @@
 pub mod cli;
 pub mod device;
 pub mod error;
+pub mod finetune;
 pub mod io;
 pub mod models;
 pub mod nn;
