@@ -2,7 +2,13 @@
 //! layout.
 
 pub mod grads;
+pub mod group;
+mod ops;
 pub mod optimizer;
+pub mod sgd;
+mod state;
 
 pub use grads::Grads;
+pub use group::{GroupOptions, GroupSpec};
 pub use optimizer::{Optimizer, ParamGroup};
+pub use sgd::{Sgd, SgdConfig};
