@@ -237,7 +237,6 @@ pub(crate) fn check_at_least(what: &str, value: f64, min: f64) -> Result<()> {
 }
 
 /// `K0003` unless `0 <= beta < 1` (PyTorch: Invalid beta parameter at index i).
-#[allow(dead_code)] // used by Adam (next commit)
 pub(crate) fn check_beta(index: usize, value: f64) -> Result<()> {
     if value.is_nan() || !(0.0..1.0).contains(&value) {
         return Err(Error::invalid(

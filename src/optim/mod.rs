@@ -1,6 +1,7 @@
 //! Optimizers and learning-rate schedulers with PyTorch's update rules and `state_dict`
 //! layout.
 
+pub mod adam;
 pub mod grads;
 pub mod group;
 mod ops;
@@ -8,6 +9,7 @@ pub mod optimizer;
 pub mod sgd;
 mod state;
 
+pub use adam::{Adam, AdamConfig, AdamW};
 pub use grads::Grads;
 pub use group::{GroupOptions, GroupSpec};
 pub use optimizer::{Optimizer, ParamGroup};

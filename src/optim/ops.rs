@@ -25,7 +25,6 @@ pub(crate) fn add_scaled(a: &Tensor, b: &Tensor, alpha: f64) -> Result<Tensor> {
 
 /// `t / s` as a true division by the scalar rounded to `t`'s dtype (candle's `t / s` would
 /// multiply by `1/s`, which rounds differently).
-#[allow(dead_code)] // used by Adam (next commit)
 pub(crate) fn div_scalar(t: &Tensor, s: f64) -> Result<Tensor> {
     let s = Tensor::new(s, t.device())
         .and_then(|s| s.to_dtype(t.dtype()))
@@ -36,7 +35,6 @@ pub(crate) fn div_scalar(t: &Tensor, s: f64) -> Result<Tensor> {
 /// `start.lerp(end, weight)` with PyTorch's two formulas: `start + w * (end - start)` for
 /// `|w| < 0.5`, else `end - (end - start) * (1 - w)` (with `1 - w` taken in `f32`, PyTorch's
 /// opmath type).
-#[allow(dead_code)] // used by Adam (next commit)
 pub(crate) fn lerp(start: &Tensor, end: &Tensor, weight: f64) -> Result<Tensor> {
     let diff = end.sub(start).ctx("optimizer: lerp")?;
     let w = weight as f32;

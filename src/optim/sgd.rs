@@ -336,6 +336,7 @@ impl Optimizer for Sgd {
         let mut hyper = Vec::with_capacity(self.groups.len());
         let mut lrs = Vec::with_capacity(self.groups.len());
         for (gi, g) in loaded.groups.iter().enumerate() {
+            state::check_kind(g, gi, "SGD", "momentum", "betas", "Adam/AdamW")?;
             let meta = state::meta(g, gi, OPTIONS)?;
             let h = Hyper {
                 momentum: state::num(g, gi, "momentum")?,

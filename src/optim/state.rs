@@ -295,6 +295,24 @@ pub(crate) fn unpack<'a>(v: &'a Value, groups: &[ParamGroup]) -> Result<Loaded<'
     })
 }
 
+/// Fails with `K0603` when a saved group lacks `marker` but has `other_marker`: the state
+/// was saved by another optimizer type (`betas` means Adam/AdamW, `momentum` means SGD).
+pub(crate) fn check_kind(
+    g: &Dict,
+    gi: usize,
+    optimizer: &str,
+    marker: &str,
+    other_marker: &str,
+    other: &str,
+) -> Result<()> {
+    if g.get(marker).is_none() && g.get(other_marker).is_some() {
+        return Err(bad(format!(
+            "param_groups[{gi}] holds {other} settings ('{other_marker}'), not {optimizer}'s: build the optimizer type that saved this state"
+        )));
+    }
+    Ok(())
+}
+
 /// Reads a required number of a saved group.
 pub(crate) fn num(g: &Dict, gi: usize, key: &str) -> Result<PyNum> {
     let v = g
@@ -437,7 +455,6 @@ pub(crate) fn tensor(e: &Dict, key: &str, param: &Param, where_: &str) -> Result
 }
 
 /// Reads `step` (a 0-dim tensor, or a Python number from old PyTorch versions) as `f32`.
-#[allow(dead_code)] // used by Adam (next commit)
 pub(crate) fn step_value(e: &Dict, where_: &str) -> Result<f32> {
     let v = e
         .get("step")
