@@ -6,6 +6,7 @@ pub mod grads;
 pub mod group;
 mod ops;
 pub mod optimizer;
+pub mod scheduler;
 pub mod sgd;
 mod state;
 
@@ -13,4 +14,5 @@ pub use adam::{Adam, AdamConfig, AdamW};
 pub use grads::Grads;
 pub use group::{GroupOptions, GroupSpec};
 pub use optimizer::{Optimizer, ParamGroup};
+pub use scheduler::{LrScheduler, SchedulerArgs};
 pub use sgd::{Sgd, SgdConfig};
