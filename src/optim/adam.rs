@@ -3,7 +3,7 @@
 //! (`decoupled_weight_decay=True`), exactly as `torch.optim.AdamW` subclasses `Adam`.
 
 use super::group::{self, GroupSpec, check_at_least, check_beta, make_group};
-use super::ops::{add_scaled, div_scalar, lerp, scale};
+use super::ops::{add_scaled, addcmul, div_scalar, lerp, scale};
 use super::state::{self, GroupMeta, PyNum, Slot};
 use super::{Grads, Optimizer, ParamGroup};
 use crate::error::{Context, Error, Result, shape_str};
@@ -189,6 +189,7 @@ impl Core {
             decoupled: self.decoupled,
             meta: GroupMeta {
                 lr: Some(PyNum::float(c.lr)),
+                order: o.set_keys().into_iter().map(str::to_string).collect(),
                 ..Default::default()
             },
         });
@@ -244,12 +245,7 @@ impl Core {
         }
         st.exp_avg = lerp(&st.exp_avg, &grad, 1.0 - beta1)?;
         // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        let gg = scale(&grad, 1.0 - beta2)?
-            .mul(&grad)
-            .ctx("Adam exp_avg_sq")?;
-        st.exp_avg_sq = scale(&st.exp_avg_sq, beta2)?
-            .add(&gg)
-            .ctx("Adam exp_avg_sq")?;
+        st.exp_avg_sq = addcmul(&scale(&st.exp_avg_sq, beta2)?, &grad, &grad, 1.0 - beta2)?;
         let step = st.step as f64;
         let bias_correction1 = 1.0 - beta1.powf(step);
         let bias_correction2 = 1.0 - beta2.powf(step);

@@ -188,6 +188,7 @@ impl Sgd {
             maximize: c.maximize,
             meta: GroupMeta {
                 lr: Some(PyNum::float(c.lr)),
+                order: o.set_keys().into_iter().map(str::to_string).collect(),
                 ..Default::default()
             },
         });

@@ -80,6 +80,11 @@ pub(crate) struct GroupMeta {
     pub capturable: bool,
     pub param_names: Option<Value>,
     pub extra: Vec<(String, Value)>,
+    /// Keys in the order PyTorch's group dict holds them (`params` aside): a loaded group's
+    /// order, or the overridden keys first for a group built with overrides (PyTorch starts
+    /// from the user's dict and `setdefault`s the rest). Keys not listed follow in the
+    /// optimizer's default order.
+    pub order: Vec<String>,
 }
 
 impl GroupMeta {
@@ -126,19 +131,25 @@ pub(crate) fn pack_group(
     hyper: Vec<(&str, Value)>,
     first_index: i64,
 ) -> Value {
-    let mut entries = Vec::with_capacity(hyper.len() + 4);
+    let mut entries: Vec<(String, Value)> = Vec::with_capacity(hyper.len() + 4);
     if let Some(names) = &meta.param_names {
-        entries.push((Value::Str("param_names".into()), names.clone()));
+        entries.push(("param_names".into(), names.clone()));
     }
     for (k, v) in hyper {
-        entries.push((Value::Str(k.to_string()), v));
+        entries.push((k.to_string(), v));
     }
     if let Some(lr) = group.initial_lr {
-        entries.push((Value::Str("initial_lr".into()), meta.initial_lr_value(lr)));
+        entries.push(("initial_lr".into(), meta.initial_lr_value(lr)));
     }
     for (k, v) in &meta.extra {
-        entries.push((Value::Str(k.clone()), v.clone()));
+        entries.push((k.clone(), v.clone()));
     }
+    // stable: keys not in `order` keep the default order, after the listed ones
+    entries.sort_by_key(|(k, _)| meta.order.iter().position(|o| o == k).unwrap_or(usize::MAX));
+    let mut entries: Vec<(Value, Value)> = entries
+        .into_iter()
+        .map(|(k, v)| (Value::Str(k), v))
+        .collect();
     let indices = (0..group.params.len() as i64)
         .map(|i| Value::Int(first_index + i))
         .collect();
@@ -393,6 +404,13 @@ pub(crate) fn meta(g: &Dict, gi: usize, known: &[&str]) -> Result<GroupMeta> {
         capturable: flag(g, gi, "capturable", false)?,
         param_names: g.get("param_names").cloned(),
         extra,
+        order: g
+            .entries
+            .iter()
+            .filter_map(|(k, _)| k.as_str())
+            .filter(|k| *k != "params")
+            .map(str::to_string)
+            .collect(),
     })
 }
 
