@@ -189,7 +189,12 @@ impl Core {
             decoupled: self.decoupled,
             meta: GroupMeta {
                 lr: Some(PyNum::float(c.lr)),
-                order: o.set_keys().into_iter().map(str::to_string).collect(),
+                // overridden keys first, in the optimizer's own key order
+                order: GROUP_OPTIONS
+                    .iter()
+                    .filter(|k| o.set_keys().contains(k))
+                    .map(|k| k.to_string())
+                    .collect(),
                 ..Default::default()
             },
         });
@@ -521,6 +526,9 @@ macro_rules! adam_like {
                 spec.options.lr = lr;
                 self.0.add_group(spec)
             }
+            fn add_param_group_spec(&mut self, spec: GroupSpec) -> Result<()> {
+                self.0.add_group(spec)
+            }
             fn state_dict(&self) -> Result<Value> {
                 self.0.state_dict()
             }
@@ -784,6 +792,32 @@ mod tests {
         let e = sgd.load_state_dict(&sd).unwrap_err();
         assert_eq!(e.code(), "K0603");
         assert!(e.to_string().contains("holds Adam/AdamW settings"), "{e}");
+    }
+
+    #[test]
+    fn to_device_keeps_state_and_overridden_groups_via_the_trait() {
+        let w = param(&[1.0, 2.0]);
+        let mut opt: Box<dyn Optimizer> =
+            Box::new(AdamW::new(vec![("w".into(), w.clone())], AdamConfig::adamw()).unwrap());
+        opt.step(&grads(&[(&w, &[1.0, 1.0])])).unwrap();
+        let before = opt.state_dict().unwrap();
+        opt.to_device(&Device::Cpu).unwrap();
+        assert_eq!(opt.state_dict().unwrap(), before);
+        let b = param(&[3.0]);
+        opt.add_param_group_spec(
+            GroupSpec::new(vec![("b".into(), b)])
+                .amsgrad(true)
+                .weight_decay(0.0)
+                .betas(0.8, 0.9),
+        )
+        .unwrap();
+        let sd = opt.state_dict().unwrap();
+        let g = &sd.get("param_groups").unwrap().as_seq().unwrap()[1];
+        assert_eq!(
+            keys(g)[..4],
+            ["betas", "weight_decay", "amsgrad", "lr"].map(String::from)
+        );
+        assert_eq!(g.get("weight_decay"), Some(&Value::Float(0.0)));
     }
 
     #[test]

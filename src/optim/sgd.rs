@@ -188,7 +188,12 @@ impl Sgd {
             maximize: c.maximize,
             meta: GroupMeta {
                 lr: Some(PyNum::float(c.lr)),
-                order: o.set_keys().into_iter().map(str::to_string).collect(),
+                // overridden keys first, in the optimizer's own key order
+                order: OPTIONS
+                    .iter()
+                    .filter(|k| o.set_keys().contains(k))
+                    .map(|k| k.to_string())
+                    .collect(),
                 ..Default::default()
             },
         });
@@ -306,6 +311,10 @@ impl Optimizer for Sgd {
     fn add_param_group(&mut self, params: Vec<(String, Param)>, lr: Option<f64>) -> Result<()> {
         let mut spec = GroupSpec::new(params);
         spec.options.lr = lr;
+        self.add_group(spec)
+    }
+
+    fn add_param_group_spec(&mut self, spec: GroupSpec) -> Result<()> {
         self.add_group(spec)
     }
 
