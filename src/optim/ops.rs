@@ -15,51 +15,86 @@ pub(crate) fn scale(t: &Tensor, s: f64) -> Result<Tensor> {
     t.affine(s, 0.0).ctx("optimizer: scale")
 }
 
-/// Applies `f32`/`f64` element functions to same-shape CPU tensors; `None` when the tensors
-/// are not all `f32` or all `f64` on the CPU (the caller then uses candle ops).
-macro_rules! cpu_fused {
-    ($tensors:expr, |$($v:ident),+| $f32:expr, $f64:expr) => {{
-        let ts: &[&Tensor] = &$tensors;
-        let first = ts[0];
-        let same = ts.iter().all(|t| {
-            t.device().is_cpu() && t.dtype() == first.dtype() && t.dims() == first.dims()
-        });
-        match (same, first.dtype()) {
-            (true, DType::F32) => {
-                let vecs = ts
-                    .iter()
-                    .map(|t| t.flatten_all().and_then(|t| t.to_vec1::<f32>()))
-                    .collect::<candle_core::Result<Vec<_>>>()
-                    .ctx("optimizer: fused op")?;
-                let n = first.elem_count();
-                let out: Vec<f32> = (0..n)
-                    .map(|i| {
-                        let mut it = vecs.iter().map(|v| v[i]);
-                        $(let $v = it.next().unwrap_or_default();)+
-                        $f32
-                    })
-                    .collect();
-                Some(Tensor::from_vec(out, first.shape(), &Device::Cpu).ctx("optimizer: fused op")?)
-            }
-            (true, DType::F64) => {
-                let vecs = ts
-                    .iter()
-                    .map(|t| t.flatten_all().and_then(|t| t.to_vec1::<f64>()))
-                    .collect::<candle_core::Result<Vec<_>>>()
-                    .ctx("optimizer: fused op")?;
-                let n = first.elem_count();
-                let out: Vec<f64> = (0..n)
-                    .map(|i| {
-                        let mut it = vecs.iter().map(|v| v[i]);
-                        $(let $v = it.next().unwrap_or_default();)+
-                        $f64
-                    })
-                    .collect();
-                Some(Tensor::from_vec(out, first.shape(), &Device::Cpu).ctx("optimizer: fused op")?)
-            }
-            _ => None,
+/// The element data of same-shape `f32` (or `f64`) CPU tensors.
+enum CpuData {
+    F32(Vec<Vec<f32>>),
+    F64(Vec<Vec<f64>>),
+}
+
+/// The tensors' data when they are all `f32` or all `f64` CPU tensors of one shape; `None`
+/// otherwise (the caller then uses candle ops).
+fn cpu_data(ts: &[&Tensor]) -> Result<Option<CpuData>> {
+    let Some(first) = ts.first() else {
+        return Ok(None);
+    };
+    let same = ts
+        .iter()
+        .all(|t| t.device().is_cpu() && t.dtype() == first.dtype() && t.dims() == first.dims());
+    if !same {
+        return Ok(None);
+    }
+    fn vecs<T: candle_core::WithDType>(ts: &[&Tensor]) -> Result<Vec<Vec<T>>> {
+        ts.iter()
+            .map(|t| t.flatten_all().and_then(|t| t.to_vec1::<T>()))
+            .collect::<candle_core::Result<Vec<_>>>()
+            .ctx("optimizer: fused op")
+    }
+    Ok(match first.dtype() {
+        DType::F32 => Some(CpuData::F32(vecs(ts)?)),
+        DType::F64 => Some(CpuData::F64(vecs(ts)?)),
+        _ => None,
+    })
+}
+
+/// Runs `f` compiled with the FMA instruction set when the CPU has it, so `mul_add` becomes
+/// one instruction instead of a libm call (same result either way: `mul_add` is IEEE fma).
+fn with_fma<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "fma")]
+        fn run<R>(f: impl FnOnce() -> R) -> R {
+            f()
         }
-    }};
+        if std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: a `target_feature(enable = "fma")` function may only run on a CPU with
+            // FMA, which was detected just above.
+            return unsafe { run(f) };
+        }
+    }
+    f()
+}
+
+/// `a[i] = f(a[i], b[i])`, reusing the first input's buffer.
+fn zip2<T: Copy>(v: Vec<Vec<T>>, f: impl Fn(T, T) -> T) -> Vec<T> {
+    let mut it = v.into_iter();
+    let (Some(mut a), Some(b)) = (it.next(), it.next()) else {
+        return Vec::new();
+    };
+    with_fma(|| {
+        for (x, &y) in a.iter_mut().zip(&b) {
+            *x = f(*x, y);
+        }
+    });
+    a
+}
+
+/// `a[i] = f(a[i], b[i], c[i])`, reusing the first input's buffer.
+fn zip3<T: Copy>(v: Vec<Vec<T>>, f: impl Fn(T, T, T) -> T) -> Vec<T> {
+    let mut it = v.into_iter();
+    let (Some(mut a), Some(b), Some(c)) = (it.next(), it.next(), it.next()) else {
+        return Vec::new();
+    };
+    with_fma(|| {
+        for ((x, &y), &z) in a.iter_mut().zip(&b).zip(&c) {
+            *x = f(*x, y, z);
+        }
+    });
+    a
+}
+
+/// A CPU tensor of `like`'s shape.
+fn cpu_tensor<T: candle_core::WithDType>(data: Vec<T>, like: &Tensor) -> Result<Tensor> {
+    Tensor::from_vec(data, like.shape(), &Device::Cpu).ctx("optimizer: fused op")
 }
 
 /// `a.add(b, alpha=alpha)` = `a + alpha * b` (exactly `a + b` when `alpha == 1`).
@@ -68,26 +103,24 @@ pub(crate) fn add_scaled(a: &Tensor, b: &Tensor, alpha: f64) -> Result<Tensor> {
         return a.add(b).ctx("optimizer: add");
     }
     let al32 = alpha as f32;
-    if let Some(t) = cpu_fused!([a, b], |x, y| y.mul_add(al32, x), y.mul_add(alpha, x)) {
-        return Ok(t);
+    match cpu_data(&[a, b])? {
+        Some(CpuData::F32(v)) => cpu_tensor(zip2(v, |x, y| y.mul_add(al32, x)), a),
+        Some(CpuData::F64(v)) => cpu_tensor(zip2(v, |x, y| y.mul_add(alpha, x)), a),
+        None => scale(b, alpha)?.add(a).ctx("optimizer: add"),
     }
-    scale(b, alpha)?.add(a).ctx("optimizer: add")
 }
 
 /// `s.addcmul(a, b, value=value)` = `s + value * a * b`.
 pub(crate) fn addcmul(s: &Tensor, a: &Tensor, b: &Tensor, value: f64) -> Result<Tensor> {
     let v32 = value as f32;
-    if let Some(t) = cpu_fused!(
-        [s, a, b],
-        |x, y, z| (v32 * y).mul_add(z, x),
-        (value * y).mul_add(z, x)
-    ) {
-        return Ok(t);
+    match cpu_data(&[s, a, b])? {
+        Some(CpuData::F32(v)) => cpu_tensor(zip3(v, |x, y, z| (v32 * y).mul_add(z, x)), s),
+        Some(CpuData::F64(v)) => cpu_tensor(zip3(v, |x, y, z| (value * y).mul_add(z, x)), s),
+        None => scale(a, value)?
+            .mul(b)
+            .and_then(|p| p.add(s))
+            .ctx("optimizer: addcmul"),
     }
-    scale(a, value)?
-        .mul(b)
-        .and_then(|p| p.add(s))
-        .ctx("optimizer: addcmul")
 }
 
 /// `t / s` as a true division by the scalar rounded to `t`'s dtype (candle's `t / s` would
@@ -110,21 +143,20 @@ pub(crate) fn lerp(start: &Tensor, end: &Tensor, weight: f64) -> Result<Tensor> 
         w32.abs() < 0.5
     };
     let (omw32, omw64) = (1.0f32 - w32, 1.0f64 - weight);
-    let fused = if small {
-        cpu_fused!(
-            [start, end],
-            |s, e| w32.mul_add(e - s, s),
-            weight.mul_add(e - s, s)
-        )
-    } else {
-        cpu_fused!(
-            [start, end],
-            |s, e| (-(e - s)).mul_add(omw32, e),
-            (-(e - s)).mul_add(omw64, e)
-        )
-    };
-    if let Some(t) = fused {
-        return Ok(t);
+    match (cpu_data(&[start, end])?, small) {
+        (Some(CpuData::F32(v)), true) => {
+            return cpu_tensor(zip2(v, |s, e| w32.mul_add(e - s, s)), start);
+        }
+        (Some(CpuData::F64(v)), true) => {
+            return cpu_tensor(zip2(v, |s, e| weight.mul_add(e - s, s)), start);
+        }
+        (Some(CpuData::F32(v)), false) => {
+            return cpu_tensor(zip2(v, |s, e| (-(e - s)).mul_add(omw32, e)), start);
+        }
+        (Some(CpuData::F64(v)), false) => {
+            return cpu_tensor(zip2(v, |s, e| (-(e - s)).mul_add(omw64, e)), start);
+        }
+        (None, _) => {}
     }
     let diff = end.sub(start).ctx("optimizer: lerp")?;
     if small {
