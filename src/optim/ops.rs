@@ -51,8 +51,10 @@ fn cpu_data(ts: &[&Tensor]) -> Result<Option<CpuData>> {
 fn with_fma<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
+        /// # Safety
+        /// The CPU must support FMA.
         #[target_feature(enable = "fma")]
-        fn run<R>(f: impl FnOnce() -> R) -> R {
+        unsafe fn run<R>(f: impl FnOnce() -> R) -> R {
             f()
         }
         if std::arch::is_x86_feature_detected!("fma") {
