@@ -1,6 +1,10 @@
 //! The `kiln` command line. One file per subcommand; each exposes `Args` (clap) and `run`.
 
+pub mod convert;
+pub mod diff;
 pub mod explain;
+pub mod forward;
+pub mod inspect;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -22,6 +26,14 @@ pub struct Cli {
 pub enum Command {
     /// Explain an error code (or list them all).
     Explain(explain::Args),
+    /// Show the tree of a model file: keys, shapes, dtypes, devices, totals.
+    Inspect(inspect::Args),
+    /// Convert between .pt/.pth/.bin and .safetensors (prefixes, renames, dtype, devices).
+    Convert(convert::Args),
+    /// Compare two model files (exit 0 when they agree, 1 otherwise).
+    Diff(diff::Args),
+    /// Run an eval-mode forward pass of a model on a safetensors input.
+    Forward(forward::Args),
 }
 
 /// Runs the CLI: parses arguments, dispatches, prints errors with code and hint.
@@ -37,6 +49,10 @@ pub fn main() -> ExitCode {
     let verbose = cli.verbose;
     let result: crate::Result<ExitCode> = match cli.command {
         Command::Explain(a) => explain::run(&a),
+        Command::Inspect(a) => inspect::run(&a),
+        Command::Convert(a) => convert::run(&a),
+        Command::Diff(a) => diff::run(&a),
+        Command::Forward(a) => forward::run(&a),
     };
     match result {
         Ok(code) => code,

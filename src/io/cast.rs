@@ -128,6 +128,21 @@ fn walk(v: &mut Value, to: Dtype, all: bool, done: &mut HashMap<usize, Arc<Stora
     }
 }
 
+/// The view's elements as `f64` (exact for every dtype but 64-bit integers beyond 2^53).
+///
+/// # Errors
+/// `K0507` for a view outside its storage.
+pub fn to_f64_vec(t: &super::value::TensorValue) -> Result<Vec<f64>> {
+    let b = t.contiguous_bytes()?;
+    let d = t.dtype();
+    Ok(b.chunks_exact(d.size())
+        .map(|c| match get(d, c) {
+            Elem::F(f) => f,
+            Elem::I(i) => i as f64,
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

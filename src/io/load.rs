@@ -67,6 +67,11 @@ pub struct LoadOptions {
     pub mmap: bool,
     /// Skip the CRC-32 check of records read into memory.
     pub skip_crc: bool,
+    /// Keep location tags (after `map_location`) without checking that their devices exist
+    /// here: for tools that only inspect or rewrite files (`kiln inspect`, `kiln convert`).
+    /// Tensors made from such values with [`crate::io::TensorValue::to_tensor`] go wherever the
+    /// caller says.
+    pub raw_locations: bool,
 }
 
 impl LoadOptions {
@@ -230,7 +235,9 @@ pub fn load_file(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
             Some(m) => m.apply(tag),
             None => tag.to_string(),
         };
-        check_location(&t, &p)?;
+        if !opts.raw_locations {
+            check_location(&t, &p)?;
+        }
         Ok(t)
     };
     let backing = || -> Result<Backing> {

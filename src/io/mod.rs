@@ -12,6 +12,7 @@
 
 pub mod atomic;
 pub mod cast;
+pub mod inspect;
 pub mod legacy;
 pub mod load;
 pub mod map_location;
@@ -20,6 +21,7 @@ pub mod safetensors;
 pub mod save;
 pub mod torch_zip;
 pub mod value;
+pub mod whole_model;
 pub mod zip;
 
 pub use atomic::{atomic_write, atomic_write_bytes};
@@ -30,3 +32,4 @@ pub use load::{
 pub use map_location::MapLocation;
 pub use save::{save, save_as, save_safetensors, save_state_dict};
 pub use value::{Bytes, Dict, Dtype, Storage, TensorValue, Value};
+pub use whole_model::{load_model, save_model};

@@ -303,7 +303,7 @@ impl Writer {
         self.memo_str("storage");
         match storage_class(d) {
             Some(class) => self.global("torch", class),
-            None => self.global("torch", "UntypedStorage"),
+            None => self.global("torch.storage", "UntypedStorage"),
         }
         self.memo_str(&key.to_string());
         self.memo_str(&t.storage.location);
