@@ -29,7 +29,8 @@ pub struct Args {
     /// Add this prefix to every key.
     #[arg(long, value_name = "P")]
     pub add_prefix: Option<String>,
-    /// Rename keys: REGEX=REPLACEMENT (`$1` refers to groups); repeatable, applied in order.
+    /// Rename keys: REGEX=REPLACEMENT (`$1` refers to groups); repeatable, applied in order,
+    /// after --strip-prefix and --add-prefix.
     #[arg(long, value_name = "REGEX=REPLACEMENT")]
     pub rename: Vec<String>,
     /// Cast floating-point tensors to this dtype (f32, f16, bf16, f64).
@@ -69,11 +70,11 @@ fn edit_keys(d: &mut Value, args: &Args) -> Result<()> {
         {
             nk = rest.to_string();
         }
-        for (re, rep) in &renames {
-            nk = re.replace(&nk, rep.as_str()).into_owned();
-        }
         if let Some(p) = &args.add_prefix {
             nk = format!("{p}{nk}");
+        }
+        for (re, rep) in &renames {
+            nk = re.replace(&nk, rep.as_str()).into_owned();
         }
         if !seen.insert(nk.clone()) {
             return Err(Error::invalid(

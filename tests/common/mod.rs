@@ -12,11 +12,16 @@ use std::sync::Arc;
 /// Describes `v` like `io_describe.describe`; tensors larger than `hex_limit` bytes are
 /// described by their SHA-256 instead of their bytes (`None`: always bytes).
 pub fn describe(v: &Value) -> J {
-    let mut ids = HashMap::new();
-    walk(v, &mut ids)
+    describe_with(v, None)
 }
 
-fn walk(v: &Value, ids: &mut HashMap<usize, usize>) -> J {
+/// [`describe`] with tensors over `hex_limit` bytes described by SHA-256.
+pub fn describe_with(v: &Value, hex_limit: Option<usize>) -> J {
+    let mut ids = HashMap::new();
+    walk(v, &mut ids, hex_limit)
+}
+
+fn walk(v: &Value, ids: &mut HashMap<usize, usize>, lim: Option<usize>) -> J {
     match v {
         Value::None => json!({"none": null}),
         Value::Bool(b) => json!({"bool": b}),
@@ -25,22 +30,22 @@ fn walk(v: &Value, ids: &mut HashMap<usize, usize>) -> J {
         Value::Str(s) => json!({"str": s}),
         Value::Bytes(b) => json!({"bytes": hex(b)}),
         Value::List(items) => {
-            json!({"list": items.iter().map(|x| walk(x, ids)).collect::<Vec<_>>()})
+            json!({"list": items.iter().map(|x| walk(x, ids, lim)).collect::<Vec<_>>()})
         }
         Value::Tuple(items) => {
-            json!({"tuple": items.iter().map(|x| walk(x, ids)).collect::<Vec<_>>()})
+            json!({"tuple": items.iter().map(|x| walk(x, ids, lim)).collect::<Vec<_>>()})
         }
         Value::Dict(d) => {
             let kind = if d.ordered { "OrderedDict" } else { "dict" };
             let items: Vec<J> = d
                 .entries
                 .iter()
-                .map(|(k, x)| json!([walk(k, ids), walk(x, ids)]))
+                .map(|(k, x)| json!([walk(k, ids, lim), walk(x, ids, lim)]))
                 .collect();
             let mut o = serde_json::Map::new();
             o.insert(kind.into(), J::Array(items));
             if let Some(m) = &d.metadata {
-                o.insert("metadata".into(), walk(m, ids));
+                o.insert("metadata".into(), walk(m, ids, lim));
             }
             J::Object(o)
         }
@@ -49,7 +54,14 @@ fn walk(v: &Value, ids: &mut HashMap<usize, usize>) -> J {
             let n = ids.len();
             let id = *ids.entry(key).or_insert(n);
             let bytes = t.contiguous_bytes().expect("view inside storage");
-            json!({"tensor": {
+            let (field, data) = match lim {
+                Some(l) if bytes.len() > l => {
+                    use sha2::Digest;
+                    ("sha256", hex(&sha2::Sha256::digest(&bytes)))
+                }
+                _ => ("hex", hex(&bytes)),
+            };
+            let mut j = json!({"tensor": {
                 "dtype": t.dtype().name(),
                 "shape": t.shape,
                 "stride": t.stride,
@@ -58,8 +70,9 @@ fn walk(v: &Value, ids: &mut HashMap<usize, usize>) -> J {
                 "param": t.is_parameter,
                 "storage": id,
                 "storage_bytes": t.storage.data.len(),
-                "hex": hex(&bytes),
-            }})
+            }});
+            j["tensor"][field] = J::String(data);
+            j
         }
         Value::DtypeObj(d) => json!({"dtype_obj": d.name()}),
         Value::DeviceObj(s) => json!({"device": s}),
