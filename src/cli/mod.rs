@@ -1,7 +1,11 @@
 //! The `kiln` command line. One file per subcommand; each exposes `Args` (clap) and `run`.
 
+pub mod convert;
 pub mod devices;
+pub mod diff;
 pub mod explain;
+pub mod forward;
+pub mod inspect;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -25,6 +29,14 @@ pub enum Command {
     Devices(devices::Args),
     /// Explain an error code (or list them all).
     Explain(explain::Args),
+    /// Show the tree of a model file: keys, shapes, dtypes, devices, totals.
+    Inspect(inspect::Args),
+    /// Convert between .pt/.pth/.bin and .safetensors (prefixes, renames, dtype, devices).
+    Convert(convert::Args),
+    /// Compare two model files (exit 0 when they agree, 1 otherwise).
+    Diff(diff::Args),
+    /// Run an eval-mode forward pass of a model on a safetensors input.
+    Forward(forward::Args),
 }
 
 /// Runs the CLI: parses arguments, dispatches, prints errors with code and hint.
@@ -41,6 +53,10 @@ pub fn main() -> ExitCode {
     let result: crate::Result<ExitCode> = match cli.command {
         Command::Devices(a) => devices::run(&a),
         Command::Explain(a) => explain::run(&a),
+        Command::Inspect(a) => inspect::run(&a),
+        Command::Convert(a) => convert::run(&a),
+        Command::Diff(a) => diff::run(&a),
+        Command::Forward(a) => forward::run(&a),
     };
     match result {
         Ok(code) => code,

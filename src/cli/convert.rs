@@ -1,0 +1,192 @@
+//! `kiln convert IN OUT`: between PyTorch files (`.pt/.pth/.bin`, zip or legacy) and
+//! `.safetensors`, optionally stripping/adding a key prefix, renaming keys by regex,
+//! remapping device tags and casting floating-point tensors.
+//!
+//! A `.pt` → `.pt` conversion keeps the whole object (checkpoint dicts, views, shared
+//! storages); key edits then apply to the state dict inside it. safetensors holds only a flat
+//! dict of tensors: the state dict of a checkpoint is picked (`state_dict`,
+//! `model_state_dict`…).
+
+use crate::error::{Error, Result};
+use crate::io::value::key_string;
+use crate::io::{
+    Dtype, LoadOptions, MapLocation, Value, load, pick_state_dict, save, save_safetensors,
+};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `kiln convert`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Input file.
+    pub input: PathBuf,
+    /// Output file; `.safetensors` writes safetensors, anything else the PyTorch zip format.
+    pub output: PathBuf,
+    /// Remove this prefix from keys that carry it (e.g. `module.` of DataParallel).
+    #[arg(long, value_name = "P")]
+    pub strip_prefix: Option<String>,
+    /// Add this prefix to every key.
+    #[arg(long, value_name = "P")]
+    pub add_prefix: Option<String>,
+    /// Rename keys: REGEX=REPLACEMENT (`$1` refers to groups); repeatable, applied in order,
+    /// after --strip-prefix and --add-prefix.
+    #[arg(long, value_name = "REGEX=REPLACEMENT")]
+    pub rename: Vec<String>,
+    /// Cast floating-point tensors to this dtype (f32, f16, bf16, f64).
+    #[arg(long, value_name = "D")]
+    pub dtype: Option<String>,
+    /// Rewrite storage device tags: a device (cpu) or FROM=TO pairs (cuda:1=cuda:0).
+    #[arg(long, value_name = "M")]
+    pub map_location: Option<String>,
+}
+
+/// Applies the key edits to a dict of tensors in place.
+fn edit_keys(d: &mut Value, args: &Args) -> Result<()> {
+    let Value::Dict(dict) = d else {
+        return Ok(());
+    };
+    let mut renames = Vec::new();
+    for r in &args.rename {
+        let (pat, rep) = r.split_once('=').ok_or_else(|| {
+            Error::invalid(
+                "--rename",
+                r,
+                "REGEX=REPLACEMENT, e.g. '^features\\.=body.'",
+            )
+        })?;
+        let re = regex::Regex::new(pat).map_err(|e| Error::Pattern {
+            pattern: pat.to_string(),
+            problem: format!("is not a valid regex: {e}"),
+        })?;
+        renames.push((re, rep.to_string()));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (k, _) in &mut dict.entries {
+        let Value::Str(key) = k else { continue };
+        let mut nk = key.clone();
+        if let Some(p) = &args.strip_prefix
+            && let Some(rest) = nk.strip_prefix(p.as_str())
+        {
+            nk = rest.to_string();
+        }
+        if let Some(p) = &args.add_prefix {
+            nk = format!("{p}{nk}");
+        }
+        for (re, rep) in &renames {
+            nk = re.replace(&nk, rep.as_str()).into_owned();
+        }
+        if !seen.insert(nk.clone()) {
+            return Err(Error::invalid(
+                "key edit",
+                format!("'{key}' -> '{nk}'"),
+                "renamed keys must stay unique",
+            ));
+        }
+        *key = nk;
+    }
+    // `_metadata` prefixes follow the same edits (only prefix changes are meaningful there).
+    if let Some(meta) = dict.metadata.as_deref_mut()
+        && let Value::Dict(m) = meta
+    {
+        for (k, _) in &mut m.entries {
+            let Value::Str(key) = k else { continue };
+            let mut nk = key.clone();
+            if let Some(p) = &args.strip_prefix {
+                let bare = p.trim_end_matches('.');
+                if nk == bare {
+                    nk.clear();
+                } else if let Some(rest) = nk.strip_prefix(p.as_str()) {
+                    nk = rest.to_string();
+                }
+            }
+            if let Some(p) = &args.add_prefix {
+                nk = if nk.is_empty() {
+                    p.trim_end_matches('.').to_string()
+                } else {
+                    format!("{p}{nk}")
+                };
+            }
+            *key = nk;
+        }
+    }
+    Ok(())
+}
+
+/// Runs `kiln convert`.
+///
+/// # Errors
+/// Loading/saving errors; `K0402` for a bad regex; `K0003` for colliding keys; `K0507`
+/// when safetensors is asked for a file without a state dict.
+pub fn run(args: &Args) -> Result<ExitCode> {
+    let mut opts = LoadOptions {
+        raw_locations: true,
+        ..LoadOptions::default()
+    };
+    if let Some(m) = &args.map_location {
+        opts.map_location = Some(MapLocation::parse(m)?);
+    }
+    if let Some(d) = &args.dtype {
+        let d = Dtype::parse(d)?;
+        if !d.is_float() {
+            return Err(Error::invalid(
+                "--dtype",
+                d.name(),
+                "a floating-point dtype (f64, f32, f16, bf16)",
+            ));
+        }
+        opts.dtype = Some(d);
+    }
+    let mut value = load(&args.input, &opts)?;
+    let input = args.input.display().to_string();
+    let to_st = crate::io::Format::for_path(&args.output) == crate::io::Format::Safetensors;
+    let editing =
+        args.strip_prefix.is_some() || args.add_prefix.is_some() || !args.rename.is_empty();
+    if to_st || editing {
+        // Find the state dict (the value itself or the entry of a checkpoint) and edit it.
+        let sd = pick_state_dict(&value, &input)?.clone();
+        let mut sd = sd;
+        edit_keys(&mut sd, args)?;
+        if to_st {
+            let tensors = crate::io::safetensors::flat_tensors(&sd)?;
+            save_safetensors(&tensors, &BTreeMap::new(), &args.output)?;
+            eprintln!(
+                "wrote {} tensors to {}",
+                tensors.len(),
+                args.output.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        replace_state_dict(&mut value, sd, &input)?;
+    }
+    save(&value, &args.output)?;
+    eprintln!("wrote {}", args.output.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn replace_state_dict(value: &mut Value, sd: Value, input: &str) -> Result<()> {
+    if pick_state_dict(value, input).is_ok_and(|v| std::ptr::eq(v, &*value)) {
+        *value = sd;
+        return Ok(());
+    }
+    let key = crate::io::load::STATE_DICT_KEYS
+        .iter()
+        .find(|k| {
+            value
+                .get(k)
+                .is_some_and(|x| pick_state_dict(x, input).is_ok())
+        })
+        .copied();
+    if let (Some(k), Value::Dict(d)) = (key, value) {
+        for (ek, ev) in &mut d.entries {
+            if key_string(ek) == k {
+                *ev = sd;
+                return Ok(());
+            }
+        }
+    }
+    Err(Error::Schema {
+        path: input.to_string(),
+        detail: "cannot locate the state dict to edit".into(),
+    })
+}

@@ -1,0 +1,510 @@
+//! Constructors behind the allow-listed globals: tensors from persistent storages,
+//! OrderedDicts (with `_metadata`), sets, bytes, devices; and the conversion of the object
+//! arena into a [`Value`] tree with depth and size limits.
+
+use super::globals::Global;
+use super::limits::*;
+use super::reader::{Id, Machine, Node};
+use crate::error::{Error, Result};
+use crate::io::value::{Dict, Dtype, Storage, TensorValue, Value, contiguous_stride};
+use std::sync::Arc;
+
+impl Machine<'_> {
+    pub(super) fn pairs(&self, items: Vec<Id>) -> Result<Vec<(Id, Id)>> {
+        if items.len() % 2 != 0 {
+            return Err(self.err("odd number of items for a dict"));
+        }
+        Ok(items.chunks_exact(2).map(|c| (c[0], c[1])).collect())
+    }
+
+    pub(super) fn extend_list(&mut self, items: Vec<Id>) -> Result<()> {
+        let t = self.top()?;
+        match self.node_mut(t)? {
+            Node::List(v) => {
+                v.extend(items);
+                Ok(())
+            }
+            other => {
+                let k = other.kind();
+                Err(self.err(format!("can only append to lists, but got a {k}")))
+            }
+        }
+    }
+
+    pub(super) fn set_items(&mut self, pairs: Vec<(Id, Id)>) -> Result<()> {
+        let t = self.top()?;
+        match self.node_mut(t)? {
+            Node::Dict { entries, .. } => {
+                for (k, v) in pairs {
+                    entries.push((k, v));
+                }
+                Ok(())
+            }
+            other => {
+                let k = other.kind();
+                Err(self.err(format!("can only set items of dicts, but got a {k}")))
+            }
+        }
+    }
+
+    fn items(&self, id: Id) -> Result<Vec<Id>> {
+        match self.node(id)? {
+            Node::Tuple(v) | Node::List(v) => Ok(v.clone()),
+            other => Err(self.err(format!("expected a tuple, got a {}", other.kind()))),
+        }
+    }
+
+    fn int(&self, id: Id, what: &str) -> Result<i64> {
+        match self.node(id)? {
+            Node::Int(i) => Ok(*i),
+            Node::Bool(b) => Ok(i64::from(*b)),
+            other => Err(self.err(format!("{what}: expected an int, got a {}", other.kind()))),
+        }
+    }
+
+    fn usize_of(&self, id: Id, what: &str) -> Result<usize> {
+        let i = self.int(id, what)?;
+        usize::try_from(i).map_err(|_| self.err(format!("{what}: negative value {i}")))
+    }
+
+    fn str_of(&self, id: Id, what: &str) -> Result<String> {
+        match self.node(id)? {
+            Node::Str(s) => Ok(s.clone()),
+            Node::Bytes(b) => Ok(b.iter().map(|&c| char::from(c)).collect()),
+            other => Err(self.err(format!("{what}: expected a str, got a {}", other.kind()))),
+        }
+    }
+
+    fn bool_of(&self, id: Id) -> Result<bool> {
+        match self.node(id)? {
+            Node::Bool(b) => Ok(*b),
+            Node::Int(i) => Ok(*i != 0),
+            Node::None => Ok(false),
+            other => Err(self.err(format!("expected a bool, got a {}", other.kind()))),
+        }
+    }
+
+    fn dims(&self, id: Id, what: &str) -> Result<Vec<usize>> {
+        let items = self.items(id)?;
+        if items.len() > MAX_RANK {
+            return Err(self.err(format!(
+                "{what} of rank {} exceeds MAX_RANK = {MAX_RANK}",
+                items.len()
+            )));
+        }
+        items.iter().map(|&i| self.usize_of(i, what)).collect()
+    }
+
+    pub(super) fn persistent(&mut self, pid: Id) -> Result<Arc<Storage>> {
+        let items = match self.node(pid)? {
+            Node::Tuple(v) => v.clone(),
+            other => {
+                return Err(self.err(format!(
+                    "persistent id must be a tuple, got a {}",
+                    other.kind()
+                )));
+            }
+        };
+        let [tag, ty, key, location, numel, rest @ ..] = items.as_slice() else {
+            return Err(self.err(format!(
+                "persistent id must be ('storage', type, key, location, numel), got {} items",
+                items.len()
+            )));
+        };
+        if self.str_of(*tag, "persistent id")? != "storage" {
+            return Err(self.err("only persistent ids of storages are allowed"));
+        }
+        let dtype = match self.node(*ty)? {
+            Node::Global(Global::StorageType(d)) => *d,
+            Node::Global(Global::UntypedStorage) => Dtype::U8,
+            other => {
+                return Err(self.err(format!(
+                    "persistent id: expected a storage class, got a {}",
+                    other.kind()
+                )));
+            }
+        };
+        let key = self.str_of(*key, "storage key")?;
+        let location = self.str_of(*location, "storage location")?;
+        let numel = self.usize_of(*numel, "storage numel")?;
+        let view = match rest.first() {
+            Some(&v) if !matches!(self.node(v)?, Node::None) => {
+                let vi = self.items(v)?;
+                let [_, off, size, ..] = vi.as_slice() else {
+                    return Err(self.err("bad storage view metadata"));
+                };
+                Some((
+                    self.usize_of(*off, "view offset")?,
+                    self.usize_of(*size, "view size")?,
+                ))
+            }
+            _ => None,
+        };
+        let cache_key = match view {
+            None => key.clone(),
+            Some((o, s)) => format!("{key}@{o}+{s}"),
+        };
+        if let Some(s) = self.by_key.get(&cache_key) {
+            if s.dtype != dtype {
+                return Err(self.err(format!(
+                    "storage '{key}' is named with two dtypes ({} and {})",
+                    s.dtype.name(),
+                    dtype.name()
+                )));
+            }
+            return Ok(s.clone());
+        }
+        let s = self.storages.storage(&key, dtype, &location, numel, view)?;
+        self.by_key.insert(cache_key, s.clone());
+        Ok(s)
+    }
+
+    fn storage_as(&mut self, id: Id, dtype: Option<Dtype>) -> Result<Arc<Storage>> {
+        let s = match self.node(id)? {
+            Node::Storage(s) => s.clone(),
+            other => {
+                return Err(self.err(format!(
+                    "tensor rebuild: expected a storage, got a {}",
+                    other.kind()
+                )));
+            }
+        };
+        let Some(d) = dtype.filter(|d| *d != s.dtype) else {
+            return Ok(s);
+        };
+        // An untyped (byte) storage viewed with the tensor's dtype (_rebuild_tensor_v3).
+        let key = (Arc::as_ptr(&s) as usize, d);
+        if let Some(t) = self.retyped.get(&key) {
+            return Ok(t.clone());
+        }
+        if s.dtype != Dtype::U8 || s.data.len() % d.size() != 0 {
+            return Err(self.err(format!(
+                "storage of {} bytes ({}) cannot hold {} elements",
+                s.data.len(),
+                s.dtype.name(),
+                d.name()
+            )));
+        }
+        let t = Arc::new(Storage {
+            dtype: d,
+            location: s.location.clone(),
+            data: s.data.clone(),
+        });
+        self.retyped.insert(key, t.clone());
+        Ok(t)
+    }
+
+    fn tensor(
+        &mut self,
+        args: &[Id],
+        dtype: Option<Dtype>,
+        requires_grad: Option<Id>,
+    ) -> Result<Node> {
+        let [storage, offset, size, stride, ..] = args else {
+            return Err(self.err(format!(
+                "tensor rebuild needs storage, offset, size, stride; got {} arguments",
+                args.len()
+            )));
+        };
+        let storage = self.storage_as(*storage, dtype)?;
+        let offset = self.usize_of(*offset, "storage offset")?;
+        let shape = self.dims(*size, "size")?;
+        let stride = match self.node(*stride)? {
+            Node::None => contiguous_stride(&shape),
+            _ => self.dims(*stride, "stride")?,
+        };
+        if shape.len() != stride.len() {
+            return Err(self.err(format!(
+                "size has {} dims but stride has {}",
+                shape.len(),
+                stride.len()
+            )));
+        }
+        shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| self.err("tensor element count overflows"))?;
+        let requires_grad = match requires_grad {
+            Some(r) => self.bool_of(r)?,
+            None => false,
+        };
+        let t = TensorValue {
+            storage,
+            offset,
+            shape,
+            stride,
+            requires_grad,
+            is_parameter: false,
+        };
+        t.check_bounds().map_err(|e| match e {
+            Error::Schema { detail, .. } => self.err(detail),
+            other => other,
+        })?;
+        Ok(Node::Tensor(t))
+    }
+
+    pub(super) fn call(&mut self, f: Id, args: Id) -> Result<Node> {
+        let g = match self.node(f)? {
+            Node::Global(g) => g.clone(),
+            other => {
+                return Err(self.err(format!(
+                    "can only call allow-listed globals, got a {}",
+                    other.kind()
+                )));
+            }
+        };
+        let a = self.items(args)?;
+        Ok(match g {
+            Global::OrderedDict | Global::Counter => {
+                let mut entries = Vec::new();
+                if let Some(&src) = a.first() {
+                    match self.node(src)?.clone() {
+                        Node::Dict { entries: e, .. } => entries = e,
+                        Node::List(items) | Node::Tuple(items) => {
+                            for it in items {
+                                let kv = self.items(it)?;
+                                let [k, v] = kv.as_slice() else {
+                                    return Err(self.err("OrderedDict item is not a pair"));
+                                };
+                                entries.push((*k, *v));
+                            }
+                        }
+                        other => {
+                            return Err(self.err(format!("OrderedDict from a {}", other.kind())));
+                        }
+                    }
+                }
+                Node::Dict {
+                    entries,
+                    ordered: g == Global::OrderedDict,
+                    metadata: None,
+                }
+            }
+            Global::Set | Global::FrozenSet => match a.first() {
+                None => Node::Set(Vec::new()),
+                Some(&src) => Node::Set(self.items(src)?),
+            },
+            Global::BytesType | Global::ByteArray => match a.as_slice() {
+                [] => Node::Bytes(Vec::new()),
+                [b] => match self.node(*b)? {
+                    Node::Bytes(b) => Node::Bytes(b.clone()),
+                    Node::List(items) => {
+                        let items = items.clone();
+                        let mut out = Vec::with_capacity(items.len());
+                        for i in items {
+                            let v = self.int(i, "bytes item")?;
+                            out.push(u8::try_from(v).map_err(|_| self.err("byte out of range"))?);
+                        }
+                        Node::Bytes(out)
+                    }
+                    other => return Err(self.err(format!("bytes from a {}", other.kind()))),
+                },
+                [s, enc] => self.encode(*s, *enc)?,
+                _ => return Err(self.err("bytes() with too many arguments")),
+            },
+            Global::Encode => {
+                let [s, enc] = a.as_slice() else {
+                    return Err(self.err("_codecs.encode needs (str, encoding)"));
+                };
+                self.encode(*s, *enc)?
+            }
+            Global::Size => match a.first() {
+                None => Node::Tuple(Vec::new()),
+                Some(&t) => Node::Tuple(self.items(t)?),
+            },
+            Global::Device => {
+                let ty = match a.first() {
+                    Some(&t) => self.str_of(t, "device type")?,
+                    None => return Err(self.err("torch.device() needs a type")),
+                };
+                match a.get(1) {
+                    Some(&i) if !matches!(self.node(i)?, Node::None) => {
+                        Node::Device(format!("{ty}:{}", self.int(i, "device index")?))
+                    }
+                    _ => Node::Device(ty),
+                }
+            }
+            Global::RebuildTensor => self.tensor(&a, None, None)?,
+            Global::RebuildTensorV2 => {
+                let rg = a.get(4).copied();
+                self.tensor(&a, None, rg)?
+            }
+            Global::RebuildTensorV3 => {
+                let d = match a.get(6).map(|&d| self.node(d)).transpose()? {
+                    Some(Node::Global(Global::Dtype(d))) => *d,
+                    _ => return Err(self.err("_rebuild_tensor_v3 needs a dtype argument")),
+                };
+                let rg = a.get(4).copied();
+                self.tensor(&a, Some(d), rg)?
+            }
+            Global::RebuildParameter | Global::RebuildParameterWithState | Global::Parameter => {
+                let Some(&data) = a.first() else {
+                    return Err(self.err("Parameter needs a tensor"));
+                };
+                let mut t = match self.node(data)? {
+                    Node::Tensor(t) => t.clone(),
+                    other => {
+                        return Err(
+                            self.err(format!("Parameter of a {}, not a tensor", other.kind()))
+                        );
+                    }
+                };
+                t.requires_grad = match a.get(1) {
+                    Some(&r) => self.bool_of(r)?,
+                    None => true,
+                };
+                t.is_parameter = true;
+                Node::Tensor(t)
+            }
+            Global::RebuildFromTypeV2 => {
+                let [func, ty, fargs, ..] = a.as_slice() else {
+                    return Err(self.err("_rebuild_from_type_v2 needs (func, type, args, state)"));
+                };
+                let param = match self.node(*ty)? {
+                    Node::Global(Global::Parameter) => true,
+                    Node::Global(Global::TensorClass) => false,
+                    _ => {
+                        return Err(Error::Unsupported {
+                            what: format!("tensor subclasses in '{}'", self.path),
+                        });
+                    }
+                };
+                let mut n = self.call(*func, *fargs)?;
+                if let Node::Tensor(t) = &mut n {
+                    t.is_parameter |= param;
+                }
+                n
+            }
+            Global::TensorClass
+            | Global::StorageType(_)
+            | Global::UntypedStorage
+            | Global::Dtype(_) => {
+                return Err(self.err(format!("{g:?} cannot be called")));
+            }
+        })
+    }
+
+    fn encode(&self, s: Id, enc: Id) -> Result<Node> {
+        let s = self.str_of(s, "encode")?;
+        let enc = self.str_of(enc, "encoding")?.to_ascii_lowercase();
+        match enc.as_str() {
+            "latin1" | "latin-1" | "iso-8859-1" => s
+                .chars()
+                .map(|c| u8::try_from(u32::from(c)).map_err(|_| self.err("non-latin-1 character")))
+                .collect::<Result<Vec<u8>>>()
+                .map(Node::Bytes),
+            "utf-8" | "utf8" => Ok(Node::Bytes(s.into_bytes())),
+            other => Err(self.err(format!("unsupported encoding '{other}'"))),
+        }
+    }
+
+    pub(super) fn build(&mut self, inst: Id, state: Id) -> Result<()> {
+        let state_node = self.node(state)?.clone();
+        match self.node(inst)?.clone() {
+            Node::Dict { .. } => {
+                let entries = match state_node {
+                    Node::Dict { entries, .. } => entries,
+                    Node::Tuple(t) => {
+                        let mut all = Vec::new();
+                        for part in t {
+                            if let Node::Dict { entries, .. } = self.node(part)? {
+                                all.extend(entries.iter().copied());
+                            }
+                        }
+                        all
+                    }
+                    Node::None => Vec::new(),
+                    other => {
+                        return Err(self.err(format!("BUILD of a dict with a {}", other.kind())));
+                    }
+                };
+                for (k, v) in entries {
+                    if matches!(self.node(k)?, Node::Str(s) if s == "_metadata")
+                        && let Node::Dict { metadata, .. } = self.node_mut(inst)?
+                    {
+                        *metadata = Some(v);
+                    }
+                }
+                Ok(())
+            }
+            // Parameter/Tensor state (hooks, python attributes): nothing kiln keeps.
+            Node::Tensor(_) => Ok(()),
+            other => Err(self.err(format!(
+                "BUILD is only allowed on tensors and OrderedDicts, got a {}",
+                other.kind()
+            ))),
+        }
+    }
+
+    pub(super) fn to_value(&self, id: Id, depth: usize, budget: &mut usize) -> Result<Value> {
+        if depth > MAX_DEPTH {
+            return Err(self.err(format!(
+                "objects nested deeper than MAX_DEPTH = {MAX_DEPTH} (or a container that contains itself)"
+            )));
+        }
+        *budget = budget.checked_sub(1).ok_or_else(|| {
+            self.err(format!(
+                "result larger than MAX_OUTPUT_NODES = {MAX_OUTPUT_NODES} (shared containers expanded)"
+            ))
+        })?;
+        let seq = |ids: &[Id], budget: &mut usize| -> Result<Vec<Value>> {
+            ids.iter()
+                .map(|&i| self.to_value(i, depth + 1, budget))
+                .collect()
+        };
+        Ok(match self.node(id)? {
+            Node::None => Value::None,
+            Node::Bool(b) => Value::Bool(*b),
+            Node::Int(i) => Value::Int(*i),
+            Node::BigInt => {
+                return Err(self.err("integer does not fit in 64 bits"));
+            }
+            Node::Float(f) => Value::Float(*f),
+            Node::Str(s) => Value::Str(s.clone()),
+            Node::Bytes(b) => Value::Bytes(b.clone()),
+            Node::List(v) | Node::Set(v) => Value::List(seq(v, budget)?),
+            Node::Tuple(v) => Value::Tuple(seq(v, budget)?),
+            Node::Dict {
+                entries,
+                ordered,
+                metadata,
+            } => {
+                let mut out = Vec::with_capacity(entries.len());
+                for (k, v) in entries {
+                    let k = self.to_value(*k, depth + 1, budget)?;
+                    let v = self.to_value(*v, depth + 1, budget)?;
+                    // Python dict semantics: a repeated key replaces the value in place.
+                    match out
+                        .iter_mut()
+                        .find(|(ek, _): &&mut (Value, Value)| *ek == k)
+                    {
+                        Some(slot) => slot.1 = v,
+                        None => out.push((k, v)),
+                    }
+                }
+                let metadata = match metadata {
+                    Some(m) => Some(Box::new(self.to_value(*m, depth + 1, budget)?)),
+                    None => None,
+                };
+                Value::Dict(Dict {
+                    entries: out,
+                    ordered: *ordered,
+                    metadata,
+                })
+            }
+            Node::Global(Global::Dtype(d)) => Value::DtypeObj(*d),
+            Node::Global(g) => {
+                return Err(Error::Unsupported {
+                    what: format!("a bare {g:?} object in '{}'", self.path),
+                });
+            }
+            Node::Storage(_) => {
+                return Err(Error::Unsupported {
+                    what: format!("a bare storage (not inside a tensor) in '{}'", self.path),
+                });
+            }
+            Node::Tensor(t) => Value::Tensor(t.clone()),
+            Node::Device(d) => Value::DeviceObj(d.clone()),
+        })
+    }
+}

@@ -1,0 +1,216 @@
+//! The allow-list: the only globals a pickle may name, each mapped to a constructor kiln
+//! implements itself. Nothing is ever looked up or executed by name.
+//!
+//! Mirrors the relevant part of PyTorch's `_weights_only_unpickler._get_allowed_globals`.
+
+use crate::error::{Error, Result};
+use crate::io::value::Dtype;
+
+/// An allow-listed global.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Global {
+    /// `collections.OrderedDict`
+    OrderedDict,
+    /// `collections.Counter` (read as a plain dict)
+    Counter,
+    /// `builtins.set`
+    Set,
+    /// `builtins.frozenset`
+    FrozenSet,
+    /// `builtins.bytearray`
+    ByteArray,
+    /// `builtins.bytes`
+    BytesType,
+    /// `_codecs.encode` (how protocol 2 writes `bytes`)
+    Encode,
+    /// `torch.Size`
+    Size,
+    /// `torch.device`
+    Device,
+    /// `torch.Tensor`
+    TensorClass,
+    /// `torch.nn.parameter.Parameter`
+    Parameter,
+    /// `torch._utils._rebuild_tensor`
+    RebuildTensor,
+    /// `torch._utils._rebuild_tensor_v2`
+    RebuildTensorV2,
+    /// `torch._utils._rebuild_tensor_v3`
+    RebuildTensorV3,
+    /// `torch._utils._rebuild_parameter`
+    RebuildParameter,
+    /// `torch._utils._rebuild_parameter_with_state`
+    RebuildParameterWithState,
+    /// `torch._tensor._rebuild_from_type_v2`
+    RebuildFromTypeV2,
+    /// A typed storage class (`torch.FloatStorage`).
+    StorageType(Dtype),
+    /// `torch.UntypedStorage` (bytes; the tensor carries the dtype).
+    UntypedStorage,
+    /// A dtype object (`torch.float32`).
+    Dtype(Dtype),
+}
+
+/// The storage class PyTorch pickles for a dtype (`FloatStorage`), or `None` for dtypes that
+/// use `UntypedStorage` and `_rebuild_tensor_v3`.
+pub fn storage_class(d: Dtype) -> Option<&'static str> {
+    Some(match d {
+        Dtype::F64 => "DoubleStorage",
+        Dtype::F32 => "FloatStorage",
+        Dtype::F16 => "HalfStorage",
+        Dtype::BF16 => "BFloat16Storage",
+        Dtype::I64 => "LongStorage",
+        Dtype::I32 => "IntStorage",
+        Dtype::I16 => "ShortStorage",
+        Dtype::I8 => "CharStorage",
+        Dtype::U8 => "ByteStorage",
+        Dtype::Bool => "BoolStorage",
+        Dtype::U16 | Dtype::U32 | Dtype::U64 => return None,
+    })
+}
+
+/// The attribute name of a dtype in the `torch` module (`float32`).
+pub fn dtype_attr(d: Dtype) -> &'static str {
+    d.torch_name().trim_start_matches("torch.")
+}
+
+fn dtype_by_attr(name: &str) -> Option<Dtype> {
+    Some(match name {
+        "float64" | "double" => Dtype::F64,
+        "float32" | "float" => Dtype::F32,
+        "float16" | "half" => Dtype::F16,
+        "bfloat16" => Dtype::BF16,
+        "int64" | "long" => Dtype::I64,
+        "int32" | "int" => Dtype::I32,
+        "int16" | "short" => Dtype::I16,
+        "int8" => Dtype::I8,
+        "uint8" => Dtype::U8,
+        "bool" => Dtype::Bool,
+        "uint16" => Dtype::U16,
+        "uint32" => Dtype::U32,
+        "uint64" => Dtype::U64,
+        _ => return None,
+    })
+}
+
+/// Globals PyTorch's weights-only unpickler allows but kiln does not rebuild.
+const KNOWN_UNSUPPORTED: &[(&str, &str, &str)] = &[
+    ("torch._utils", "_rebuild_sparse_tensor", "sparse tensors"),
+    ("torch._utils", "_rebuild_qtensor", "quantized tensors"),
+    (
+        "torch._utils",
+        "_rebuild_meta_tensor_no_storage",
+        "meta tensors",
+    ),
+    (
+        "torch._utils",
+        "_rebuild_wrapper_subclass",
+        "tensor subclasses",
+    ),
+    (
+        "torch._utils",
+        "_rebuild_device_tensor_from_numpy",
+        "device tensors saved through numpy",
+    ),
+    (
+        "torch._utils",
+        "_rebuild_device_tensor_from_cpu_tensor",
+        "device tensors saved from CPU copies",
+    ),
+    ("builtins", "complex", "complex numbers"),
+    ("torch.serialization", "_get_layout", "sparse layouts"),
+];
+
+/// Resolves `module.name` against the allow-list.
+///
+/// # Errors
+/// `K0504` for anything not on it (naming `module.name`); `K0005` for globals PyTorch allows
+/// but kiln cannot rebuild (sparse, quantized, complex…).
+pub fn resolve(module: &str, name: &str, path: &str) -> Result<Global> {
+    // Python 2 names, as pickle's fix_imports maps them.
+    let module = match module {
+        "__builtin__" => "builtins",
+        m => m,
+    };
+    let g = match (module, name) {
+        ("collections", "OrderedDict") => Global::OrderedDict,
+        ("collections", "Counter") => Global::Counter,
+        ("builtins", "set") => Global::Set,
+        ("builtins", "frozenset") => Global::FrozenSet,
+        ("builtins", "bytearray") => Global::ByteArray,
+        ("builtins", "bytes") => Global::BytesType,
+        ("_codecs", "encode") => Global::Encode,
+        ("torch", "Size") => Global::Size,
+        ("torch", "device") => Global::Device,
+        ("torch", "Tensor") => Global::TensorClass,
+        ("torch.nn.parameter", "Parameter") => Global::Parameter,
+        ("torch._utils", "_rebuild_tensor") => Global::RebuildTensor,
+        ("torch._utils", "_rebuild_tensor_v2") => Global::RebuildTensorV2,
+        ("torch._utils", "_rebuild_tensor_v3") => Global::RebuildTensorV3,
+        ("torch._utils", "_rebuild_parameter") => Global::RebuildParameter,
+        ("torch._utils", "_rebuild_parameter_with_state") => Global::RebuildParameterWithState,
+        ("torch._tensor", "_rebuild_from_type_v2") => Global::RebuildFromTypeV2,
+        ("torch" | "torch.storage", "UntypedStorage") => Global::UntypedStorage,
+        ("torch" | "torch.cuda", n) if n.ends_with("Storage") => {
+            match Dtype::ALL
+                .iter()
+                .copied()
+                .find(|d| storage_class(*d) == Some(n))
+            {
+                Some(d) => Global::StorageType(d),
+                None => return Err(refused(module, name, path)),
+            }
+        }
+        ("torch", n) => match dtype_by_attr(n) {
+            Some(d) => Global::Dtype(d),
+            None => return Err(refused(module, name, path)),
+        },
+        _ => {
+            if let Some((_, _, what)) = KNOWN_UNSUPPORTED
+                .iter()
+                .find(|(m, n, _)| *m == module && *n == name)
+            {
+                return Err(Error::Unsupported {
+                    what: format!("{what} ({module}.{name}) in '{path}'"),
+                });
+            }
+            return Err(refused(module, name, path));
+        }
+    };
+    Ok(g)
+}
+
+fn refused(module: &str, name: &str, path: &str) -> Error {
+    Error::UnsafeGlobal {
+        path: path.to_string(),
+        global: format!("{module}.{name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_list() {
+        assert_eq!(
+            resolve("torch", "FloatStorage", "f").unwrap(),
+            Global::StorageType(Dtype::F32)
+        );
+        assert_eq!(
+            resolve("torch", "bfloat16", "f").unwrap(),
+            Global::Dtype(Dtype::BF16)
+        );
+        assert_eq!(resolve("__builtin__", "set", "f").unwrap(), Global::Set);
+        let e = resolve("os", "system", "f.pt").unwrap_err();
+        assert_eq!(e.code(), "K0504");
+        assert!(e.to_string().contains("os.system"), "{e}");
+        assert_eq!(resolve("torch", "load", "f").unwrap_err().code(), "K0504");
+        assert_eq!(
+            resolve("torch._utils", "_rebuild_qtensor", "f")
+                .unwrap_err()
+                .code(),
+            "K0005"
+        );
+    }
+}

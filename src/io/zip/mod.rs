@@ -1,0 +1,7 @@
+//! The zip container of PyTorch files: a bounds-checked reader and an aligned STORED writer.
+
+pub mod reader;
+pub mod writer;
+
+pub use reader::{Entry, FileSource, SliceSource, Source, ZipIndex, check_crc, read_entry};
+pub use writer::{ALIGNMENT, ZipWriter};

@@ -1,0 +1,377 @@
+//! A zip reader for PyTorch archives that trusts nothing: the end record is searched, every
+//! offset and size is checked against the file length with checked arithmetic, and each
+//! record's local header is verified. It reads through a [`Source`] (a file read with
+//! positioned reads, or a memory map), so a record is read straight into its own buffer.
+
+use crate::error::{Error, Result};
+
+const LOCAL_SIG: u32 = 0x0403_4b50;
+const CENTRAL_SIG: u32 = 0x0201_4b50;
+const EOCD_SIG: u32 = 0x0605_4b50;
+const EOCD64_SIG: u32 = 0x0606_4b50;
+const LOCATOR_SIG: u32 = 0x0706_4b50;
+/// Most entries a central directory may list.
+pub const MAX_ENTRIES: usize = 1 << 20;
+/// Largest central directory, in bytes.
+pub const MAX_CENTRAL_DIRECTORY: u64 = 1 << 28;
+
+/// Random-access bytes: a file or a memory map.
+pub trait Source {
+    /// Total length in bytes.
+    fn len(&self) -> u64;
+    /// Whether the source is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Fills `buf` from byte `offset`.
+    ///
+    /// # Errors
+    /// `K0002`/`K0501` when the bytes cannot be read.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
+}
+
+/// A file read with positioned reads.
+pub struct FileSource {
+    /// The open file.
+    pub file: std::fs::File,
+    /// Its length.
+    pub len: u64,
+    /// Its path, for errors.
+    pub path: String,
+}
+
+impl Source for FileSource {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileExt;
+            self.file.read_exact_at(buf, offset).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    truncated(
+                        &self.path,
+                        format!("reading {} bytes at {offset}", buf.len()),
+                    )
+                } else {
+                    Error::io("reading", &self.path, e)
+                }
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut f = &self.file;
+            f.seek(SeekFrom::Start(offset))
+                .and_then(|_| f.read_exact(buf))
+                .map_err(|e| Error::io("reading", &self.path, e))
+        }
+    }
+}
+
+/// Bytes in memory (a buffer or a memory map).
+pub struct SliceSource<'a>(pub &'a [u8]);
+
+impl Source for SliceSource<'_> {
+    fn len(&self) -> u64 {
+        self.0.len() as u64
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let start = usize::try_from(offset).ok();
+        let src = start
+            .and_then(|s| s.checked_add(buf.len()).map(|e| (s, e)))
+            .and_then(|(s, e)| self.0.get(s..e))
+            .ok_or_else(|| {
+                truncated(
+                    "<memory>",
+                    format!("reading {} bytes at {offset}", buf.len()),
+                )
+            })?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}
+
+fn truncated(path: &str, detail: String) -> Error {
+    Error::Truncated {
+        path: path.to_string(),
+        detail,
+    }
+}
+
+impl Source for memmap2::Mmap {
+    fn len(&self) -> u64 {
+        <[u8]>::len(self) as u64
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        SliceSource(self).read_at(offset, buf)
+    }
+}
+
+/// One record of the archive.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// Full name (`archive/data/0`).
+    pub name: String,
+    /// Offset of the record's data.
+    pub data_start: u64,
+    /// Stored size.
+    pub size: u64,
+    /// Uncompressed size.
+    pub uncompressed: u64,
+    /// CRC32 from the central directory.
+    pub crc: u32,
+    /// Compression method (0 stored, 8 deflate).
+    pub method: u16,
+}
+
+/// A parsed archive: its records in central-directory order.
+#[derive(Debug)]
+pub struct ZipIndex {
+    /// The records.
+    pub entries: Vec<Entry>,
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        let s = self.b.get(self.pos..self.pos.checked_add(n)?)?;
+        self.pos += n;
+        Some(s)
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.take(2).map(|s| u16::from_le_bytes([s[0], s[1]]))
+    }
+    fn u32(&mut self) -> Option<u32> {
+        let s = self.take(4)?;
+        Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        let s = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(s);
+        Some(u64::from_le_bytes(a))
+    }
+}
+
+fn read_vec(src: &dyn Source, offset: u64, len: u64, path: &str) -> Result<Vec<u8>> {
+    let end = offset.checked_add(len).filter(|e| *e <= src.len());
+    if end.is_none() {
+        return Err(truncated(
+            path,
+            format!(
+                "{len} bytes at offset {offset} lie past the end of the file ({} bytes)",
+                src.len()
+            ),
+        ));
+    }
+    let n = usize::try_from(len).map_err(|_| corrupt(path, "record larger than memory"))?;
+    let mut v = vec![0u8; n];
+    src.read_at(offset, &mut v)?;
+    Ok(v)
+}
+
+fn corrupt(path: &str, detail: impl Into<String>) -> Error {
+    Error::Corrupt {
+        path: path.to_string(),
+        detail: detail.into(),
+    }
+}
+
+impl ZipIndex {
+    /// Parses the central directory of `src`.
+    ///
+    /// # Errors
+    /// `K0501` when the end of the archive is missing (a truncated file) or a record lies past
+    /// the end of the file; `K0502` when the directory or a local header is inconsistent.
+    pub fn parse(src: &dyn Source, path: &str) -> Result<ZipIndex> {
+        let len = src.len();
+        let tail_len = len.min(22 + 65_535);
+        let tail = read_vec(src, len - tail_len, tail_len, path)?;
+        let eocd = (0..tail.len().saturating_sub(21))
+            .rev()
+            .find(|&i| tail.get(i..i + 4) == Some(&EOCD_SIG.to_le_bytes()[..]))
+            .ok_or_else(|| {
+                truncated(
+                    path,
+                    format!(
+                        "the zip end-of-central-directory record is missing ({len} bytes read); PyTorch: failed finding central directory"
+                    ),
+                )
+            })?;
+        let eocd_pos = len - tail_len + eocd as u64;
+        let mut c = Cursor {
+            b: tail.get(eocd..).unwrap_or(&[]),
+            pos: 4,
+        };
+        let bad_eocd = || corrupt(path, "damaged end-of-central-directory record");
+        c.take(4).ok_or_else(bad_eocd)?;
+        c.u16().ok_or_else(bad_eocd)?;
+        let mut count = u64::from(c.u16().ok_or_else(bad_eocd)?);
+        let mut cd_size = u64::from(c.u32().ok_or_else(bad_eocd)?);
+        let mut cd_off = u64::from(c.u32().ok_or_else(bad_eocd)?);
+        // ZIP64: the locator sits just before the classic record.
+        if eocd_pos >= 20 {
+            let loc = read_vec(src, eocd_pos - 20, 20, path)?;
+            let mut l = Cursor { b: &loc, pos: 0 };
+            if l.u32() == Some(LOCATOR_SIG) {
+                l.u32();
+                let rec_off = l.u64().ok_or_else(bad_eocd)?;
+                let rec = read_vec(src, rec_off, 56, path)?;
+                let mut r = Cursor { b: &rec, pos: 0 };
+                if r.u32() != Some(EOCD64_SIG) {
+                    return Err(corrupt(path, "ZIP64 end record signature missing"));
+                }
+                r.take(20);
+                r.u64();
+                count = r.u64().ok_or_else(bad_eocd)?;
+                cd_size = r.u64().ok_or_else(bad_eocd)?;
+                cd_off = r.u64().ok_or_else(bad_eocd)?;
+            }
+        }
+        if count > MAX_ENTRIES as u64 || cd_size > MAX_CENTRAL_DIRECTORY {
+            return Err(corrupt(
+                path,
+                format!(
+                    "central directory of {count} entries / {cd_size} bytes exceeds the limits"
+                ),
+            ));
+        }
+        if cd_off.checked_add(cd_size).is_none_or(|e| e > len) {
+            return Err(truncated(
+                path,
+                format!(
+                    "the central directory (offset {cd_off}, {cd_size} bytes) lies past the end of the file ({len} bytes)"
+                ),
+            ));
+        }
+        let cd = read_vec(src, cd_off, cd_size, path)?;
+        let mut c = Cursor { b: &cd, pos: 0 };
+        let mut entries = Vec::with_capacity(count as usize);
+        for i in 0..count {
+            let bad = || corrupt(path, format!("central directory entry {i} is damaged"));
+            if c.u32() != Some(CENTRAL_SIG) {
+                return Err(bad());
+            }
+            c.take(4).ok_or_else(bad)?;
+            let flags = c.u16().ok_or_else(bad)?;
+            let method = c.u16().ok_or_else(bad)?;
+            c.take(4).ok_or_else(bad)?;
+            let crc = c.u32().ok_or_else(bad)?;
+            let mut size = u64::from(c.u32().ok_or_else(bad)?);
+            let mut uncompressed = u64::from(c.u32().ok_or_else(bad)?);
+            let name_len = usize::from(c.u16().ok_or_else(bad)?);
+            let extra_len = usize::from(c.u16().ok_or_else(bad)?);
+            let comment_len = usize::from(c.u16().ok_or_else(bad)?);
+            c.take(8).ok_or_else(bad)?;
+            let mut offset = u64::from(c.u32().ok_or_else(bad)?);
+            let name = c.take(name_len).ok_or_else(bad)?;
+            let name = String::from_utf8_lossy(name).into_owned();
+            let extra = c.take(extra_len).ok_or_else(bad)?.to_vec();
+            c.take(comment_len).ok_or_else(bad)?;
+            if flags & 1 != 0 {
+                return Err(Error::Unsupported {
+                    what: format!("encrypted zip record '{name}' in '{path}'"),
+                });
+            }
+            // ZIP64 extended information: only the fields that overflowed, in order.
+            let mut x = Cursor { b: &extra, pos: 0 };
+            while let (Some(id), Some(n)) = (x.u16(), x.u16()) {
+                let body = x.take(usize::from(n)).ok_or_else(bad)?;
+                if id == 0x0001 {
+                    let mut z = Cursor { b: body, pos: 0 };
+                    if uncompressed == 0xFFFF_FFFF {
+                        uncompressed = z.u64().ok_or_else(bad)?;
+                    }
+                    if size == 0xFFFF_FFFF {
+                        size = z.u64().ok_or_else(bad)?;
+                    }
+                    if offset == 0xFFFF_FFFF {
+                        offset = z.u64().ok_or_else(bad)?;
+                    }
+                }
+            }
+            let lh = read_vec(src, offset, 30, path)?;
+            let mut l = Cursor { b: &lh, pos: 0 };
+            if l.u32() != Some(LOCAL_SIG) {
+                return Err(corrupt(
+                    path,
+                    format!("record '{name}': no local header at offset {offset}"),
+                ));
+            }
+            l.take(22);
+            let ln = u64::from(l.u16().ok_or_else(bad)?);
+            let le = u64::from(l.u16().ok_or_else(bad)?);
+            let data_start = offset + 30 + ln + le;
+            if data_start.checked_add(size).is_none_or(|e| e > len) {
+                return Err(truncated(
+                    path,
+                    format!(
+                        "record '{name}' ({size} bytes at offset {data_start}) lies past the end of the file ({len} bytes)"
+                    ),
+                ));
+            }
+            entries.push(Entry {
+                name,
+                data_start,
+                size,
+                uncompressed,
+                crc,
+                method,
+            });
+        }
+        Ok(ZipIndex { entries })
+    }
+
+    /// The record called `name`.
+    pub fn get(&self, name: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.name == name)
+    }
+}
+
+/// Reads a record into memory, checking its CRC32 (`verify`).
+///
+/// # Errors
+/// `K0502` on a CRC mismatch; `K0005` for compressed records; I/O errors.
+pub fn read_entry(src: &dyn Source, e: &Entry, verify: bool, path: &str) -> Result<Vec<u8>> {
+    if e.method != 0 {
+        return Err(Error::Unsupported {
+            what: format!(
+                "compressed zip record '{}' (method {}) in '{path}': torch.save writes records uncompressed; re-save the file",
+                e.name, e.method
+            ),
+        });
+    }
+    let v = read_vec(src, e.data_start, e.size, path)?;
+    if verify {
+        check_crc(&v, e, path)?;
+    }
+    Ok(v)
+}
+
+/// Checks a record's bytes against its CRC32 (a stored CRC of 0 means "not recorded", as
+/// PyTorch writes with `set_crc32_options(False)`).
+///
+/// # Errors
+/// `K0502` on mismatch.
+pub fn check_crc(bytes: &[u8], e: &Entry, path: &str) -> Result<()> {
+    if e.crc == 0 {
+        return Ok(());
+    }
+    let got = crc32fast::hash(bytes);
+    if got != e.crc {
+        return Err(corrupt(
+            path,
+            format!(
+                "CRC-32 mismatch in record '{}': stored {:08x}, computed {got:08x}",
+                e.name, e.crc
+            ),
+        ));
+    }
+    Ok(())
+}
