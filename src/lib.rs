@@ -10,6 +10,7 @@
 //! model's life cycle is kiln's.
 
 pub mod cli;
+pub mod data;
 pub mod device;
 pub mod error;
 pub mod io;
