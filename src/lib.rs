@@ -18,6 +18,7 @@ pub mod models;
 pub mod nn;
 pub mod optim;
 pub mod rng;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use nn::{Module, Param, StateDict};

@@ -1,6 +1,7 @@
 //! The `kiln` command line. One file per subcommand; each exposes `Args` (clap) and `run`.
 
 pub mod explain;
+pub mod train;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -22,6 +23,8 @@ pub struct Cli {
 pub enum Command {
     /// Explain an error code (or list them all).
     Explain(explain::Args),
+    /// Train a model on the embedded digits data set.
+    Train(train::Args),
 }
 
 /// Runs the CLI: parses arguments, dispatches, prints errors with code and hint.
@@ -37,6 +40,7 @@ pub fn main() -> ExitCode {
     let verbose = cli.verbose;
     let result: crate::Result<ExitCode> = match cli.command {
         Command::Explain(a) => explain::run(&a),
+        Command::Train(a) => train::run(&a),
     };
     match result {
         Ok(code) => code,
