@@ -1,0 +1,90 @@
+//! Helpers shared by the parity tests: fixture loading and error measures.
+#![allow(dead_code)]
+
+use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// `tests/fixtures/nn`.
+pub fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nn")
+}
+
+/// All tensors of a safetensors file.
+pub fn load(path: &Path) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(path, &Device::Cpu)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// A tensor of a fixture, by name.
+pub fn get<'a>(t: &'a HashMap<String, Tensor>, key: &str) -> &'a Tensor {
+    t.get(key)
+        .unwrap_or_else(|| panic!("fixture has no tensor '{key}'"))
+}
+
+/// The tensors under `prefix.` with the prefix removed, as a kiln state dict (key order of
+/// the given `order`, or sorted when `order` is empty).
+pub fn state_dict(t: &HashMap<String, Tensor>, prefix: &str) -> kiln::StateDict {
+    let mut keys: Vec<&String> = t.keys().filter(|k| k.starts_with(prefix)).collect();
+    keys.sort();
+    keys.into_iter()
+        .map(|k| (k[prefix.len()..].to_string(), t[k].clone()))
+        .collect()
+}
+
+fn values(t: &Tensor) -> Vec<f64> {
+    t.to_dtype(DType::F64)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1())
+        .unwrap()
+}
+
+/// `max |a − b| / max |b|`: the error relative to the reference tensor's scale. Panics on a
+/// shape mismatch.
+pub fn rel_err(what: &str, kiln: &Tensor, torch: &Tensor) -> f64 {
+    assert_eq!(kiln.dims(), torch.dims(), "{what}: shapes differ");
+    let (a, b) = (values(kiln), values(torch));
+    let scale = b.iter().fold(0f64, |m, v| m.max(v.abs())).max(1e-30);
+    let diff = a
+        .iter()
+        .zip(&b)
+        .fold(0f64, |m, (x, y)| m.max((x - y).abs()));
+    if a.iter().any(|v| v.is_nan()) != b.iter().any(|v| v.is_nan()) {
+        return f64::INFINITY;
+    }
+    diff / scale
+}
+
+/// Collects named errors, prints them and checks them against a tolerance.
+#[derive(Default)]
+pub struct Errors {
+    items: Vec<(String, f64)>,
+}
+
+impl Errors {
+    /// Compares and records.
+    pub fn check(&mut self, what: impl Into<String>, kiln: &Tensor, torch: &Tensor) {
+        let what = what.into();
+        let e = rel_err(&what, kiln, torch);
+        self.items.push((what, e));
+    }
+
+    /// Prints every error and the maximum; panics if any exceeds `tol`.
+    pub fn assert_below(&self, case: &str, tol: f64) -> f64 {
+        let max = self.items.iter().fold(0f64, |m, (_, e)| m.max(*e));
+        println!(
+            "{case}: max relative error {max:.3e} over {} tensors",
+            self.items.len()
+        );
+        for (w, e) in &self.items {
+            println!("  {w}: {e:.3e}");
+        }
+        let bad: Vec<&(String, f64)> = self
+            .items
+            .iter()
+            .filter(|(_, e)| e.is_nan() || *e > tol)
+            .collect();
+        assert!(bad.is_empty(), "{case}: above {tol:e}: {bad:?}");
+        max
+    }
+}
