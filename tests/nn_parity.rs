@@ -6,7 +6,7 @@
 
 mod common;
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Tensor, Var};
 use common::{Errors, fixture_dir, get, load, state_dict};
 use kiln::Module;
 use kiln::models::{LeNet, LeNetConfig, Mlp, MlpConfig, ResNet, ResNetConfig};
@@ -337,5 +337,4 @@ fn resnet18_state_dict_keys_order_and_shapes_equal_torchvision() {
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         assert_eq!(g, w, "entry {i}");
     }
-    let _ = Device::Cpu;
 }
