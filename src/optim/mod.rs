@@ -1,8 +1,40 @@
 //! Optimizers and learning-rate schedulers with PyTorch's update rules and `state_dict`
 //! layout.
+//!
+//! [`Sgd`], [`Adam`] and [`AdamW`] follow torch 2.15's single-tensor (`foreach=False`) code
+//! line by line; on the CPU they fuse multiply-adds where PyTorch's vectorized kernels do, so
+//! given the same gradients their updates are bit-identical to PyTorch's (checked by
+//! `tests/optim_parity.rs` against fixtures from `scripts/gen_optim_fixtures.py`).
+//! `state_dict()` produces PyTorch's nested layout with its key order and Python types, and
+//! `load_state_dict()` accepts what PyTorch writes.
+//!
+//! Differences from PyTorch, on purpose:
+//! - an optimizer whose parameters are all frozen is `K0601` (PyTorch accepts it); every
+//!   group's settings are validated (PyTorch checks only the defaults) and NaN is rejected;
+//! - a group option the optimizer does not have is `K0003` (PyTorch stores the stray key);
+//! - overridden group keys are written first in the optimizer's own key order (PyTorch keeps
+//!   the order of the user's dict); a loaded group keeps its saved order;
+//! - groups built by kiln carry no `param_names` (like `SGD(model.parameters())`); a loaded
+//!   `param_names` is kept and written back;
+//! - `foreach`, `fused`, `capturable`, `differentiable` are kept as loaded but the math is
+//!   always the single-tensor path;
+//! - loading checks state keys and shapes (`K0603`), where PyTorch would fail at the next
+//!   step or silently keep foreign keys;
+//! - off the CPU (and for f16/bf16) candle rounds `a + alpha * b` twice where PyTorch's
+//!   kernels fuse it: last-bit differences per step.
 
+pub mod adam;
 pub mod grads;
+pub mod group;
+mod ops;
 pub mod optimizer;
+pub mod scheduler;
+pub mod sgd;
+mod state;
 
+pub use adam::{Adam, AdamConfig, AdamW};
 pub use grads::Grads;
+pub use group::{GroupOptions, GroupSpec};
 pub use optimizer::{Optimizer, ParamGroup};
+pub use scheduler::{LrScheduler, SchedulerArgs};
+pub use sgd::{Sgd, SgdConfig};

@@ -1,6 +1,6 @@
 //! The `Optimizer` trait and parameter groups.
 
-use super::Grads;
+use super::{Grads, GroupOptions, GroupSpec};
 use crate::error::Result;
 use crate::io::Value;
 use crate::nn::Param;
@@ -43,6 +43,27 @@ pub trait Optimizer: Send {
     /// Appends a parameter group with this optimizer's defaults, overriding the learning rate
     /// when `lr` is given (PyTorch's `add_param_group`).
     fn add_param_group(&mut self, params: Vec<(String, Param)>, lr: Option<f64>) -> Result<()>;
+
+    /// Appends a parameter group with any hyper-parameter overridden (PyTorch's
+    /// `add_param_group({"params": ..., "lr": ..., "weight_decay": ...})`).
+    ///
+    /// # Errors
+    /// `K0602` when a parameter is already in a group; `K0003` for an option this optimizer
+    /// does not have or an out-of-range value. The provided implementation handles `lr` only
+    /// and answers `K0005` for other options; kiln's optimizers override it.
+    fn add_param_group_spec(&mut self, spec: GroupSpec) -> Result<()> {
+        let lr = spec.options.lr;
+        let rest = GroupOptions {
+            lr: None,
+            ..spec.options.clone()
+        };
+        if let Some(key) = rest.set_keys().first() {
+            return Err(crate::Error::Unsupported {
+                what: format!("group option '{key}' for {}", self.name()),
+            });
+        }
+        self.add_param_group(spec.params, lr)
+    }
 
     /// `{"state": {index: {...}}, "param_groups": [{..., "params": [indices]}]}` exactly as
     /// PyTorch's `optimizer.state_dict()`.
