@@ -12,7 +12,6 @@
 pub mod chart;
 pub mod config;
 pub mod hooks;
-mod interim_optim;
 pub mod metrics;
 pub mod optimizers;
 pub mod progress;

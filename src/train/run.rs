@@ -55,7 +55,8 @@ pub fn build_trainer(cfg: &TrainConfig) -> Result<Trainer> {
     rng::manual_seed(cfg.seed);
     let model = crate::models::build(&cfg.model, digits::NUM_CLASSES, 1, digits::IMAGE_SIZE)?;
     model.to_device(&device)?;
-    let optimizer = optimizers::build(cfg, model.trainable_parameters())?;
+    let mut optimizer = optimizers::build(cfg, model.trainable_parameters())?;
+    let scheduler = optimizers::build_scheduler(cfg, optimizer.as_mut())?;
     let train: Arc<dyn Dataset> = Arc::new(train);
     let test: Arc<dyn Dataset> = Arc::new(test);
     let train_loader = DataLoader::new(train, cfg.batch_size)?
@@ -67,6 +68,7 @@ pub fn build_trainer(cfg: &TrainConfig) -> Result<Trainer> {
         config: cfg.clone(),
         model,
         optimizer,
+        scheduler,
         train_loader,
         test_loader,
         state: TrainState::start(),

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// The position and running totals of a training run.
 ///
-/// A resume restores this, the model, the optimizer and the RNG (`rng`), then calls
+/// A resume restores this, the model, the optimizer, the scheduler and the RNG (`rng`), then calls
 /// [`super::Trainer::fit`] again: the loader restarts epoch `epoch` at batch
 /// `step_in_epoch` with the same order (a pure function of `(seed, epoch)`), so the run goes on
 /// exactly as if it had not stopped (same thread count assumed).

@@ -8,6 +8,7 @@ use crate::data::{Batch, DataLoader};
 use crate::error::{Context, Result};
 use crate::nn::Module;
 use crate::nn::loss::{correct, cross_entropy};
+use crate::optim::scheduler::LrScheduler;
 use crate::optim::{Grads, Optimizer};
 use crate::rng;
 use candle_core::Device;
@@ -24,6 +25,8 @@ pub struct Trainer {
     pub model: Box<dyn Module>,
     /// Its optimizer (over the model's trainable parameters).
     pub optimizer: Box<dyn Optimizer>,
+    /// The learning-rate scheduler, stepped after each epoch, if any.
+    pub scheduler: Option<Box<dyn LrScheduler>>,
     /// Training batches (shuffled, seeded with `config.seed`).
     pub train_loader: DataLoader,
     /// Test batches (never shuffled).
@@ -39,7 +42,8 @@ impl Trainer {
     /// `config.epochs`, calling the hooks, and returns the metrics of the epochs it ran.
     ///
     /// The model is put in training mode for the training batches and in evaluation mode for
-    /// the test set; the learning rate of each epoch is `config.lr_at(epoch)`.
+    /// the test set; the scheduler (if any) steps after each epoch's evaluation, as in
+    /// PyTorch's `for epoch: train(); test(); scheduler.step()`.
     ///
     /// # Errors
     /// Any error of a step, of evaluation or of a hook.
@@ -48,10 +52,7 @@ impl Trainer {
         rng::set_state(&self.state.rng)?;
         while self.state.epoch < self.config.epochs {
             let epoch = self.state.epoch;
-            let lr = self.config.lr_at(epoch);
-            for g in 0..self.optimizer.param_groups().len() {
-                self.optimizer.set_lr(g, lr);
-            }
+            let lr = self.optimizer.param_groups().first().map_or(0.0, |g| g.lr);
             for h in hooks.iter_mut() {
                 h.on_epoch_start(self)?;
             }
@@ -89,6 +90,9 @@ impl Trainer {
             if self.state.best_metric.is_none_or(|b| test_acc > b) {
                 self.state.best_metric = Some(test_acc);
                 self.state.best_epoch = Some(epoch + 1);
+            }
+            if let Some(s) = self.scheduler.as_mut() {
+                s.step(self.optimizer.as_mut())?;
             }
             self.state.finish_epoch();
             self.state.rng = rng::get_state();
