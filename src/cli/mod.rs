@@ -1,5 +1,6 @@
 //! The `kiln` command line. One file per subcommand; each exposes `Args` (clap) and `run`.
 
+pub mod bench;
 pub mod explain;
 pub mod train;
 
@@ -25,6 +26,8 @@ pub enum Command {
     Explain(explain::Args),
     /// Train a model on the embedded digits data set.
     Train(train::Args),
+    /// Benchmarks against PyTorch (`kiln bench train`).
+    Bench(bench::Args),
 }
 
 /// Runs the CLI: parses arguments, dispatches, prints errors with code and hint.
@@ -41,6 +44,7 @@ pub fn main() -> ExitCode {
     let result: crate::Result<ExitCode> = match cli.command {
         Command::Explain(a) => explain::run(&a),
         Command::Train(a) => train::run(&a),
+        Command::Bench(a) => bench::run(&a),
     };
     match result {
         Ok(code) => code,
