@@ -41,11 +41,9 @@ impl Hook for Progress {
         if self.show_bar {
             let total = t.train_loader.num_batches() as u64;
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-            let style = ProgressStyle::with_template(
-                "epoch {prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})",
-            )
-            .map(|s| s.progress_chars("=> "))
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            let style = ProgressStyle::with_template("epoch {prefix} [{bar:20}] {pos}/{len} {msg}")
+                .map(|s| s.progress_chars("=> "))
+                .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);
             bar.set_prefix(format!("{}/{}", t.state.epoch + 1, t.config.epochs));
             bar.set_position(t.state.step_in_epoch as u64);
@@ -62,7 +60,7 @@ impl Hook for Progress {
         if let Some(bar) = &self.bar {
             let n = self.seen.max(1) as f64;
             bar.set_message(format!(
-                "loss {:.4} acc {:.1}% {:.0} samples/s",
+                "loss {:.3} acc {:.1}% {:.0} samples/s",
                 self.loss_sum / n,
                 100.0 * self.correct as f64 / n,
                 self.seen as f64 / self.seconds.max(1e-9)
