@@ -110,6 +110,17 @@ def main():
         torch.manual_seed(10 + i)
         layer_case(name, nn.Conv2d(**cfg), torch.randn(2, cfg["in_channels"], 9, 9),
                    kind="conv2d", **cfg)
+    # Even sizes with stride 2: the last input row/column is not covered by any window (as in
+    # ResNet's stride-2 convs and 1x1 downsamples), so its input gradient must be zero.
+    uneven = {
+        "conv_stride2_pad1_even_input": dict(in_channels=3, out_channels=4, kernel_size=3, stride=2,
+                                             padding=1, dilation=1, groups=1, bias=True),
+        "conv_1x1_stride2_even_input": dict(in_channels=3, out_channels=4, kernel_size=1, stride=2,
+                                            padding=0, dilation=1, groups=1, bias=False),
+    }
+    for i, (name, cfg) in enumerate(uneven.items()):
+        torch.manual_seed(16 + i)
+        layer_case(name, nn.Conv2d(**cfg), torch.randn(2, 3, 8, 8), kind="conv2d", **cfg)
 
     # --- batch norm ---------------------------------------------------------------------
     torch.manual_seed(20)

@@ -122,6 +122,12 @@ fn conv2d_pointwise_stride_without_bias() {
     conv("conv_1x1_stride2_nobias");
 }
 
+#[test]
+fn conv2d_stride_on_even_input_leaves_uncovered_pixels_without_gradient() {
+    conv("conv_stride2_pad1_even_input");
+    conv("conv_1x1_stride2_even_input");
+}
+
 fn batchnorm(case: &str, kind: BatchNormKind) -> f64 {
     let c = config(case);
     let m = BatchNorm::new(
