@@ -23,23 +23,23 @@ pub struct Args {
     /// Optimizer: sgd, adam or adamw.
     #[arg(long, default_value = "sgd", value_parser = ["sgd", "adam", "adamw"])]
     pub optimizer: String,
-    /// Base learning rate [default: 0.03 for sgd, 1e-3 (PyTorch's) for adam/adamw].
+    /// Base learning rate (default: 0.03 for sgd, 1e-3 as in PyTorch for adam/adamw).
     #[arg(long)]
     pub lr: Option<f64>,
     /// SGD momentum (ignored by adam/adamw).
     #[arg(long, default_value_t = DEFAULT_MOMENTUM)]
     pub momentum: f64,
-    /// Weight decay [default: PyTorch's for the optimizer: 0 for sgd/adam, 0.01 for adamw].
+    /// Weight decay (default: as in PyTorch, 0 for sgd/adam and 0.01 for adamw).
     #[arg(long)]
     pub weight_decay: Option<f64>,
     /// Seed of initialisation, dropout and shuffling (same seed, same threads → same file).
     #[arg(long, short = 's', default_value_t = 0)]
     pub seed: u64,
-    /// Output directory [default: runs/<model>].
+    /// Output directory (default: runs/MODEL).
     #[arg(long, short = 'o')]
     pub out: Option<PathBuf>,
-    /// Learning-rate schedule, stepped per epoch: cosine[:T_MAX] (T_MAX defaults to the
-    /// epochs), step:STEP_SIZE[:GAMMA], or none.
+    /// Learning-rate schedule, stepped per epoch: cosine or cosine:T_MAX (T_MAX defaults to the
+    /// epochs), step:STEP_SIZE or step:STEP_SIZE:GAMMA (gamma 0.1 by default), or none.
     #[arg(long, default_value = "cosine")]
     pub scheduler: String,
     /// Compute threads, set once at start-up (1 is fastest for the digits models).
