@@ -73,6 +73,18 @@ def layer_case(name, module, x, mode="train", **config):
     save(name, tensors, mode=mode, **config)
 
 
+def digits():
+    """All 1,797 images of data/digits.bin as [N, 1, 8, 8] floats in [0, 1], and labels."""
+    import numpy as np
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "digits.bin")
+    raw = open(path, "rb").read()
+    n = int.from_bytes(raw[8:12], "little")
+    pix = np.frombuffer(raw, dtype=np.uint8, count=n * 64, offset=28).astype(np.float32) / 16.0
+    lab = np.frombuffer(raw, dtype=np.uint8, count=n, offset=28 + n * 64).astype(np.int64)
+    return torch.from_numpy(pix.copy()).reshape(n, 1, 8, 8), torch.from_numpy(lab.copy())
+
+
 def randomize_bn(bn):
     with torch.no_grad():
         bn.weight.uniform_(0.5, 1.5)
@@ -92,6 +104,26 @@ def main():
     torch.manual_seed(1)
     model_case("mlp_eval", MLP(dropout=0.1), torch.rand(8, 1, 8, 8), torch.randint(0, 10, (8,)),
                "eval")
+
+    # LeNet trained 20 SGD steps (momentum 0.9, weight decay 1e-4) on digits batches given by
+    # index into data/digits.bin (file order), which kiln rebuilds from its embedded copy.
+    torch.manual_seed(3)
+    lenet = LeNet()
+    init = state("param", lenet)
+    images, labels = digits()
+    idx = torch.stack([torch.randperm(images.shape[0])[:16] for _ in range(20)])
+    opt = torch.optim.SGD(lenet.parameters(), lr=0.03, momentum=0.9, weight_decay=1e-4)
+    losses = []
+    lenet.train()
+    for b in idx:
+        opt.zero_grad()
+        loss = F.cross_entropy(lenet(images[b]), labels[b])
+        loss.backward()
+        opt.step()
+        losses.append(loss.detach())
+    save("lenet_sgd_trajectory", {**init, "indices": idx, "losses": torch.stack(losses),
+                                  **state("after", lenet)},
+         kind="lenet", mode="train", steps=20, lr=0.03, momentum=0.9, weight_decay=1e-4)
 
     # --- convolutions -------------------------------------------------------------------
     convs = {

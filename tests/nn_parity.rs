@@ -280,6 +280,55 @@ fn mlp_eval_forward_and_gradients_match_pytorch() {
     check_model("mlp_eval", &Mlp::new(&MlpConfig::default()).unwrap());
 }
 
+/// 20 SGD steps (momentum, weight decay) of LeNet on digits batches: kiln's data, model,
+/// loss, backward and optimizer together against PyTorch's.
+#[test]
+fn lenet_sgd_trajectory_on_digits_matches_pytorch() {
+    use kiln::data::Dataset;
+    use kiln::optim::{Grads, Optimizer, Sgd, SgdConfig};
+    let case = "lenet_sgd_trajectory";
+    let t = fixture(case);
+    let c = config(case);
+    let model = LeNet::new(LeNetConfig::default()).unwrap();
+    model
+        .load_state_dict(&state_dict(&t, "param."), true)
+        .unwrap();
+    let digits = kiln::data::digits::Digits::embedded().unwrap();
+    let all: Vec<usize> = (0..digits.len()).collect();
+    let data = digits.to_dataset("digits", &all).unwrap();
+    let mut opt = Sgd::new(
+        model.named_parameters(),
+        SgdConfig {
+            lr: c["lr"].as_f64().unwrap(),
+            momentum: c["momentum"].as_f64().unwrap(),
+            weight_decay: c["weight_decay"].as_f64().unwrap(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let indices: Vec<Vec<i64>> = get(&t, "indices").to_vec2().unwrap();
+    let mut losses = Vec::new();
+    for batch in &indices {
+        let idx: Vec<usize> = batch.iter().map(|&i| i as usize).collect();
+        let (x, y) = data.get_batch(&idx).unwrap();
+        let loss = cross_entropy(&model.forward(&x).unwrap(), &y).unwrap();
+        let grads = Grads::backward(&loss, &model.parameters()).unwrap();
+        opt.step(&grads).unwrap();
+        losses.push(loss.to_scalar::<f32>().unwrap());
+    }
+    assert_eq!(losses.len(), usize_of(&c, "steps"));
+    let mut errs = Errors::default();
+    errs.check(
+        "losses",
+        &Tensor::new(losses.as_slice(), &candle_core::Device::Cpu).unwrap(),
+        get(&t, "losses"),
+    );
+    for (k, v) in model.state_dict().iter() {
+        errs.check(format!("after.{k}"), v, get(&t, &format!("after.{k}")));
+    }
+    errs.assert_below(case, TOL);
+}
+
 #[test]
 fn state_dict_keys_of_the_twins_match_pytorch_order() {
     for (case, model) in [
