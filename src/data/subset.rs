@@ -2,7 +2,7 @@
 //! (e.g. "digits 0–4", or "digits 5–9, 20 per class, labelled 0–4" for fine-tuning).
 
 use super::dataset::Dataset;
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 use crate::rng::Generator;
 use candle_core::Tensor;
 use std::sync::Arc;
@@ -155,8 +155,7 @@ impl Dataset for Subset {
         let (x, _) = self.parent.get_batch(&parent)?;
         let labels: Vec<i64> = indices.iter().map(|&i| self.labels[i]).collect();
         let n = labels.len();
-        let y = Tensor::from_vec(labels, n, x.device())
-            .map_err(|e| Error::backend("Subset labels", e))?;
+        let y = Tensor::from_vec(labels, n, x.device()).ctx("Subset labels")?;
         Ok((x, y))
     }
 }

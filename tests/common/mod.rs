@@ -22,8 +22,8 @@ pub fn get<'a>(t: &'a HashMap<String, Tensor>, key: &str) -> &'a Tensor {
         .unwrap_or_else(|| panic!("fixture has no tensor '{key}'"))
 }
 
-/// The tensors under `prefix.` with the prefix removed, as a kiln state dict (key order of
-/// the given `order`, or sorted when `order` is empty).
+/// The tensors whose names start with `prefix`, with the prefix removed, as a kiln state dict
+/// in sorted key order (loading matches by name, so the order does not matter).
 pub fn state_dict(t: &HashMap<String, Tensor>, prefix: &str) -> kiln::StateDict {
     let mut keys: Vec<&String> = t.keys().filter(|k| k.starts_with(prefix)).collect();
     keys.sort();
