@@ -5,8 +5,8 @@
 
 mod common;
 
-use candle_core::{DType, Var};
-use common::{Errors, get, load, state_dict};
+use candle_core::Var;
+use common::{Errors, check_grads, check_state_after, get, load, state_dict};
 use kiln::Module;
 use kiln::models::{ResNet, ResNetConfig};
 use kiln::nn::loss::cross_entropy;
@@ -68,26 +68,7 @@ fn resnet18_train_mode_step_matches_torchvision() {
     let mut errs = Errors::default();
     errs.check("output", &out, get(&t, "output"));
     errs.check("loss", &loss, get(&t, "loss"));
-    errs.check(
-        "grad.input",
-        store.get(x.as_tensor()).unwrap(),
-        get(&t, "grad.input"),
-    );
-    for (name, p) in m.named_parameters() {
-        let g = p.grad(&store).unwrap();
-        errs.check(format!("grad.{name}"), &g, get(&t, &format!("grad.{name}")));
-    }
-    for (k, v) in m.state_dict().iter() {
-        let want = get(&t, &format!("after.{k}"));
-        if v.dtype() == DType::I64 {
-            assert_eq!(
-                v.to_scalar::<i64>().unwrap(),
-                want.to_scalar::<i64>().unwrap(),
-                "{k}"
-            );
-        } else {
-            errs.check(format!("after.{k}"), v, want);
-        }
-    }
+    check_grads(&mut errs, &t, &store, x.as_tensor(), &m);
+    check_state_after(&mut errs, &t, &m);
     errs.assert_below("resnet18_train", 1e-4);
 }

@@ -7,7 +7,7 @@
 mod common;
 
 use candle_core::{DType, Tensor, Var};
-use common::{Errors, fixture_dir, get, load, state_dict};
+use common::{Errors, check_grads, check_state_after, fixture_dir, get, load, state_dict};
 use kiln::Module;
 use kiln::models::{LeNet, LeNetConfig, Mlp, MlpConfig, ResNet, ResNetConfig};
 use kiln::nn::layers::{BatchNormKind, Conv2dConfig};
@@ -53,27 +53,8 @@ fn check_layer(case: &str, module: &dyn Module) -> f64 {
     errs.check("output", &out, get(&t, "output"));
     let loss = (&out * get(&t, "upstream")).unwrap().sum_all().unwrap();
     let store = loss.backward().unwrap();
-    errs.check(
-        "grad.input",
-        store.get(x.as_tensor()).unwrap(),
-        get(&t, "grad.input"),
-    );
-    for (name, p) in module.named_parameters() {
-        let g = p
-            .grad(&store)
-            .unwrap_or_else(|| panic!("no gradient for {name}"));
-        errs.check(format!("grad.{name}"), &g, get(&t, &format!("grad.{name}")));
-    }
-    let after = module.state_dict();
-    for (k, v) in after.iter() {
-        let want = get(&t, &format!("after.{k}"));
-        if v.dtype() == DType::I64 {
-            let (a, b): (i64, i64) = (v.to_scalar().unwrap(), want.to_scalar().unwrap());
-            assert_eq!(a, b, "{case}: {k}");
-        } else {
-            errs.check(format!("after.{k}"), v, want);
-        }
-    }
+    check_grads(&mut errs, &t, &store, x.as_tensor(), module);
+    check_state_after(&mut errs, &t, module);
     if let Some(want) = t.get("eval_output") {
         module.eval();
         let y = module.forward(get(&t, "input")).unwrap();
@@ -172,17 +153,7 @@ fn batchnorm_momentum_none_is_a_cumulative_average() {
         m.forward(get(&t, &format!("input{i}"))).unwrap();
     }
     let mut errs = Errors::default();
-    for (k, v) in m.state_dict().iter() {
-        let want = get(&t, &format!("after.{k}"));
-        if v.dtype() == DType::I64 {
-            assert_eq!(
-                v.to_scalar::<i64>().unwrap(),
-                want.to_scalar::<i64>().unwrap()
-            );
-        } else {
-            errs.check(k, v, want);
-        }
-    }
+    check_state_after(&mut errs, &t, &m);
     errs.assert_below(case, TOL);
 }
 
@@ -256,17 +227,7 @@ fn check_model(case: &str, model: &dyn Module) {
     let mut errs = Errors::default();
     errs.check("output", &out, get(&t, "output"));
     errs.check("loss", &loss, get(&t, "loss"));
-    errs.check(
-        "grad.input",
-        store.get(x.as_tensor()).unwrap(),
-        get(&t, "grad.input"),
-    );
-    for (name, p) in model.named_parameters() {
-        let g = p
-            .grad(&store)
-            .unwrap_or_else(|| panic!("no gradient for {name}"));
-        errs.check(format!("grad.{name}"), &g, get(&t, &format!("grad.{name}")));
-    }
+    check_grads(&mut errs, &t, &store, x.as_tensor(), model);
     errs.assert_below(case, TOL);
 }
 
@@ -323,9 +284,7 @@ fn lenet_sgd_trajectory_on_digits_matches_pytorch() {
         &Tensor::new(losses.as_slice(), &candle_core::Device::Cpu).unwrap(),
         get(&t, "losses"),
     );
-    for (k, v) in model.state_dict().iter() {
-        errs.check(format!("after.{k}"), v, get(&t, &format!("after.{k}")));
-    }
+    check_state_after(&mut errs, &t, &model);
     errs.assert_below(case, TOL);
 }
 

@@ -88,3 +88,40 @@ impl Errors {
         max
     }
 }
+
+/// Checks the gradient of the input (`grad.input`) and of every named parameter
+/// (`grad.<name>`) in `store` against the fixture.
+pub fn check_grads(
+    errs: &mut Errors,
+    t: &HashMap<String, Tensor>,
+    store: &candle_core::backprop::GradStore,
+    input: &Tensor,
+    module: &dyn kiln::Module,
+) {
+    let gi = store.get(input).expect("the input has no gradient");
+    errs.check("grad.input", gi, get(t, "grad.input"));
+    for (name, p) in module.named_parameters() {
+        let g = p
+            .grad(store)
+            .unwrap_or_else(|| panic!("no gradient for {name}"));
+        errs.check(format!("grad.{name}"), &g, get(t, &format!("grad.{name}")));
+    }
+}
+
+/// Checks the module's whole state dict against the fixture's `after.<key>` tensors; integer
+/// tensors (`num_batches_tracked`) must be equal.
+pub fn check_state_after(
+    errs: &mut Errors,
+    t: &HashMap<String, Tensor>,
+    module: &dyn kiln::Module,
+) {
+    for (k, v) in module.state_dict().iter() {
+        let want = get(t, &format!("after.{k}"));
+        if v.dtype() == DType::I64 {
+            let (a, b): (i64, i64) = (v.to_scalar().unwrap(), want.to_scalar().unwrap());
+            assert_eq!(a, b, "after.{k}");
+        } else {
+            errs.check(format!("after.{k}"), v, want);
+        }
+    }
+}
