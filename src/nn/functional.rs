@@ -6,8 +6,8 @@
 //! and neither max- nor avg-pool has a backward when `kernel != stride` (ResNet's
 //! `MaxPool2d(3, 2, 1)`). These custom ops compute both passes on the CPU the way PyTorch's
 //! CPU kernels do: the max is the first in row-major window order (NaN wins), padding is
-//! never selected, average pooling counts the padding (`count_include_pad=True`) and
-//! accumulates in f64. Other devices fall back to candle's kernels (forward only when
+//! never selected, average pooling counts the padding (`count_include_pad=True`; its forward
+//! sums in f64), and gradients are accumulated in the tensor's dtype in output order. Other devices fall back to candle's kernels (forward only when
 //! `kernel != stride`).
 
 use crate::error::{Context, Error, Result, shape_str};
@@ -90,18 +90,20 @@ impl Pool {
 
     /// Index (within the plane) of the window's maximum: first in row-major order, NaN wins.
     fn argmax<T: WithDType>(&self, plane: &[T], oy: usize, ox: usize) -> usize {
+        use std::cmp::Ordering::Greater;
         let (ys, ye, xs, xe) = self.window(oy, ox);
         let mut best = ys * self.w + xs;
-        let mut max = f64::NEG_INFINITY;
+        let mut max = T::from_f64(f64::NEG_INFINITY);
         for y in ys..ye {
-            for x in xs..xe {
-                let v = plane[y * self.w + x].to_f64();
-                if v > max || v.is_nan() {
-                    max = v;
-                    best = y * self.w + x;
-                    if v.is_nan() {
-                        return best;
+            let row = y * self.w;
+            for (x, &v) in plane[row + xs..row + xe].iter().enumerate() {
+                match v.partial_cmp(&max) {
+                    Some(Greater) => {
+                        max = v;
+                        best = row + xs + x;
                     }
+                    None => return row + xs + x, // NaN
+                    _ => {}
                 }
             }
         }
@@ -134,23 +136,25 @@ impl Pool {
         out
     }
 
+    /// The input gradient, accumulated in `T` in output order as PyTorch's CPU kernels do.
     fn backward<T: WithDType>(&self, x: &[T], grad: &[T]) -> Vec<T> {
         let (hw, ohw) = (self.h * self.w, self.oh * self.ow);
-        let area = (self.k * self.k) as f64;
-        let mut gx = vec![0f64; x.len()];
+        let area = T::from_f64((self.k * self.k) as f64);
+        let mut gx = vec![T::zero(); x.len()];
         for (pi, plane) in x.chunks_exact(hw).enumerate() {
             let g = &grad[pi * ohw..(pi + 1) * ohw];
             let gplane = &mut gx[pi * hw..(pi + 1) * hw];
             for oy in 0..self.oh {
                 for ox in 0..self.ow {
-                    let go = g[oy * self.ow + ox].to_f64();
+                    let go = g[oy * self.ow + ox];
                     match self.kind {
                         Kind::Max => gplane[self.argmax(plane, oy, ox)] += go,
                         Kind::Avg => {
+                            let delta = go / area;
                             let (ys, ye, xs, xe) = self.window(oy, ox);
                             for y in ys..ye {
                                 for v in &mut gplane[y * self.w + xs..y * self.w + xe] {
-                                    *v += go / area;
+                                    *v += delta;
                                 }
                             }
                         }
@@ -158,7 +162,7 @@ impl Pool {
                 }
             }
         }
-        gx.into_iter().map(T::from_f64).collect()
+        gx
     }
 
     fn out_shape(&self) -> Shape {
