@@ -7,8 +7,8 @@
 //! `MaxPool2d(3, 2, 1)`). These custom ops compute both passes on the CPU the way PyTorch's
 //! CPU kernels do: the max is the first in row-major window order (NaN wins), padding is
 //! never selected, average pooling counts the padding (`count_include_pad=True`; its forward
-//! sums in f64), and gradients are accumulated in the tensor's dtype in output order. Other devices fall back to candle's kernels (forward only when
-//! `kernel != stride`).
+//! sums in f64), and gradients are accumulated in the tensor's dtype in output order. Other
+//! devices fall back to candle's kernels (forward only when `kernel != stride`).
 
 use crate::error::{Context, Error, Result, shape_str};
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor, WithDType};
