@@ -82,9 +82,6 @@ impl Hook for StopAt {
         }
         Ok(())
     }
-    fn on_epoch_end(&mut self, _t: &Trainer, _m: &kiln::train::EpochMetrics) -> kiln::Result<()> {
-        Ok(())
-    }
 }
 
 fn final_state(t: &Trainer) -> Vec<(String, Vec<f32>)> {

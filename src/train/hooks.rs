@@ -18,7 +18,7 @@ pub struct StepReport {
     pub seconds: f64,
 }
 
-/// Called by [`Trainer::fit`]. At each call the trainer's state is consistent: the model,
+/// Called by [`Trainer::fit`]; every method defaults to doing nothing. At each call the trainer's state is consistent: the model,
 /// optimizer, [`super::TrainState`] (including the RNG state) all describe the same moment,
 /// so a checkpoint taken here resumes bit-exactly.
 pub trait Hook {
@@ -26,13 +26,17 @@ pub trait Hook {
     ///
     /// # Errors
     /// Any error stops training and is returned by `fit`.
-    fn on_step(&mut self, trainer: &Trainer, step: &StepReport) -> Result<()>;
+    fn on_step(&mut self, _trainer: &Trainer, _step: &StepReport) -> Result<()> {
+        Ok(())
+    }
 
     /// After each epoch's evaluation (`trainer.state.epoch` already counts the epoch).
     ///
     /// # Errors
     /// Any error stops training and is returned by `fit`.
-    fn on_epoch_end(&mut self, trainer: &Trainer, metrics: &EpochMetrics) -> Result<()>;
+    fn on_epoch_end(&mut self, _trainer: &Trainer, _metrics: &EpochMetrics) -> Result<()> {
+        Ok(())
+    }
 
     /// Before an epoch starts (or resumes at `trainer.state.step_in_epoch`).
     ///

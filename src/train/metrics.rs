@@ -1,6 +1,6 @@
 //! Per-epoch metrics and the `metrics.jsonl` log.
 
-use super::hooks::{Hook, StepReport};
+use super::hooks::Hook;
 use super::trainer::Trainer;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -82,10 +82,6 @@ impl MetricsLog {
 }
 
 impl Hook for MetricsLog {
-    fn on_step(&mut self, _t: &Trainer, _s: &StepReport) -> Result<()> {
-        Ok(())
-    }
-
     fn on_epoch_end(&mut self, _t: &Trainer, m: &EpochMetrics) -> Result<()> {
         self.append(m)
     }
