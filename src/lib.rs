@@ -11,6 +11,7 @@
 
 pub mod checkpoint;
 pub mod cli;
+pub mod data;
 pub mod device;
 pub mod error;
 pub mod finetune;
@@ -20,6 +21,7 @@ pub mod nn;
 pub mod optim;
 pub mod parallel;
 pub mod rng;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use nn::{Module, Param, StateDict};

@@ -2,6 +2,7 @@
 //! load in kiln bit-exactly: same nesting, container types, scalars, dtypes, shapes,
 //! strides, offsets, storage sharing and element bytes as `torch.load` returns.
 
+#[path = "io_common/mod.rs"]
 mod common;
 
 use common::{describe, first_difference, fixtures, manifest};

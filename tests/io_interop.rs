@@ -9,6 +9,7 @@
 //! `cargo test --test io_interop -- --include-ignored`, then checks with real `torch.load`
 //! everything kiln wrote to `KILN_INTEROP_DIR/kiln_out`.
 
+#[path = "io_common/mod.rs"]
 mod common;
 
 use common::{describe, describe_with, first_difference, fixtures, manifest};

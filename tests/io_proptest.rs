@@ -3,6 +3,7 @@
 //! through the pickle writer/reader and through whole files (zip and safetensors) unchanged:
 //! same nesting, same bits, same sharing.
 
+#[path = "io_common/mod.rs"]
 mod common;
 
 use common::describe;

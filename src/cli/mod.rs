@@ -1,11 +1,13 @@
 //! The `kiln` command line. One file per subcommand; each exposes `Args` (clap) and `run`.
 
+pub mod bench;
 pub mod convert;
 pub mod devices;
 pub mod diff;
 pub mod explain;
 pub mod forward;
 pub mod inspect;
+pub mod train;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -37,6 +39,10 @@ pub enum Command {
     Diff(diff::Args),
     /// Run an eval-mode forward pass of a model on a safetensors input.
     Forward(forward::Args),
+    /// Train a model on the embedded digits data set.
+    Train(train::Args),
+    /// Benchmarks against PyTorch (`kiln bench train`).
+    Bench(bench::Args),
 }
 
 /// Runs the CLI: parses arguments, dispatches, prints errors with code and hint.
@@ -57,6 +63,8 @@ pub fn main() -> ExitCode {
         Command::Convert(a) => convert::run(&a),
         Command::Diff(a) => diff::run(&a),
         Command::Forward(a) => forward::run(&a),
+        Command::Train(a) => train::run(&a),
+        Command::Bench(a) => bench::run(&a),
     };
     match result {
         Ok(code) => code,

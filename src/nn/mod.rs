@@ -1,5 +1,6 @@
 //! Modules, parameters, layers, losses and state dicts: kiln's `torch.nn`.
 
+pub mod functional;
 pub mod init;
 pub mod layers;
 pub mod loss;

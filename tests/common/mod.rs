@@ -1,127 +1,127 @@
-//! Shared by the persistence tests: the canonical description of a loaded value, identical
-//! to `scripts/io_describe.py`, so kiln's view of a file can be compared with PyTorch's.
-
+//! Helpers shared by the parity tests: fixture loading and error measures.
 #![allow(dead_code)]
 
-use kiln::io::Value;
-use serde_json::{Value as J, json};
+use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 
-/// Describes `v` like `io_describe.describe`; tensors larger than `hex_limit` bytes are
-/// described by their SHA-256 instead of their bytes (`None`: always bytes).
-pub fn describe(v: &Value) -> J {
-    describe_with(v, None)
+/// `tests/fixtures/nn`.
+pub fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nn")
 }
 
-/// [`describe`] with tensors over `hex_limit` bytes described by SHA-256.
-pub fn describe_with(v: &Value, hex_limit: Option<usize>) -> J {
-    let mut ids = HashMap::new();
-    walk(v, &mut ids, hex_limit)
+/// All tensors of a safetensors file.
+pub fn load(path: &Path) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(path, &Device::Cpu)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
-fn walk(v: &Value, ids: &mut HashMap<usize, usize>, lim: Option<usize>) -> J {
-    match v {
-        Value::None => json!({"none": null}),
-        Value::Bool(b) => json!({"bool": b}),
-        Value::Int(i) => json!({"int": i}),
-        Value::Float(f) => json!({"float": format!("{:016x}", f.to_bits())}),
-        Value::Str(s) => json!({"str": s}),
-        Value::Bytes(b) => json!({"bytes": hex(b)}),
-        Value::List(items) => {
-            json!({"list": items.iter().map(|x| walk(x, ids, lim)).collect::<Vec<_>>()})
+/// A tensor of a fixture, by name.
+pub fn get<'a>(t: &'a HashMap<String, Tensor>, key: &str) -> &'a Tensor {
+    t.get(key)
+        .unwrap_or_else(|| panic!("fixture has no tensor '{key}'"))
+}
+
+/// The tensors whose names start with `prefix`, with the prefix removed, as a kiln state dict
+/// in sorted key order (loading matches by name, so the order does not matter).
+pub fn state_dict(t: &HashMap<String, Tensor>, prefix: &str) -> kiln::StateDict {
+    let mut keys: Vec<&String> = t.keys().filter(|k| k.starts_with(prefix)).collect();
+    keys.sort();
+    keys.into_iter()
+        .map(|k| (k[prefix.len()..].to_string(), t[k].clone()))
+        .collect()
+}
+
+fn values(t: &Tensor) -> Vec<f64> {
+    t.to_dtype(DType::F64)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1())
+        .unwrap()
+}
+
+/// `max |a − b| / max |b|`: the error relative to the reference tensor's scale. Panics on a
+/// shape mismatch.
+pub fn rel_err(what: &str, kiln: &Tensor, torch: &Tensor) -> f64 {
+    assert_eq!(kiln.dims(), torch.dims(), "{what}: shapes differ");
+    let (a, b) = (values(kiln), values(torch));
+    let scale = b.iter().fold(0f64, |m, v| m.max(v.abs())).max(1e-30);
+    let diff = a
+        .iter()
+        .zip(&b)
+        .fold(0f64, |m, (x, y)| m.max((x - y).abs()));
+    if a.iter().any(|v| v.is_nan()) != b.iter().any(|v| v.is_nan()) {
+        return f64::INFINITY;
+    }
+    diff / scale
+}
+
+/// Collects named errors, prints them and checks them against a tolerance.
+#[derive(Default)]
+pub struct Errors {
+    items: Vec<(String, f64)>,
+}
+
+impl Errors {
+    /// Compares and records.
+    pub fn check(&mut self, what: impl Into<String>, kiln: &Tensor, torch: &Tensor) {
+        let what = what.into();
+        let e = rel_err(&what, kiln, torch);
+        self.items.push((what, e));
+    }
+
+    /// Prints every error and the maximum; panics if any exceeds `tol`.
+    pub fn assert_below(&self, case: &str, tol: f64) -> f64 {
+        let max = self.items.iter().fold(0f64, |m, (_, e)| m.max(*e));
+        println!(
+            "{case}: max relative error {max:.3e} over {} tensors",
+            self.items.len()
+        );
+        for (w, e) in &self.items {
+            println!("  {w}: {e:.3e}");
         }
-        Value::Tuple(items) => {
-            json!({"tuple": items.iter().map(|x| walk(x, ids, lim)).collect::<Vec<_>>()})
-        }
-        Value::Dict(d) => {
-            let kind = if d.ordered { "OrderedDict" } else { "dict" };
-            let items: Vec<J> = d
-                .entries
-                .iter()
-                .map(|(k, x)| json!([walk(k, ids, lim), walk(x, ids, lim)]))
-                .collect();
-            let mut o = serde_json::Map::new();
-            o.insert(kind.into(), J::Array(items));
-            if let Some(m) = &d.metadata {
-                o.insert("metadata".into(), walk(m, ids, lim));
-            }
-            J::Object(o)
-        }
-        Value::Tensor(t) => {
-            let key = Arc::as_ptr(&t.storage) as usize;
-            let n = ids.len();
-            let id = *ids.entry(key).or_insert(n);
-            let bytes = t.contiguous_bytes().expect("view inside storage");
-            let (field, data) = match lim {
-                Some(l) if bytes.len() > l => {
-                    use sha2::Digest;
-                    ("sha256", hex(&sha2::Sha256::digest(&bytes)))
-                }
-                _ => ("hex", hex(&bytes)),
-            };
-            let mut j = json!({"tensor": {
-                "dtype": t.dtype().name(),
-                "shape": t.shape,
-                "stride": t.stride,
-                "offset": t.offset,
-                "requires_grad": t.requires_grad,
-                "param": t.is_parameter,
-                "storage": id,
-                "storage_bytes": t.storage.data.len(),
-            }});
-            j["tensor"][field] = J::String(data);
-            j
-        }
-        Value::DtypeObj(d) => json!({"dtype_obj": d.name()}),
-        Value::DeviceObj(s) => json!({"device": s}),
+        let bad: Vec<&(String, f64)> = self
+            .items
+            .iter()
+            .filter(|(_, e)| e.is_nan() || *e > tol)
+            .collect();
+        assert!(bad.is_empty(), "{case}: above {tol:e}: {bad:?}");
+        max
     }
 }
 
-pub fn hex(b: &[u8]) -> String {
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        s.push_str(&format!("{x:02x}"));
+/// Checks the gradient of the input (`grad.input`) and of every named parameter
+/// (`grad.<name>`) in `store` against the fixture.
+pub fn check_grads(
+    errs: &mut Errors,
+    t: &HashMap<String, Tensor>,
+    store: &candle_core::backprop::GradStore,
+    input: &Tensor,
+    module: &dyn kiln::Module,
+) {
+    let gi = store.get(input).expect("the input has no gradient");
+    errs.check("grad.input", gi, get(t, "grad.input"));
+    for (name, p) in module.named_parameters() {
+        let g = p
+            .grad(store)
+            .unwrap_or_else(|| panic!("no gradient for {name}"));
+        errs.check(format!("grad.{name}"), &g, get(t, &format!("grad.{name}")));
     }
-    s
 }
 
-pub fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/io")
-}
-
-pub fn manifest() -> J {
-    let text = std::fs::read_to_string(fixtures().join("manifest.json")).expect("manifest.json");
-    serde_json::from_str(&text).expect("manifest parses")
-}
-
-/// The first place two descriptions differ, for readable failures.
-pub fn first_difference(a: &J, b: &J, path: &str) -> Option<String> {
-    match (a, b) {
-        (J::Object(x), J::Object(y)) => {
-            for k in x.keys().chain(y.keys()) {
-                match (x.get(k), y.get(k)) {
-                    (Some(p), Some(q)) => {
-                        if let Some(d) = first_difference(p, q, &format!("{path}.{k}")) {
-                            return Some(d);
-                        }
-                    }
-                    (p, q) => return Some(format!("{path}.{k}: {p:?} vs {q:?}")),
-                }
-            }
-            None
+/// Checks the module's whole state dict against the fixture's `after.<key>` tensors; integer
+/// tensors (`num_batches_tracked`) must be equal.
+pub fn check_state_after(
+    errs: &mut Errors,
+    t: &HashMap<String, Tensor>,
+    module: &dyn kiln::Module,
+) {
+    for (k, v) in module.state_dict().iter() {
+        let want = get(t, &format!("after.{k}"));
+        if v.dtype() == DType::I64 {
+            let (a, b): (i64, i64) = (v.to_scalar().unwrap(), want.to_scalar().unwrap());
+            assert_eq!(a, b, "after.{k}");
+        } else {
+            errs.check(format!("after.{k}"), v, want);
         }
-        (J::Array(x), J::Array(y)) => {
-            if x.len() != y.len() {
-                return Some(format!("{path}: length {} vs {}", x.len(), y.len()));
-            }
-            x.iter()
-                .zip(y)
-                .enumerate()
-                .find_map(|(i, (p, q))| first_difference(p, q, &format!("{path}[{i}]")))
-        }
-        _ if a == b => None,
-        _ => Some(format!("{path}: {a} vs {b}")),
     }
 }

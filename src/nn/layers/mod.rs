@@ -4,7 +4,7 @@ pub(crate) mod batchnorm;
 pub(crate) mod conv;
 mod dropout;
 mod linear;
-mod pool;
+pub(crate) mod pool;
 pub(crate) mod sequential;
 mod simple;
 

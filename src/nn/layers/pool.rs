@@ -3,7 +3,7 @@
 
 use super::impl_as_any;
 use crate::error::{Context, Error, Result, shape_str};
-use crate::nn::{Module, ModuleSpec};
+use crate::nn::{Module, ModuleSpec, functional};
 use candle_core::{D, Tensor};
 
 fn dims4(module: &str, x: &Tensor) -> Result<(usize, usize, usize, usize)> {
@@ -72,9 +72,7 @@ impl Module for MaxPool2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (_, _, h, w) = dims4("MaxPool2d", x)?;
         check_window("MaxPool2d", h, w, self.kernel, self.padding)?;
-        let x = pad_hw(x, self.padding, f64::NEG_INFINITY)?;
-        x.max_pool2d_with_stride(self.kernel, self.stride)
-            .ctx("MaxPool2d")
+        functional::max_pool2d(x, self.kernel, self.stride, self.padding)
     }
 
     fn spec(&self) -> ModuleSpec {
@@ -125,9 +123,7 @@ impl Module for AvgPool2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (_, _, h, w) = dims4("AvgPool2d", x)?;
         check_window("AvgPool2d", h, w, self.kernel, self.padding)?;
-        let x = pad_hw(x, self.padding, 0.0)?;
-        x.avg_pool2d_with_stride(self.kernel, self.stride)
-            .ctx("AvgPool2d")
+        functional::avg_pool2d(x, self.kernel, self.stride, self.padding)
     }
 
     fn spec(&self) -> ModuleSpec {

@@ -1,0 +1,251 @@
+//! `kiln bench …`: benchmarks that compare kiln with PyTorch (not tests).
+//!
+//! `kiln bench train --model lenet --batch-size 64 --steps 100 --threads 1` times kiln's
+//! training step (forward, cross-entropy, backward, SGD step with momentum), then PyTorch's on
+//! the same architecture, batch and thread count via `scripts/bench_torch.py`, and prints
+//! both; the last line is `ratio kiln/pytorch: X` (below 1 means kiln is faster).
+
+use crate::data::Dataset;
+use crate::data::digits::Digits;
+use crate::error::{Error, Result};
+use crate::train::{OptimizerKind, TrainConfig, build_trainer};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+/// Arguments of `kiln bench`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// What to benchmark.
+    #[command(subcommand)]
+    pub what: What,
+}
+
+/// The benchmarks.
+#[derive(clap::Subcommand, Debug)]
+pub enum What {
+    /// Training step time, kiln vs PyTorch on the CPU.
+    Train(TrainArgs),
+}
+
+/// Arguments of `kiln bench train`.
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// Architecture.
+    #[arg(long, short = 'm', default_value = "lenet", value_parser = ["mlp", "lenet", "resnet18"])]
+    pub model: String,
+    /// Batch size (the first B digits images).
+    #[arg(long, short = 'b', default_value_t = 64)]
+    pub batch_size: usize,
+    /// Timed steps (after 10 warm-up steps); the median is reported.
+    #[arg(long, short = 'n', default_value_t = 100)]
+    pub steps: usize,
+    /// Compute threads for both kiln and PyTorch.
+    #[arg(long, short = 't', default_value_t = 1)]
+    pub threads: usize,
+}
+
+/// Warm-up steps before timing.
+pub const WARMUP: usize = 10;
+const LR: f64 = 0.01;
+const MOMENTUM: f64 = 0.9;
+
+/// Step-time statistics in milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Timing {
+    /// Median.
+    pub median_ms: f64,
+    /// 10th percentile.
+    pub p10_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+}
+
+fn timing(mut ms: Vec<f64>) -> Timing {
+    ms.sort_by(f64::total_cmp);
+    let q = |p: f64| ms[((p * ms.len() as f64) as usize).min(ms.len() - 1)];
+    let n = ms.len();
+    let median = if n % 2 == 1 {
+        ms[n / 2]
+    } else {
+        (ms[n / 2 - 1] + ms[n / 2]) / 2.0
+    };
+    Timing {
+        median_ms: median,
+        p10_ms: q(0.1),
+        p90_ms: q(0.9),
+    }
+}
+
+/// Times `steps` kiln training steps (after [`WARMUP`]) of `model` on the first
+/// `batch_size` digits, with SGD (lr 0.01, momentum 0.9) in training mode.
+///
+/// # Errors
+/// `K0003` for a zero batch size or step count, or more images than the data set has.
+pub fn time_kiln(model: &str, batch_size: usize, steps: usize) -> Result<Timing> {
+    if steps == 0 {
+        return Err(Error::invalid("steps", 0, "at least 1"));
+    }
+    let digits = Digits::embedded()?;
+    if batch_size == 0 || batch_size > digits.len() {
+        return Err(Error::invalid(
+            "batch_size",
+            batch_size,
+            format!("between 1 and {}", digits.len()),
+        ));
+    }
+    let indices: Vec<usize> = (0..batch_size).collect();
+    let data = digits.to_dataset("bench", &indices)?;
+    let (inputs, targets) = data.get_batch(&indices)?;
+    let batch = crate::data::Batch {
+        inputs,
+        targets,
+        indices,
+    };
+    let mut cfg = TrainConfig::for_model(model);
+    cfg.batch_size = batch_size;
+    cfg.optimizer = OptimizerKind::Sgd;
+    cfg.lr = LR;
+    cfg.momentum = MOMENTUM;
+    cfg.scheduler = None;
+    let mut trainer = build_trainer(&cfg)?;
+    trainer.model.train(true);
+    let mut ms = Vec::with_capacity(steps);
+    for i in 0..WARMUP + steps {
+        let t0 = Instant::now();
+        trainer.train_step(&batch)?;
+        if i >= WARMUP {
+            ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Ok(timing(ms))
+}
+
+/// The Python that runs the PyTorch side: `$KILN_PYTHON`, else `./.venv/bin/python`.
+///
+/// # Errors
+/// `K0003` saying how to provide one.
+pub fn find_python() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("KILN_PYTHON") {
+        return Ok(PathBuf::from(p));
+    }
+    let local = Path::new(".venv/bin/python");
+    if local.exists() {
+        return Ok(local.to_path_buf());
+    }
+    Err(Error::invalid(
+        "Python for the PyTorch side",
+        "none found ($KILN_PYTHON unset, no ./.venv/bin/python)",
+        "set KILN_PYTHON=/path/to/python, or: python3 -m venv .venv && .venv/bin/pip install torch numpy (torchvision too for resnet18)",
+    ))
+}
+
+fn bench_script() -> PathBuf {
+    let here = Path::new("scripts/bench_torch.py");
+    if here.exists() {
+        return here.to_path_buf();
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_torch.py")
+}
+
+/// Runs `scripts/bench_torch.py` and reads its JSON line; returns the timing and torch's
+/// version.
+///
+/// # Errors
+/// `K0002` when Python cannot be started; `K0103` when it fails or prints no result.
+pub fn time_torch(a: &TrainArgs) -> Result<(Timing, String)> {
+    let py = find_python()?;
+    let script = bench_script();
+    let out = Command::new(&py)
+        .arg(&script)
+        .args(["--model", &a.model])
+        .args(["--batch-size", &a.batch_size.to_string()])
+        .args(["--steps", &a.steps.to_string()])
+        .args(["--warmup", &WARMUP.to_string()])
+        .args(["--threads", &a.threads.to_string()])
+        .args(["--lr", &LR.to_string(), "--momentum", &MOMENTUM.to_string()])
+        .output()
+        .map_err(|e| Error::io("run", &py, e))?;
+    let bad = |detail: String| Error::BadData {
+        source_name: script.display().to_string(),
+        detail,
+    };
+    if !out.status.success() {
+        return Err(bad(format!(
+            "exited with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    let v: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| bad(format!("unreadable result '{line}': {e}")))?;
+    let f = |k: &str| {
+        v[k].as_f64()
+            .ok_or_else(|| bad(format!("result lacks '{k}': {line}")))
+    };
+    Ok((
+        Timing {
+            median_ms: f("median_ms")?,
+            p10_ms: f("p10_ms")?,
+            p90_ms: f("p90_ms")?,
+        },
+        v["torch"].as_str().unwrap_or("?").to_string(),
+    ))
+}
+
+fn line(who: &str, a: &TrainArgs, t: &Timing) -> String {
+    format!(
+        "{who:<8} {} batch {} threads {}: {:.3} ms/step median (p10 {:.3}, p90 {:.3}) over {} steps",
+        a.model, a.batch_size, a.threads, t.median_ms, t.p10_ms, t.p90_ms, a.steps
+    )
+}
+
+/// Runs `kiln bench`.
+///
+/// # Errors
+/// Benchmark and Python errors.
+pub fn run(args: &Args) -> Result<ExitCode> {
+    match &args.what {
+        What::Train(a) => {
+            if a.threads == 0 {
+                return Err(Error::invalid("threads", 0, "at least 1"));
+            }
+            // SAFETY: `kiln bench` runs straight from `main`; no other thread exists yet.
+            unsafe { crate::train::threads::set_threads(a.threads)? };
+            let py = find_python()?;
+            let kiln = time_kiln(&a.model, a.batch_size, a.steps)?;
+            println!("{}", line("kiln", a, &kiln));
+            let (torch, version) = time_torch(a)?;
+            println!("{}", line("pytorch", a, &torch));
+            println!("(PyTorch {version} via {})", py.display());
+            println!(
+                "ratio kiln/pytorch: {:.3}",
+                kiln.median_ms / torch.median_ms
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timing_is_median_and_quantiles() {
+        let t = timing(vec![5.0, 1.0, 3.0, 2.0, 4.0]);
+        assert_eq!(t.median_ms, 3.0);
+        assert_eq!((t.p10_ms, t.p90_ms), (1.0, 5.0));
+        assert_eq!(timing(vec![1.0, 2.0]).median_ms, 1.5);
+    }
+
+    #[test]
+    fn kiln_side_runs_and_checks_its_arguments() {
+        let t = time_kiln("mlp", 8, 2).unwrap();
+        assert!(t.median_ms > 0.0);
+        assert_eq!(time_kiln("mlp", 0, 2).unwrap_err().code(), "K0003");
+        assert_eq!(time_kiln("mlp", 8, 0).unwrap_err().code(), "K0003");
+    }
+}

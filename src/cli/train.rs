@@ -1,0 +1,162 @@
+//! `kiln train`: trains a model on the embedded digits data set.
+
+use crate::error::Result;
+use crate::train::config::{
+    DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_MOMENTUM, DEFAULT_THREADS, OptimizerKind,
+    SchedulerSpec, TrainConfig,
+};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `kiln train`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Architecture to train.
+    #[arg(long, short = 'm', default_value = "lenet", value_parser = ["mlp", "lenet", "resnet18"])]
+    pub model: String,
+    /// Number of epochs.
+    #[arg(long, short = 'e', default_value_t = DEFAULT_EPOCHS)]
+    pub epochs: usize,
+    /// Training batch size.
+    #[arg(long, short = 'b', default_value_t = DEFAULT_BATCH_SIZE)]
+    pub batch_size: usize,
+    /// Optimizer: sgd, adam or adamw.
+    #[arg(long, default_value = "sgd", value_parser = ["sgd", "adam", "adamw"])]
+    pub optimizer: String,
+    /// Base learning rate (default: 0.03 for sgd, 1e-3 as in PyTorch for adam/adamw).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// SGD momentum (ignored by adam/adamw).
+    #[arg(long, default_value_t = DEFAULT_MOMENTUM)]
+    pub momentum: f64,
+    /// Weight decay (default: as in PyTorch, 0 for sgd/adam and 0.01 for adamw).
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Seed of initialisation, dropout and shuffling (same seed, same threads → same file).
+    #[arg(long, short = 's', default_value_t = 0)]
+    pub seed: u64,
+    /// Output directory (default: runs/MODEL).
+    #[arg(long, short = 'o')]
+    pub out: Option<PathBuf>,
+    /// Learning-rate schedule, stepped per epoch: cosine or cosine:T_MAX (T_MAX defaults to the
+    /// epochs), step:STEP_SIZE or step:STEP_SIZE:GAMMA (gamma 0.1 by default), or none.
+    #[arg(long, default_value = "cosine")]
+    pub scheduler: String,
+    /// Compute threads, set once at start-up (1 is fastest for the digits models).
+    #[arg(long, short = 't', default_value_t = DEFAULT_THREADS)]
+    pub threads: usize,
+    /// Device: cpu, cuda or cuda:N (CUDA needs a build with --features cuda).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Drop the last incomplete training batch of each epoch.
+    #[arg(long)]
+    pub drop_last: bool,
+    /// Print nothing but errors (no progress bar, no per-epoch lines).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+impl Args {
+    /// The run's configuration.
+    ///
+    /// # Errors
+    /// `K0003` for a bad value (unknown optimizer or schedule, out-of-range numbers).
+    pub fn config(&self) -> Result<TrainConfig> {
+        let optimizer = OptimizerKind::parse(&self.optimizer)?;
+        let mut cfg = TrainConfig::for_model(&self.model);
+        cfg.epochs = self.epochs;
+        cfg.batch_size = self.batch_size;
+        cfg.optimizer = optimizer;
+        cfg.lr = self.lr.unwrap_or(optimizer.default_lr());
+        cfg.momentum = self.momentum;
+        cfg.weight_decay = self
+            .weight_decay
+            .unwrap_or(optimizer.default_weight_decay());
+        cfg.seed = self.seed;
+        cfg.scheduler = SchedulerSpec::parse(&self.scheduler)?;
+        cfg.threads = self.threads;
+        cfg.device = self.device.clone();
+        cfg.drop_last = self.drop_last;
+        if let Some(out) = &self.out {
+            cfg.out = out.clone();
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// Runs `kiln train`.
+///
+/// # Errors
+/// Configuration, training and I/O errors.
+pub fn run(args: &Args) -> Result<ExitCode> {
+    let cfg = args.config()?;
+    // SAFETY: `kiln train` runs straight from `main`; no other thread exists yet.
+    unsafe { crate::train::threads::set_threads(cfg.threads)? };
+    let summary = crate::train::run(&cfg, args.quiet)?;
+    if !args.quiet {
+        let last = summary.epochs.last();
+        println!(
+            "test accuracy {:.2}% after {} epochs; wrote {}, {}, {}",
+            100.0 * summary.final_test_acc(),
+            last.map_or(0, |m| m.epoch),
+            summary.model_path.display(),
+            summary.metrics_path.display(),
+            summary.curves_path.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        a: Args,
+    }
+
+    fn parse(args: &[&str]) -> std::result::Result<Args, clap::Error> {
+        T::try_parse_from(std::iter::once("train").chain(args.iter().copied())).map(|t| t.a)
+    }
+
+    #[test]
+    fn defaults_need_only_the_model() {
+        let c = parse(&["--model", "lenet", "--epochs", "15"])
+            .unwrap()
+            .config()
+            .unwrap();
+        assert_eq!(c, TrainConfig::for_model("lenet"));
+        assert_eq!(c.out, PathBuf::from("runs/lenet"));
+    }
+
+    #[test]
+    fn adamw_gets_pytorch_defaults_unless_given() {
+        let c = parse(&["--optimizer", "adamw"]).unwrap().config().unwrap();
+        assert_eq!((c.weight_decay, c.lr), (0.01, 1e-3));
+        let c = parse(&["--scheduler", "none"]).unwrap().config().unwrap();
+        assert_eq!(c.scheduler, None);
+        let c = parse(&["--optimizer", "adamw", "--weight-decay", "0"]).unwrap();
+        assert_eq!(c.config().unwrap().weight_decay, 0.0);
+    }
+
+    #[test]
+    fn bad_flags_are_usage_errors() {
+        assert!(parse(&["--model", "vgg"]).is_err());
+        assert!(parse(&["--optimizer", "rmsprop"]).is_err());
+        let e = parse(&["--scheduler", "linear"])
+            .unwrap()
+            .config()
+            .unwrap_err();
+        assert!(e.is_usage());
+        let e = parse(&["--device", "cuda:0"]).unwrap().config();
+        if !cfg!(feature = "cuda") {
+            assert_eq!(e.unwrap_err().code(), "K0303");
+        }
+        let e = parse(&["--batch-size", "0"]).unwrap().config().unwrap_err();
+        assert_eq!(e.code(), "K0003");
+    }
+}

@@ -1,0 +1,21 @@
+//! Data: the embedded scikit-learn digits data set, datasets, subsets and a `DataLoader`
+//! whose order is a pure function of `(seed, epoch)`.
+//!
+//! ```
+//! use kiln::data::{DataLoader, Dataset, digits};
+//! let (train, test) = digits::train_test()?;
+//! assert_eq!((train.len(), test.len()), (1438, 359));
+//! let loader = DataLoader::new(std::sync::Arc::new(train), 64)?.shuffle(true).seed(0);
+//! let first = loader.batch(0, 0)?;
+//! assert_eq!(first.inputs.dims(), &[64, 1, 8, 8]);
+//! # Ok::<(), kiln::Error>(())
+//! ```
+
+pub mod dataset;
+pub mod digits;
+pub mod loader;
+pub mod subset;
+
+pub use dataset::{Dataset, TensorDataset, stack_samples};
+pub use loader::{Batch, DataLoader, EpochIter};
+pub use subset::Subset;

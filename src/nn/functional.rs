@@ -1,0 +1,331 @@
+//! Pooling with PyTorch's forward *and backward* semantics (`F.max_pool2d`, `F.avg_pool2d`).
+//!
+//! candle 0.11.1's own pooling backward is wrong for training: `max_pool2d`'s gradient is
+//! divided by the window area (¼ of PyTorch's for a 2×2 pool, so every layer before a pool
+//! learns 4× slower), tied maxima all receive gradient (PyTorch gives it to the first one),
+//! and neither max- nor avg-pool has a backward when `kernel != stride` (ResNet's
+//! `MaxPool2d(3, 2, 1)`). These custom ops compute both passes on the CPU the way PyTorch's
+//! CPU kernels do: the max is the first in row-major window order (NaN wins), padding is
+//! never selected, average pooling counts the padding (`count_include_pad=True`; its forward
+//! sums in f64), and gradients are accumulated in the tensor's dtype in output order. Other
+//! devices fall back to candle's kernels (forward only when `kernel != stride`).
+
+use crate::error::{Context, Error, Result, shape_str};
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor, WithDType};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Max,
+    Avg,
+}
+
+/// Geometry of a square pooling window over one `[N, C, H, W]` input.
+#[derive(Clone, Copy, Debug)]
+struct Pool {
+    kind: Kind,
+    k: usize,
+    s: usize,
+    p: usize,
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+}
+
+impl Pool {
+    fn new(kind: Kind, dims: &[usize], k: usize, s: usize, p: usize) -> Result<Self> {
+        let name = match kind {
+            Kind::Max => "max_pool2d",
+            Kind::Avg => "avg_pool2d",
+        };
+        let [n, c, h, w] = *dims else {
+            return Err(Error::InputRank {
+                module: name.into(),
+                expected: "4-D [N, C, H, W]".into(),
+                shape: shape_str(dims),
+            });
+        };
+        if k == 0 || s == 0 || 2 * p > k {
+            return Err(Error::invalid(
+                format!("{name} kernel/stride/padding"),
+                format!("{k}/{s}/{p}"),
+                "kernel and stride >= 1 and padding <= kernel/2 (PyTorch: pad should be at most half of effective kernel size)",
+            ));
+        }
+        if h + 2 * p < k || w + 2 * p < k {
+            return Err(Error::InputRank {
+                module: name.into(),
+                expected: format!("an image of at least {k}x{k} (with padding {p})"),
+                shape: shape_str(dims),
+            });
+        }
+        Ok(Pool {
+            kind,
+            k,
+            s,
+            p,
+            n,
+            c,
+            h,
+            w,
+            oh: (h + 2 * p - k) / s + 1,
+            ow: (w + 2 * p - k) / s + 1,
+        })
+    }
+
+    /// The input rows/columns the window of output `(oy, ox)` covers, clipped to the image.
+    fn window(&self, oy: usize, ox: usize) -> (usize, usize, usize, usize) {
+        let y0 = (oy * self.s) as isize - self.p as isize;
+        let x0 = (ox * self.s) as isize - self.p as isize;
+        let clip = |v: isize, hi: usize| v.clamp(0, hi as isize) as usize;
+        (
+            clip(y0, self.h),
+            clip(y0 + self.k as isize, self.h),
+            clip(x0, self.w),
+            clip(x0 + self.k as isize, self.w),
+        )
+    }
+
+    /// Index (within the plane) of the window's maximum: first in row-major order, NaN wins.
+    fn argmax<T: WithDType>(&self, plane: &[T], oy: usize, ox: usize) -> usize {
+        use std::cmp::Ordering::Greater;
+        let (ys, ye, xs, xe) = self.window(oy, ox);
+        let mut best = ys * self.w + xs;
+        let mut max = T::from_f64(f64::NEG_INFINITY);
+        for y in ys..ye {
+            let row = y * self.w;
+            for (x, &v) in plane[row + xs..row + xe].iter().enumerate() {
+                match v.partial_cmp(&max) {
+                    Some(Greater) => {
+                        max = v;
+                        best = row + xs + x;
+                    }
+                    None => return row + xs + x, // NaN
+                    _ => {}
+                }
+            }
+        }
+        best
+    }
+
+    fn forward<T: WithDType>(&self, x: &[T]) -> Vec<T> {
+        let (hw, ohw) = (self.h * self.w, self.oh * self.ow);
+        let area = (self.k * self.k) as f64;
+        let mut out = Vec::with_capacity(self.n * self.c * ohw);
+        for plane in x.chunks_exact(hw) {
+            for oy in 0..self.oh {
+                for ox in 0..self.ow {
+                    out.push(match self.kind {
+                        Kind::Max => plane[self.argmax(plane, oy, ox)],
+                        Kind::Avg => {
+                            let (ys, ye, xs, xe) = self.window(oy, ox);
+                            let mut sum = 0f64;
+                            for y in ys..ye {
+                                for v in &plane[y * self.w + xs..y * self.w + xe] {
+                                    sum += v.to_f64();
+                                }
+                            }
+                            T::from_f64(sum / area)
+                        }
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// The input gradient, accumulated in `T` in output order as PyTorch's CPU kernels do.
+    fn backward<T: WithDType>(&self, x: &[T], grad: &[T]) -> Vec<T> {
+        let (hw, ohw) = (self.h * self.w, self.oh * self.ow);
+        let area = T::from_f64((self.k * self.k) as f64);
+        let mut gx = vec![T::zero(); x.len()];
+        for (pi, plane) in x.chunks_exact(hw).enumerate() {
+            let g = &grad[pi * ohw..(pi + 1) * ohw];
+            let gplane = &mut gx[pi * hw..(pi + 1) * hw];
+            for oy in 0..self.oh {
+                for ox in 0..self.ow {
+                    let go = g[oy * self.ow + ox];
+                    match self.kind {
+                        Kind::Max => gplane[self.argmax(plane, oy, ox)] += go,
+                        Kind::Avg => {
+                            let delta = go / area;
+                            let (ys, ye, xs, xe) = self.window(oy, ox);
+                            for y in ys..ye {
+                                for v in &mut gplane[y * self.w + xs..y * self.w + xe] {
+                                    *v += delta;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        gx
+    }
+
+    fn out_shape(&self) -> Shape {
+        Shape::from((self.n, self.c, self.oh, self.ow))
+    }
+}
+
+fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
+    let (a, b) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("pooling expects a contiguous input".into()))?;
+    Ok(&T::cpu_storage_as_slice(s)?[a..b])
+}
+
+impl CustomOp1 for Pool {
+    fn name(&self) -> &'static str {
+        match self.kind {
+            Kind::Max => "kiln-max-pool2d",
+            Kind::Avg => "kiln-avg-pool2d",
+        }
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let out = match s {
+            CpuStorage::F32(_) => CpuStorage::F32(self.forward(slice::<f32>(s, l)?)),
+            CpuStorage::F64(_) => CpuStorage::F64(self.forward(slice::<f64>(s, l)?)),
+            _ => candle_core::bail!("{}: only f32 and f64 are supported", self.name()),
+        };
+        Ok((out, self.out_shape()))
+    }
+
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let grad = grad.contiguous()?.flatten_all()?;
+        let x = arg.flatten_all()?;
+        let gx = match arg.dtype() {
+            DType::F32 => Tensor::from_vec(
+                self.backward(&x.to_vec1::<f32>()?, &grad.to_vec1::<f32>()?),
+                arg.shape(),
+                arg.device(),
+            )?,
+            DType::F64 => Tensor::from_vec(
+                self.backward(&x.to_vec1::<f64>()?, &grad.to_vec1::<f64>()?),
+                arg.shape(),
+                arg.device(),
+            )?,
+            other => candle_core::bail!("{}: no backward for {other:?}", self.name()),
+        };
+        Ok(Some(gx))
+    }
+}
+
+fn pool(kind: Kind, x: &Tensor, k: usize, s: usize, p: usize) -> Result<Tensor> {
+    let op = Pool::new(kind, x.dims(), k, s, p)?;
+    let name = op.name();
+    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+        return x.contiguous().and_then(|x| x.apply_op1(op)).ctx(name);
+    }
+    let fill = match kind {
+        Kind::Max => f64::NEG_INFINITY,
+        Kind::Avg => 0.0,
+    };
+    let x = crate::nn::layers::pool::pad_hw(x, p, fill)?;
+    match kind {
+        Kind::Max => x.max_pool2d_with_stride(k, s),
+        Kind::Avg => x.avg_pool2d_with_stride(k, s),
+    }
+    .ctx(name)
+}
+
+/// `F.max_pool2d(x, kernel, stride, padding)` on `[N, C, H, W]` with PyTorch's gradient (to
+/// the first maximum of each window).
+///
+/// # Errors
+/// `K0203` for an input that is not 4-D or smaller than the window; `K0003` for a zero
+/// kernel/stride or padding above half the kernel.
+pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
+    pool(Kind::Max, x, kernel, stride, padding)
+}
+
+/// `F.avg_pool2d(x, kernel, stride, padding)` (`count_include_pad=True`, `ceil_mode=False`)
+/// with PyTorch's gradient.
+///
+/// # Errors
+/// As [`max_pool2d`].
+pub fn avg_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
+    pool(Kind::Avg, x, kernel, stride, padding)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn grad_of(
+        x: &[f32],
+        dims: (usize, usize, usize, usize),
+        f: impl Fn(&Tensor) -> Tensor,
+    ) -> Vec<f32> {
+        let v = Var::from_tensor(&Tensor::from_slice(x, dims, &Device::Cpu).unwrap()).unwrap();
+        let y = f(v.as_tensor()).sum_all().unwrap();
+        let g = y.backward().unwrap();
+        g.get(v.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    }
+
+    /// Regression: candle 0.11.1 returned 0.25 here (gradient divided by the window area).
+    #[test]
+    fn max_pool_backward_is_not_scaled_by_window_area() {
+        let g = grad_of(&[1., 2., 3., 4.], (1, 1, 2, 2), |x| {
+            max_pool2d(x, 2, 2, 0).unwrap()
+        });
+        assert_eq!(g, vec![0., 0., 0., 1.]);
+    }
+
+    /// Regression: candle gave every tied maximum a share; PyTorch gives the first one all.
+    #[test]
+    fn max_pool_tie_sends_gradient_to_the_first_maximum() {
+        let g = grad_of(&[5., 5., 1., 5.], (1, 1, 2, 2), |x| {
+            max_pool2d(x, 2, 2, 0).unwrap()
+        });
+        assert_eq!(g, vec![1., 0., 0., 0.]);
+    }
+
+    /// Regression: candle has no backward for overlapping windows (ResNet's maxpool).
+    #[test]
+    fn overlapping_padded_windows_have_a_backward() {
+        let x: Vec<f32> = (0..16).map(|v| v as f32).collect();
+        let g = grad_of(&x, (1, 1, 4, 4), |x| max_pool2d(x, 3, 2, 1).unwrap());
+        // Outputs are the maxima at (1,1), (1,3), (3,1), (3,3) → indices 5, 7, 13, 15.
+        let mut want = vec![0f32; 16];
+        for i in [5, 7, 13, 15] {
+            want[i] = 1.0;
+        }
+        assert_eq!(g, want);
+        let y = avg_pool2d(
+            &Tensor::from_slice(&x, (1, 1, 4, 4), &Device::Cpu).unwrap(),
+            3,
+            2,
+            1,
+        )
+        .unwrap();
+        // Top-left window covers x[0,1,4,5] = 0+1+4+5 = 10, divided by 9 (padding counts).
+        let first: f32 = y.flatten_all().unwrap().to_vec1::<f32>().unwrap()[0];
+        assert!((first - 10.0 / 9.0).abs() < 1e-6);
+        let g = grad_of(&x, (1, 1, 4, 4), |x| avg_pool2d(x, 3, 2, 1).unwrap());
+        assert!((g[0] - 1.0 / 9.0).abs() < 1e-7 && (g[5] - 4.0 / 9.0).abs() < 1e-7);
+    }
+
+    #[test]
+    fn bad_geometry_is_an_error() {
+        let x = Tensor::zeros((1, 1, 2, 2), DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(max_pool2d(&x, 3, 1, 0).unwrap_err().code(), "K0203");
+        assert_eq!(max_pool2d(&x, 2, 0, 0).unwrap_err().code(), "K0003");
+        let x = Tensor::zeros((2, 2), DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(avg_pool2d(&x, 2, 2, 0).unwrap_err().code(), "K0203");
+    }
+}

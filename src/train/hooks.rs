@@ -1,0 +1,48 @@
+//! Hook points of the training loop: where metrics logs, progress bars and (later) a
+//! checkpoint manager plug in.
+
+use super::metrics::EpochMetrics;
+use super::trainer::Trainer;
+use crate::error::Result;
+
+/// What one optimizer step produced.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepReport {
+    /// The step's loss (mean over the batch).
+    pub loss: f64,
+    /// Correct predictions in the batch.
+    pub correct: usize,
+    /// Samples in the batch.
+    pub batch_len: usize,
+    /// Seconds the step took (forward, backward, optimizer).
+    pub seconds: f64,
+}
+
+/// Called by [`Trainer::fit`]; every method defaults to doing nothing. At each call the trainer's state is consistent: the model,
+/// optimizer, [`super::TrainState`] (including the RNG state) all describe the same moment,
+/// so a checkpoint taken here resumes bit-exactly.
+pub trait Hook {
+    /// After each optimizer step (`trainer.state.step_in_epoch` already counts it).
+    ///
+    /// # Errors
+    /// Any error stops training and is returned by `fit`.
+    fn on_step(&mut self, _trainer: &Trainer, _step: &StepReport) -> Result<()> {
+        Ok(())
+    }
+
+    /// After each epoch's evaluation (`trainer.state.epoch` already counts the epoch).
+    ///
+    /// # Errors
+    /// Any error stops training and is returned by `fit`.
+    fn on_epoch_end(&mut self, _trainer: &Trainer, _metrics: &EpochMetrics) -> Result<()> {
+        Ok(())
+    }
+
+    /// Before an epoch starts (or resumes at `trainer.state.step_in_epoch`).
+    ///
+    /// # Errors
+    /// Any error stops training and is returned by `fit`.
+    fn on_epoch_start(&mut self, _trainer: &Trainer) -> Result<()> {
+        Ok(())
+    }
+}
