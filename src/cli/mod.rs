@@ -40,7 +40,7 @@ pub enum Command {
     /// Run an eval-mode forward pass of a model on a safetensors input.
     Forward(forward::Args),
     /// Train a model on the embedded digits data set.
-    Train(train::Args),
+    Train(Box<train::Args>),
     /// Benchmarks against PyTorch (`kiln bench train`).
     Bench(bench::Args),
 }
