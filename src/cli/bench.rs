@@ -26,6 +26,50 @@ pub struct Args {
 pub enum What {
     /// Training step time, kiln vs PyTorch on the CPU.
     Train(TrainArgs),
+    /// Training stall per checkpoint, synchronous vs asynchronous writing.
+    Checkpoint(CheckpointArgs),
+}
+
+/// Arguments of `kiln bench checkpoint`.
+#[derive(clap::Args, Debug)]
+pub struct CheckpointArgs {
+    /// Architecture (its checkpoint size decides the write time).
+    #[arg(long, short = 'm', default_value = "lenet", value_parser = ["mlp", "lenet", "resnet18"])]
+    pub model: String,
+    /// Checkpoints saved in each mode; medians are reported.
+    #[arg(long, short = 'n', default_value_t = 20)]
+    pub saves: usize,
+    /// Training steps timed to estimate an epoch (batch 64).
+    #[arg(long, default_value_t = 23)]
+    pub epoch_steps: usize,
+    /// Scratch directory for the checkpoints (removed afterwards).
+    #[arg(long, default_value = "target/bench-checkpoint")]
+    pub dir: PathBuf,
+}
+
+fn bench_checkpoint(a: &CheckpointArgs) -> Result<ExitCode> {
+    let r = crate::bench::checkpoint::run(&a.model, a.saves, a.epoch_steps, &a.dir)?;
+    println!(
+        "model {}  checkpoint {:.1} MiB  epoch {:.1} ms",
+        r.model,
+        r.bytes as f64 / 1048576.0,
+        r.epoch_ms
+    );
+    println!(
+        "synchronous  stall {:8.2} ms/checkpoint  = {:6.2}% of an epoch",
+        r.sync_ms,
+        100.0 * r.sync_ms / r.epoch_ms
+    );
+    println!(
+        "asynchronous stall {:8.2} ms/checkpoint  = {:6.2}% of an epoch",
+        r.async_ms,
+        100.0 * r.async_ms / r.epoch_ms
+    );
+    println!(
+        "ratio async/sync stall: {:.3}",
+        r.async_ms / r.sync_ms.max(1e-9)
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Arguments of `kiln bench train`.
@@ -226,6 +270,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        What::Checkpoint(a) => bench_checkpoint(a),
     }
 }
 

@@ -70,6 +70,33 @@ pub fn checkpoint_of(t: &Trainer, last_loss: f64) -> Result<Checkpoint> {
     Ok(ck)
 }
 
+/// Takes a checkpoint of `t` and hands it to `manager`. With an asynchronous policy the
+/// snapshot copies nothing: parameters are marked copy-on-write
+/// ([`crate::nn::Param::mark_shared`]) and tensor data is converted by the writer thread
+/// ([`crate::io::value::deferred`]); the loop only waits for that bookkeeping.
+///
+/// # Errors
+/// State-dict and I/O errors (of the previous background write, when asynchronous).
+pub fn snapshot_and_save(
+    t: &Trainer,
+    manager: &mut CheckpointManager,
+    last_loss: f64,
+    metric: Option<f64>,
+) -> Result<crate::checkpoint::SaveStats> {
+    if manager.policy().asynchronous {
+        for p in t.model.parameters() {
+            p.mark_shared();
+        }
+        crate::io::value::deferred(|| {
+            let ck = checkpoint_of(t, last_loss)?;
+            manager.save(&ck, metric)
+        })
+    } else {
+        let ck = checkpoint_of(t, last_loss)?;
+        manager.save(&ck, metric)
+    }
+}
+
 /// Hyper-parameters that must match for a resume to continue the same run.
 const MUST_MATCH: [&str; 9] = [
     "model",
@@ -221,9 +248,9 @@ impl CheckpointHook {
     fn save(&mut self, t: &Trainer, metric: Option<f64>) -> Result<()> {
         if self.is_writer {
             if let Some(m) = self.manager.as_mut() {
-                let ck = checkpoint_of(t, self.last_loss)?;
-                let stats = m.save(&ck, metric)?;
-                self.stall_seconds += stats.stall.as_secs_f64();
+                let started = std::time::Instant::now();
+                snapshot_and_save(t, m, self.last_loss, metric)?;
+                self.stall_seconds += started.elapsed().as_secs_f64();
                 self.saves += 1;
             }
         }

@@ -1,0 +1,3 @@
+//! Benchmarks run by `kiln bench …` (not tests; figures go to docs/BENCHMARKS.md).
+
+pub mod checkpoint;
