@@ -39,12 +39,22 @@ fn scalar() -> impl Strategy<Value = Value> {
         ".{0,12}".prop_map(Value::Str),
         proptest::collection::vec(any::<u8>(), 0..10).prop_map(Value::Bytes),
         proptest::sample::select(Dtype::ALL.to_vec()).prop_map(Value::DtypeObj),
-        prop_oneof![Just("cpu".to_string()), (0u8..4).prop_map(|i| format!("cuda:{i}"))].prop_map(Value::DeviceObj),
+        prop_oneof![
+            Just("cpu".to_string()),
+            (0u8..4).prop_map(|i| format!("cuda:{i}"))
+        ]
+        .prop_map(Value::DeviceObj),
     ]
 }
 
 fn tspec() -> impl Strategy<Value = TSpec> {
-    (0usize..4, proptest::collection::vec((0usize..4, 0usize..6), 0..4), 0usize..8, any::<bool>(), any::<bool>())
+    (
+        0usize..4,
+        proptest::collection::vec((0usize..4, 0usize..6), 0..4),
+        0usize..8,
+        any::<bool>(),
+        any::<bool>(),
+    )
         .prop_map(|(storage, dims, offset, param, requires_grad)| TSpec {
             storage,
             shape: dims.iter().map(|d| d.0).collect(),
@@ -56,16 +66,26 @@ fn tspec() -> impl Strategy<Value = TSpec> {
 }
 
 fn key() -> impl Strategy<Value = Value> {
-    prop_oneof!["[a-z._]{1,8}".prop_map(Value::Str), (-50i64..50).prop_map(Value::Int)]
+    prop_oneof![
+        "[a-z._]{1,8}".prop_map(Value::Str),
+        (-50i64..50).prop_map(Value::Int)
+    ]
 }
 
 fn tree() -> impl Strategy<Value = Tree> {
-    let leaf = prop_oneof![scalar().prop_map(Tree::Leaf), tspec().prop_map(Tree::Tensor)];
+    let leaf = prop_oneof![
+        scalar().prop_map(Tree::Leaf),
+        tspec().prop_map(Tree::Tensor)
+    ];
     leaf.prop_recursive(4, 48, 6, |inner| {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..6).prop_map(Tree::List),
             proptest::collection::vec(inner.clone(), 0..6).prop_map(Tree::Tuple),
-            (proptest::collection::vec((key(), inner), 0..6), any::<bool>(), any::<bool>())
+            (
+                proptest::collection::vec((key(), inner), 0..6),
+                any::<bool>(),
+                any::<bool>()
+            )
                 .prop_map(|(e, o, m)| Tree::Dict(e, o, m)),
         ]
     })
@@ -82,7 +102,9 @@ fn storages() -> impl Strategy<Value = Vec<(Dtype, Vec<u8>, String)>> {
                 let mut x = seed;
                 let bytes = (0..n * d.size())
                     .map(|_| {
-                        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        x = x
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
                         let b = (x >> 33) as u8;
                         if d == Dtype::Bool { b & 1 } else { b }
                     })
@@ -125,12 +147,19 @@ fn build(t: &Tree, st: &[Arc<Storage>]) -> Value {
             }
             let metadata = (*ordered && *meta).then(|| {
                 Box::new(Value::Dict(Dict {
-                    entries: vec![(Value::Str(String::new()), Value::dict([("version", Value::Int(1))]))],
+                    entries: vec![(
+                        Value::Str(String::new()),
+                        Value::dict([("version", Value::Int(1))]),
+                    )],
                     ordered: true,
                     metadata: None,
                 }))
             });
-            Value::Dict(Dict { entries: out, ordered: *ordered, metadata })
+            Value::Dict(Dict {
+                entries: out,
+                ordered: *ordered,
+                metadata,
+            })
         }
     }
 }
@@ -152,10 +181,21 @@ fn make(st: Vec<(Dtype, Vec<u8>, String)>, t: &Tree, location: &str) -> Value {
 struct Mem(Vec<Arc<Storage>>);
 
 impl StorageSource for Mem {
-    fn storage(&mut self, key: &str, dtype: Dtype, location: &str, numel: usize, _: Option<(usize, usize)>) -> kiln::Result<Arc<Storage>> {
+    fn storage(
+        &mut self,
+        key: &str,
+        dtype: Dtype,
+        location: &str,
+        numel: usize,
+        _: Option<(usize, usize)>,
+    ) -> kiln::Result<Arc<Storage>> {
         let s = &self.0[key.parse::<usize>().unwrap()];
         assert_eq!(numel * dtype.size(), s.data.len());
-        Ok(Arc::new(Storage { dtype, location: location.to_string(), data: s.data.clone() }))
+        Ok(Arc::new(Storage {
+            dtype,
+            location: location.to_string(),
+            data: s.data.clone(),
+        }))
     }
 }
 

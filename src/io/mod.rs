@@ -12,6 +12,8 @@
 
 pub mod atomic;
 pub mod cast;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod inspect;
 pub mod legacy;
 pub mod load;

@@ -251,7 +251,7 @@ pub fn read(
                 start: start as usize,
                 len: b - a,
             },
-            Backing::File(_) => {
+            Backing::File(_) | Backing::Memory(_) => {
                 let mut v = vec![0u8; b - a];
                 src.read_at(start, &mut v)?;
                 Bytes::Owned(Arc::new(v))

@@ -67,6 +67,8 @@ pub enum Backing {
     File(FileSource),
     /// Records are windows of the map.
     Map(Arc<memmap2::Mmap>),
+    /// The whole file in memory (records are copied out).
+    Memory(Vec<u8>),
 }
 
 impl Backing {
@@ -75,6 +77,7 @@ impl Backing {
         match self {
             Backing::File(f) => f,
             Backing::Map(m) => m.as_ref(),
+            Backing::Memory(v) => v,
         }
     }
 }

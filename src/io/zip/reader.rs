@@ -109,6 +109,15 @@ impl Source for memmap2::Mmap {
     }
 }
 
+impl Source for Vec<u8> {
+    fn len(&self) -> u64 {
+        <[u8]>::len(self) as u64
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        SliceSource(self).read_at(offset, buf)
+    }
+}
+
 /// One record of the archive.
 #[derive(Clone, Debug)]
 pub struct Entry {
