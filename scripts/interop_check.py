@@ -124,7 +124,7 @@ def main():
 
     @check("kiln reads PyTorch files and writes its own (cargo test --test io_interop --include-ignored)")
     def _():
-        cargo("test", "--test", "io_interop", "--", "--include-ignored", "--test-threads=1", env={"KILN_INTEROP_DIR": OUT})
+        cargo("test", "--test", "io_interop", "--", "--include-ignored", "--test-threads=1", env={"KILN_IO_INTEROP_DIR": OUT})
 
     for name in manifest:
         path = os.path.join(KOUT, name)

@@ -9,6 +9,7 @@
 //! Tensors, autograd and device kernels come from `candle-core`; everything about the
 //! model's life cycle is kiln's.
 
+pub mod bench;
 pub mod cli;
 pub mod device;
 pub mod error;

@@ -4,10 +4,10 @@
 //! load round trip unchanged (bit-exact, views and sharing kept).
 //!
 //! The `#[ignore]`d tests are driven by `scripts/interop_check.py`, which sets
-//! `KILN_INTEROP_DIR`, generates large PyTorch files there (a torchvision ResNet-18 state
+//! `KILN_IO_INTEROP_DIR`, generates large PyTorch files there (a torchvision ResNet-18 state
 //! dict in zip, legacy, DataParallel and safetensors forms), runs
 //! `cargo test --test io_interop -- --include-ignored`, then checks with real `torch.load`
-//! everything kiln wrote to `KILN_INTEROP_DIR/kiln_out`.
+//! everything kiln wrote to `KILN_IO_INTEROP_DIR/kiln_out`.
 
 mod common;
 
@@ -202,8 +202,8 @@ fn kiln_values_round_trip() {
 
 fn interop_dir() -> PathBuf {
     PathBuf::from(
-        std::env::var("KILN_INTEROP_DIR")
-            .expect("set KILN_INTEROP_DIR (scripts/interop_check.py does)"),
+        std::env::var("KILN_IO_INTEROP_DIR")
+            .expect("set KILN_IO_INTEROP_DIR (scripts/interop_check.py does)"),
     )
 }
 
@@ -220,7 +220,7 @@ fn resnet() -> ResNet {
 }
 
 #[test]
-#[ignore = "run by scripts/interop_check.py (needs KILN_INTEROP_DIR)"]
+#[ignore = "run by scripts/interop_check.py (needs KILN_IO_INTEROP_DIR)"]
 fn write_files_for_pytorch() {
     let out = interop_dir().join("kiln_out");
     std::fs::create_dir_all(&out).unwrap();
@@ -268,7 +268,7 @@ fn write_files_for_pytorch() {
 }
 
 #[test]
-#[ignore = "run by scripts/interop_check.py (needs KILN_INTEROP_DIR)"]
+#[ignore = "run by scripts/interop_check.py (needs KILN_IO_INTEROP_DIR)"]
 fn read_large_files_from_pytorch() {
     let dir = interop_dir();
     let expected: serde_json::Value =

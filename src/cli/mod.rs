@@ -1,5 +1,6 @@
 //! The `kiln` command line. One file per subcommand; each exposes `Args` (clap) and `run`.
 
+pub mod bench;
 pub mod convert;
 pub mod diff;
 pub mod explain;
@@ -34,6 +35,8 @@ pub enum Command {
     Diff(diff::Args),
     /// Run an eval-mode forward pass of a model on a safetensors input.
     Forward(forward::Args),
+    /// Benchmarks side by side with PyTorch (`kiln bench io`).
+    Bench(bench::Args),
 }
 
 /// Runs the CLI: parses arguments, dispatches, prints errors with code and hint.
@@ -53,6 +56,7 @@ pub fn main() -> ExitCode {
         Command::Convert(a) => convert::run(&a),
         Command::Diff(a) => diff::run(&a),
         Command::Forward(a) => forward::run(&a),
+        Command::Bench(a) => bench::run(&a),
     };
     match result {
         Ok(code) => code,

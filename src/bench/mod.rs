@@ -1,0 +1,3 @@
+//! Benchmarks run by `kiln bench …`, side by side with PyTorch.
+
+pub mod io;
