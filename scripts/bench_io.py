@@ -2,7 +2,7 @@
 """PyTorch side of `kiln bench io`: save/load of a float32 state dict of the same layout kiln
 uses (tensors of 4 Mi elements), with torch.save/torch.load and the safetensors package.
 Saves are followed by fsync so they are as durable as kiln's atomic writes. Prints JSON:
-{"name": seconds_best_of_repeat, ...} plus versions.
+{"name": median_seconds_of_repeat, ...} plus versions.
 
     python scripts/bench_io.py --size-mib 1024 --dir /tmp/kiln-bench --repeat 3
 """
@@ -40,12 +40,13 @@ def fsync(path):
 
 
 def best(f, repeat):
+    """Median of `repeat` runs (as kiln's side reports)."""
     times = []
     for _ in range(repeat):
         t = time.perf_counter()
         f()
         times.append(time.perf_counter() - t)
-    return min(times)
+    return sorted(times)[len(times) // 2]
 
 
 def main():

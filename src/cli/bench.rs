@@ -31,8 +31,8 @@ pub struct IoArgs {
     /// Directory for the temporary files (on the disk to measure).
     #[arg(long, default_value = "target/bench-io")]
     pub dir: PathBuf,
-    /// Runs per measurement; the best counts.
-    #[arg(long, default_value_t = 3)]
+    /// Runs per measurement; the median counts.
+    #[arg(long, default_value_t = 5)]
     pub repeat: usize,
     /// Python with torch and safetensors for the reference figures (omit to skip them).
     #[arg(long)]

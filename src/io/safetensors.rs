@@ -252,9 +252,7 @@ pub fn read(
                 len: b - a,
             },
             Backing::File(_) | Backing::Memory(_) => {
-                let mut v = vec![0u8; b - a];
-                src.read_at(start, &mut v)?;
-                Bytes::Owned(Arc::new(v))
+                Bytes::Owned(Arc::new(src.read_new(start, b - a)?))
             }
         };
         let t = TensorValue {
