@@ -469,16 +469,23 @@ impl Machine<'_> {
                 ordered,
                 metadata,
             } => {
-                let mut out = Vec::with_capacity(entries.len());
+                let mut out: Vec<(Value, Value)> = Vec::with_capacity(entries.len());
+                // Python dict semantics: a repeated key replaces the value in place. Keys are
+                // found by hash (str/int/bool/None keys), so large dicts stay linear.
+                let mut index: std::collections::HashMap<KeyHash, usize> =
+                    std::collections::HashMap::new();
                 for (k, v) in entries {
                     let k = self.to_value(*k, depth + 1, budget)?;
                     let v = self.to_value(*v, depth + 1, budget)?;
-                    // Python dict semantics: a repeated key replaces the value in place.
-                    match out
-                        .iter_mut()
-                        .find(|(ek, _): &&mut (Value, Value)| *ek == k)
-                    {
-                        Some(slot) => slot.1 = v,
+                    let slot = match key_hash(&k) {
+                        Some(h) => index.get(&h).copied().or_else(|| {
+                            index.insert(h, out.len());
+                            None
+                        }),
+                        None => out.iter().position(|(ek, _)| *ek == k),
+                    };
+                    match slot.and_then(|i| out.get_mut(i)) {
+                        Some(e) => e.1 = v,
                         None => out.push((k, v)),
                     }
                 }
@@ -506,5 +513,23 @@ impl Machine<'_> {
             Node::Tensor(t) => Value::Tensor(t.clone()),
             Node::Device(d) => Value::DeviceObj(d.clone()),
         })
+    }
+}
+
+/// A hashable form of the usual dict keys. Python's `1 == True`, so bools hash as ints.
+#[derive(Hash, PartialEq, Eq)]
+enum KeyHash {
+    Str(String),
+    Int(i64),
+    None,
+}
+
+fn key_hash(k: &Value) -> Option<KeyHash> {
+    match k {
+        Value::Str(s) => Some(KeyHash::Str(s.clone())),
+        Value::Int(i) => Some(KeyHash::Int(*i)),
+        Value::Bool(b) => Some(KeyHash::Int(i64::from(*b))),
+        Value::None => Some(KeyHash::None),
+        _ => None,
     }
 }

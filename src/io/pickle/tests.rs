@@ -453,3 +453,39 @@ fn tensor_outside_storage_is_refused() {
     assert_eq!(e.code(), "K0505");
     assert!(e.to_string().contains("outside its storage"), "{e}");
 }
+
+/// Regression: duplicate-key handling was a linear search per entry, so a dict of a few
+/// hundred thousand keys (hostile or a huge checkpoint) took quadratic time.
+#[test]
+fn large_dicts_stay_linear() {
+    let n = 300_000;
+    let v = Value::dict((0..n).map(|i| (format!("k{i}"), Value::Int(i))));
+    let start = std::time::Instant::now();
+    let back = round_trip(&v);
+    assert_eq!(back.as_dict().unwrap().entries.len(), n as usize);
+    assert!(start.elapsed().as_secs() < 20, "took {:?}", start.elapsed());
+    // Repeated keys: the last value wins, at the first key's position (Python semantics).
+    let b = [
+        0x80,
+        2,
+        ops::EMPTY_DICT,
+        ops::MARK,
+        ops::BININT1,
+        1,
+        ops::BININT1,
+        10,
+        ops::BININT1,
+        2,
+        ops::BININT1,
+        20,
+        ops::NEWTRUE,
+        ops::BININT1,
+        30,
+        ops::SETITEMS,
+        ops::STOP,
+    ];
+    let d = unpickle(&b, &mut none(), "dup").unwrap().value;
+    let d = d.as_dict().unwrap();
+    assert_eq!(d.entries.len(), 2);
+    assert_eq!(d.entries[0], (Value::Int(1), Value::Int(30)));
+}
