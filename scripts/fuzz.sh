@@ -8,7 +8,8 @@
 # 2. With a nightly toolchain and cargo-fuzz (`rustup toolchain install nightly`,
 #    `cargo install cargo-fuzz`): the libFuzzer targets in fuzz/ — pickle_reader,
 #    torch_zip_reader, legacy_reader, safetensors_reader — each for SECONDS_PER_TARGET,
-#    seeded with the fixtures. Crashes land in fuzz/artifacts/<target>/.
+#    seeded with the fixtures. Crashes land in fuzz/artifacts/<target>/. (The fuzz build
+#    uses its own fuzz/target, whatever CARGO_TARGET_DIR says.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS="${1:-60}"
@@ -37,6 +38,6 @@ for t in pickle_reader torch_zip_reader legacy_reader safetensors_reader; do
       cargo run --quiet --bin kiln -- convert tests/fixtures/io/dataparallel.pt "$corpus/dp.safetensors" ;;
   esac
   echo "== cargo fuzz run $t (${SECS}s)"
-  cargo +nightly fuzz run "$t" "$corpus" -- -max_total_time="$SECS" -rss_limit_mb=2048 -max_len=65536
+  env -u CARGO_TARGET_DIR cargo +nightly fuzz run "$t" "$corpus" -- -max_total_time="$SECS" -rss_limit_mb=2048 -max_len=65536
 done
 echo "fuzzing finished without a crash"

@@ -375,6 +375,18 @@ impl Machine<'_> {
                 }
                 n
             }
+            Global::TensorType(d) => Node::Tensor(TensorValue {
+                storage: Arc::new(Storage {
+                    dtype: d,
+                    location: "cpu".into(),
+                    data: crate::io::value::Bytes::Owned(Arc::new(Vec::new())),
+                }),
+                offset: LEGACY_PLACEHOLDER,
+                shape: vec![0],
+                stride: vec![1],
+                requires_grad: false,
+                is_parameter: false,
+            }),
             Global::TensorClass
             | Global::StorageType(_)
             | Global::UntypedStorage
@@ -425,6 +437,20 @@ impl Machine<'_> {
                         *metadata = Some(v);
                     }
                 }
+                Ok(())
+            }
+            // Legacy `torch.FloatTensor()` + BUILD (storage, offset, size, stride): `set_`.
+            Node::Tensor(t) if t.offset == LEGACY_PLACEHOLDER => {
+                let items = match state_node {
+                    Node::Tuple(items) => items,
+                    other => {
+                        return Err(
+                            self.err(format!("BUILD of a legacy tensor with a {}", other.kind()))
+                        );
+                    }
+                };
+                let rebuilt = self.tensor(&items, Some(t.storage.dtype), None)?;
+                *self.node_mut(inst)? = rebuilt;
                 Ok(())
             }
             // Parameter/Tensor state (hooks, python attributes): nothing kiln keeps.
@@ -510,11 +536,19 @@ impl Machine<'_> {
                     what: format!("a bare storage (not inside a tensor) in '{}'", self.path),
                 });
             }
+            Node::Tensor(t) if t.offset == LEGACY_PLACEHOLDER => Value::Tensor(TensorValue {
+                offset: 0,
+                ..t.clone()
+            }),
             Node::Tensor(t) => Value::Tensor(t.clone()),
             Node::Device(d) => Value::DeviceObj(d.clone()),
         })
     }
 }
+
+/// The offset marking a legacy `torch.FloatTensor()` awaiting its BUILD (no real tensor
+/// can have it: the bounds check refuses it).
+const LEGACY_PLACEHOLDER: usize = usize::MAX;
 
 /// A hashable form of the usual dict keys. Python's `1 == True`, so bools hash as ints.
 #[derive(Hash, PartialEq, Eq)]

@@ -49,6 +49,9 @@ pub enum Global {
     UntypedStorage,
     /// A dtype object (`torch.float32`).
     Dtype(Dtype),
+    /// A legacy tensor class (`torch.FloatTensor`), rebuilt by `BUILD` with
+    /// `(storage, offset, size, stride)` as pickles of PyTorch < 0.4 do.
+    TensorType(Dtype),
 }
 
 /// The storage class PyTorch pickles for a dtype (`FloatStorage`), or `None` for dtypes that
@@ -151,6 +154,17 @@ pub fn resolve(module: &str, name: &str, path: &str) -> Result<Global> {
         ("torch._utils", "_rebuild_parameter_with_state") => Global::RebuildParameterWithState,
         ("torch._tensor", "_rebuild_from_type_v2") => Global::RebuildFromTypeV2,
         ("torch" | "torch.storage", "UntypedStorage") => Global::UntypedStorage,
+        ("torch" | "torch.cuda", n) if n.ends_with("Tensor") && n != "Tensor" => {
+            let storage = format!("{}Storage", n.trim_end_matches("Tensor"));
+            match Dtype::ALL
+                .iter()
+                .copied()
+                .find(|d| storage_class(*d) == Some(storage.as_str()))
+            {
+                Some(d) => Global::TensorType(d),
+                None => return Err(refused(module, name, path)),
+            }
+        }
         ("torch" | "torch.cuda", n) if n.ends_with("Storage") => {
             match Dtype::ALL
                 .iter()

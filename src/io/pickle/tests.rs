@@ -489,3 +489,56 @@ fn large_dicts_stay_linear() {
     assert_eq!(d.entries.len(), 2);
     assert_eq!(d.entries[0], (Value::Int(1), Value::Int(30)));
 }
+
+#[test]
+fn pre_0_4_tensor_class_with_build() {
+    // torch.FloatTensor() then BUILD (storage, offset, size, stride), as PyTorch < 0.4 pickled.
+    let mut b = vec![0x80, 2];
+    b.extend_from_slice(b"ctorch\nFloatTensor\n");
+    b.extend_from_slice(&[ops::EMPTY_TUPLE, ops::REDUCE, ops::MARK, ops::MARK]);
+    b.extend_from_slice(&[ops::BINUNICODE, 7, 0, 0, 0]);
+    b.extend_from_slice(b"storage");
+    b.extend_from_slice(b"ctorch\nFloatStorage\n");
+    b.extend_from_slice(&[
+        ops::BINUNICODE,
+        1,
+        0,
+        0,
+        0,
+        b'0',
+        ops::BINUNICODE,
+        3,
+        0,
+        0,
+        0,
+    ]);
+    b.extend_from_slice(b"cpu");
+    b.extend_from_slice(&[ops::BININT1, 4, ops::TUPLE, ops::BINPERSID]);
+    b.extend_from_slice(&[
+        ops::BININT1,
+        1,
+        ops::BININT1,
+        3,
+        ops::TUPLE1,
+        ops::BININT1,
+        1,
+        ops::TUPLE1,
+    ]);
+    b.extend_from_slice(&[ops::TUPLE, ops::BUILD, ops::STOP]);
+    let data: Vec<u8> = (0..4).flat_map(|i| (i as f32).to_le_bytes()).collect();
+    let s = Arc::new(Storage {
+        dtype: Dtype::F32,
+        location: "cpu".into(),
+        data: crate::io::Bytes::Owned(Arc::new(data)),
+    });
+    let v = unpickle(&b, &mut MemSource(vec![s]), "old.pt")
+        .unwrap()
+        .value;
+    let t = v.as_tensor().unwrap();
+    assert_eq!(
+        (t.offset, t.shape.clone(), t.stride.clone()),
+        (1, vec![3], vec![1])
+    );
+    assert_eq!(t.contiguous_bytes().unwrap().len(), 12);
+    assert_eq!(err(b"\x80\x02ctorch\nFancyTensor\n.").code(), "K0504");
+}
