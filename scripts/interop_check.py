@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 import traceback
+import zipfile
 
 import torch
 import torchvision
@@ -82,6 +83,13 @@ def torch_loads(path, expected, hex_limit=None, **kw):
     unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     if unsafe:
         raise AssertionError(f"unsafe globals in {path}: {unsafe}")
+    with zipfile.ZipFile(path) as z:  # an independent check of every CRC-32 and offset
+        bad = z.testzip()
+        if bad is not None:
+            raise AssertionError(f"zipfile: bad CRC in {bad} of {path}")
+        for info in z.infolist():
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise AssertionError(f"{info.filename} is compressed")
     return a
 
 

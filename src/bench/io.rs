@@ -3,8 +3,10 @@
 //! Python `safetensors` package (run through `scripts/bench_io.py`), with the machine's raw
 //! sequential write speed (write + fsync of the same size) as the ceiling.
 //!
+//! kiln and PyTorch run in alternating rounds so both meet the same disk and load.
 //! Every save is durable (kiln: temporary file, fsync, rename, directory fsync; PyTorch:
-//! `torch.save` then `os.fsync`). Loads read from the page cache, for every contender alike.
+//! `torch.save` then `os.fsync`). Loads read from the page cache, for every contender alike:
+//! an untimed load precedes each timed one.
 //! Each figure is the median of `repeat` runs.
 
 use crate::StateDict;
@@ -86,17 +88,27 @@ fn best(repeat: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     Ok(t[t.len() / 2])
 }
 
-/// Raw sequential write: `bytes` in 8 MiB writes to a new file, then fsync.
-pub fn raw_write(path: &Path, bytes: usize) -> Result<()> {
-    let buf = vec![0x5au8; 8 << 20];
+/// Like [`best`], after one untimed run that brings the file into the page cache (loads are
+/// measured from memory for every contender alike).
+fn warm(repeat: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    f()?;
+    best(repeat, f)
+}
+
+/// Raw sequential write of the value's tensor bytes, one `write` per tensor (what `dd` of the
+/// same data would do), then fsync: the speed limit of any format writing this data.
+///
+/// # Errors
+/// `K0002` on I/O failure.
+pub fn raw_write(path: &Path, v: &Value) -> Result<()> {
     let mut f = std::fs::File::create(path).map_err(|e| Error::io("creating", path, e))?;
-    let mut left = bytes;
-    while left > 0 {
-        let n = left.min(buf.len());
-        f.write_all(&buf[..n])
-            .map_err(|e| Error::io("writing", path, e))?;
-        left -= n;
-    }
+    let mut res = Ok(());
+    v.visit_tensors(&mut |_, t| {
+        if res.is_ok() {
+            res = f.write_all(t.storage.data.as_slice());
+        }
+    });
+    res.map_err(|e| Error::io("writing", path, e))?;
     f.sync_all().map_err(|e| Error::io("syncing", path, e))
 }
 
@@ -105,9 +117,15 @@ pub fn raw_write(path: &Path, bytes: usize) -> Result<()> {
 /// # Errors
 /// I/O and loading errors.
 pub fn run_kiln(cfg: &Config) -> Result<Vec<Measurement>> {
+    run_kiln_with(cfg, &state_dict_value(cfg.size_mib)?)
+}
+
+/// [`run_kiln`] on an already built value.
+///
+/// # Errors
+/// I/O and loading errors.
+pub fn run_kiln_with(cfg: &Config, v: &Value) -> Result<Vec<Measurement>> {
     std::fs::create_dir_all(&cfg.dir).map_err(|e| Error::io("creating", &cfg.dir, e))?;
-    let v = state_dict_value(cfg.size_mib)?;
-    let bytes = cfg.size_mib << 20;
     let pt = cfg.dir.join("kiln.pt");
     let st = cfg.dir.join("kiln.safetensors");
     let raw = cfg.dir.join("raw.bin");
@@ -120,17 +138,17 @@ pub fn run_kiln(cfg: &Config) -> Result<Vec<Measurement>> {
     };
     m(
         "raw write+fsync (ceiling)",
-        best(cfg.repeat, || raw_write(&raw, bytes))?,
+        best(cfg.repeat, || raw_write(&raw, v))?,
     );
     let _ = std::fs::remove_file(&raw);
-    m("kiln save .pt", best(cfg.repeat, || save(&v, &pt))?);
+    m("kiln save .pt", best(cfg.repeat, || save(v, &pt))?);
     m(
         "kiln load .pt",
-        best(cfg.repeat, || load(&pt, &LoadOptions::new()).map(drop))?,
+        warm(cfg.repeat, || load(&pt, &LoadOptions::new()).map(drop))?,
     );
     m(
         "kiln load .pt (no CRC check)",
-        best(cfg.repeat, || {
+        warm(cfg.repeat, || {
             let o = LoadOptions {
                 skip_crc: true,
                 ..LoadOptions::default()
@@ -140,28 +158,25 @@ pub fn run_kiln(cfg: &Config) -> Result<Vec<Measurement>> {
     );
     m(
         "kiln load .pt (mmap)",
-        best(cfg.repeat, || {
+        warm(cfg.repeat, || {
             load(&pt, &LoadOptions::new().mmap(true)).map(drop)
         })?,
     );
-    m(
-        "kiln save .safetensors",
-        best(cfg.repeat, || save(&v, &st))?,
-    );
+    m("kiln save .safetensors", best(cfg.repeat, || save(v, &st))?);
     m(
         "kiln load .safetensors",
-        best(cfg.repeat, || load(&st, &LoadOptions::new()).map(drop))?,
+        warm(cfg.repeat, || load(&st, &LoadOptions::new()).map(drop))?,
     );
     m(
         "kiln load .safetensors (mmap)",
-        best(cfg.repeat, || {
+        warm(cfg.repeat, || {
             load(&st, &LoadOptions::new().mmap(true)).map(drop)
         })?,
     );
     // A state dict as candle tensors, the way a model would be loaded.
     m(
-        "kiln load_state_dict_file .pt",
-        best(cfg.repeat, || {
+        "kiln load_state_dict_file .pt (→ candle tensors)",
+        warm(cfg.repeat, || {
             crate::io::load_state_dict_file(&pt, &LoadOptions::new()).map(|s: StateDict| drop(s))
         })?,
     );
@@ -222,6 +237,49 @@ pub fn run_python(cfg: &Config, python: &Path) -> Result<Vec<Measurement>> {
     Ok(v)
 }
 
+/// Runs kiln and PyTorch in alternation — one run of every operation each, `repeat` rounds —
+/// so both see the same disk and machine load (the disk of a shared machine varies by 2×
+/// within minutes), and reports the median of each operation over the rounds.
+///
+/// # Errors
+/// I/O errors; a failing Python run.
+pub fn run_interleaved(cfg: &Config) -> Result<(Vec<Measurement>, Vec<Measurement>)> {
+    let v = state_dict_value(cfg.size_mib)?;
+    let once = Config {
+        repeat: 1,
+        ..cfg.clone()
+    };
+    let (mut k, mut p) = (Vec::new(), Vec::new());
+    for round in 0..cfg.repeat.max(1) {
+        eprintln!("round {}/{}…", round + 1, cfg.repeat.max(1));
+        k.push(run_kiln_with(&once, &v)?);
+        if let Some(py) = &cfg.python {
+            p.push(run_python(&once, py)?);
+        }
+    }
+    Ok((median_of(&k), median_of(&p)))
+}
+
+fn median_of(rounds: &[Vec<Measurement>]) -> Vec<Measurement> {
+    let Some(first) = rounds.first() else {
+        return Vec::new();
+    };
+    first
+        .iter()
+        .map(|m| {
+            let mut t: Vec<f64> = rounds
+                .iter()
+                .filter_map(|r| r.iter().find(|x| x.name == m.name).map(|x| x.seconds))
+                .collect();
+            t.sort_by(f64::total_cmp);
+            Measurement {
+                name: m.name.clone(),
+                seconds: t.get(t.len() / 2).copied().unwrap_or(f64::NAN),
+            }
+        })
+        .collect()
+}
+
 /// Formats the side-by-side table.
 pub fn report(cfg: &Config, kiln: &[Measurement], py: &[Measurement]) -> String {
     let mb = (cfg.size_mib << 20) as f64 / 1e6;
@@ -229,7 +287,7 @@ pub fn report(cfg: &Config, kiln: &[Measurement], py: &[Measurement]) -> String 
     let rate = |s: f64| mb / s;
     let ceiling = get(kiln, "raw write+fsync (ceiling)").unwrap_or(f64::NAN);
     let mut s = format!(
-        "save/load of a {} MiB float32 state dict ({} tensors), median of {} runs\n\n| operation | kiln s | kiln MB/s | reference | ref s | ref MB/s | kiln speed-up |\n| --- | ---: | ---: | --- | ---: | ---: | ---: |\n",
+        "save/load of a {} MiB float32 state dict ({} tensors), median of {} interleaved rounds\n\n| operation | kiln s | kiln MB/s | reference | ref s | ref MB/s | kiln speed-up |\n| --- | ---: | ---: | --- | ---: | ---: | ---: |\n",
         cfg.size_mib,
         (cfg.size_mib << 20).div_ceil(CHUNK * 4),
         cfg.repeat
@@ -243,7 +301,10 @@ pub fn report(cfg: &Config, kiln: &[Measurement], py: &[Measurement]) -> String 
         ("kiln load .safetensors", ""),
         // safetensors.load_file maps the file: compare it with kiln's mapped load.
         ("kiln load .safetensors (mmap)", "safetensors.load_file"),
-        ("kiln load_state_dict_file .pt", "torch.load"),
+        (
+            "kiln load_state_dict_file .pt (→ candle tensors)",
+            "torch.load",
+        ),
     ];
     for (k, r) in rows {
         let ks = get(kiln, k).unwrap_or(f64::NAN);

@@ -52,15 +52,17 @@ pub fn run(args: &Args) -> Result<ExitCode> {
                 repeat: a.repeat,
                 python: a.python.clone(),
             };
-            eprintln!("kiln: {} MiB, {} runs each…", cfg.size_mib, cfg.repeat);
-            let k = io::run_kiln(&cfg)?;
-            let p = match &cfg.python {
-                Some(py) => {
-                    eprintln!("pytorch: {}…", py.display());
-                    io::run_python(&cfg, py)?
+            eprintln!(
+                "{} MiB, {} rounds of kiln{}…",
+                cfg.size_mib,
+                cfg.repeat,
+                if cfg.python.is_some() {
+                    " and PyTorch"
+                } else {
+                    ""
                 }
-                None => Vec::new(),
-            };
+            );
+            let (k, p) = io::run_interleaved(&cfg)?;
             print!("{}", io::report(&cfg, &k, &p));
             let _ = std::fs::remove_dir(&cfg.dir);
             Ok(ExitCode::SUCCESS)
