@@ -20,6 +20,7 @@ pub mod optim;
 pub mod rng;
 
 pub use error::{Error, Result};
+pub use io::{LoadOptions, load, save};
 pub use nn::{Module, Param, StateDict};
 
 /// Re-export of the tensor library kiln is built on.
