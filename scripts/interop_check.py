@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 import traceback
+import zipfile
 
 import torch
 import torchvision
@@ -82,6 +83,13 @@ def torch_loads(path, expected, hex_limit=None, **kw):
     unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     if unsafe:
         raise AssertionError(f"unsafe globals in {path}: {unsafe}")
+    with zipfile.ZipFile(path) as z:  # an independent check of every CRC-32 and offset
+        bad = z.testzip()
+        if bad is not None:
+            raise AssertionError(f"zipfile: bad CRC in {bad} of {path}")
+        for info in z.infolist():
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise AssertionError(f"{info.filename} is compressed")
     return a
 
 
@@ -124,7 +132,7 @@ def main():
 
     @check("kiln reads PyTorch files and writes its own (cargo test --test io_interop --include-ignored)")
     def _():
-        cargo("test", "--test", "io_interop", "--", "--include-ignored", "--test-threads=1", env={"KILN_INTEROP_DIR": OUT})
+        cargo("test", "--test", "io_interop", "--", "--include-ignored", "--test-threads=1", env={"KILN_IO_INTEROP_DIR": OUT})
 
     for name in manifest:
         path = os.path.join(KOUT, name)

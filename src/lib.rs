@@ -25,6 +25,7 @@ pub mod rng;
 pub mod train;
 
 pub use error::{Error, Result};
+pub use io::{LoadOptions, load, save};
 pub use nn::{Module, Param, StateDict};
 
 /// Re-export of the tensor library kiln is built on.

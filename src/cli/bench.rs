@@ -28,6 +28,54 @@ pub enum What {
     Train(TrainArgs),
     /// Training stall per checkpoint, synchronous vs asynchronous writing.
     Checkpoint(CheckpointArgs),
+    /// Save/load of a float32 state dict: kiln (.pt, .safetensors) vs torch.save/torch.load
+    /// and the safetensors package, with the raw sequential write speed as the ceiling.
+    Io(IoArgs),
+}
+
+/// Arguments of `kiln bench io`.
+#[derive(clap::Args, Debug)]
+pub struct IoArgs {
+    /// Size of the state dict in MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub size_mib: usize,
+    /// Directory for the temporary files (on the disk to measure).
+    #[arg(long, default_value = "target/bench-io")]
+    pub dir: PathBuf,
+    /// Runs per measurement; the median counts.
+    #[arg(long, default_value_t = 5)]
+    pub repeat: usize,
+    /// Python with torch and safetensors for the reference figures (default: $KILN_PYTHON or
+    /// ./.venv/bin/python when present).
+    #[arg(long)]
+    pub python: Option<PathBuf>,
+    /// Skip the PyTorch reference figures.
+    #[arg(long)]
+    pub no_python: bool,
+}
+
+fn bench_io(a: &IoArgs) -> Result<ExitCode> {
+    let python = match (&a.python, a.no_python) {
+        (_, true) => None,
+        (Some(p), false) => Some(p.clone()),
+        (None, false) => find_python().ok(),
+    };
+    let cfg = crate::bench::io::Config {
+        size_mib: a.size_mib,
+        dir: a.dir.clone(),
+        repeat: a.repeat,
+        python,
+    };
+    eprintln!(
+        "{} MiB, {} rounds of kiln{}…",
+        cfg.size_mib,
+        cfg.repeat,
+        if cfg.python.is_some() { " and PyTorch" } else { "" }
+    );
+    let (k, p) = crate::bench::io::run_interleaved(&cfg)?;
+    print!("{}", crate::bench::io::report(&cfg, &k, &p));
+    let _ = std::fs::remove_dir(&cfg.dir);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Arguments of `kiln bench checkpoint`.
@@ -271,6 +319,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         What::Checkpoint(a) => bench_checkpoint(a),
+        What::Io(a) => bench_io(a),
     }
 }
 

@@ -41,7 +41,7 @@ pub enum Command {
     Forward(forward::Args),
     /// Train a model on the embedded digits data set.
     Train(Box<train::Args>),
-    /// Benchmarks against PyTorch (`kiln bench train`).
+    /// Benchmarks side by side with PyTorch (`kiln bench train|io|checkpoint`).
     Bench(bench::Args),
 }
 

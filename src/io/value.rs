@@ -904,6 +904,9 @@ pub fn value_to_state_dict(v: &Value, device: &Device) -> Result<crate::StateDic
         ),
     })?;
     let mut sd = crate::StateDict::new();
+    // Validate keys and values first (in order, so the first bad key is reported), then
+    // build the candle tensors on all cores.
+    let mut items = Vec::with_capacity(d.entries.len());
     for (k, x) in &d.entries {
         let key = k.as_str().ok_or_else(|| Error::Schema {
             path: String::new(),
@@ -920,7 +923,15 @@ pub fn value_to_state_dict(v: &Value, device: &Device) -> Result<crate::StateDic
                 ),
             }
         })?;
-        sd.insert(key, t.to_tensor(device)?);
+        items.push((key, t));
+    }
+    use rayon::prelude::*;
+    let tensors: Vec<Tensor> = items
+        .par_iter()
+        .map(|(_, t)| t.to_tensor(device))
+        .collect::<Result<_>>()?;
+    for ((key, _), t) in items.iter().zip(tensors) {
+        sd.insert(*key, t);
     }
     if let Some(meta) = d.metadata.as_deref().and_then(Value::as_dict) {
         let mut m = indexmap::IndexMap::new();
