@@ -37,6 +37,9 @@ sys.path.insert(0, HERE)
 from io_describe import describe  # noqa: E402
 
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+# KILN_CARGO_PROFILE=release reuses the release build of the test command.
+PROFILE = os.environ.get("KILN_CARGO_PROFILE", "debug")
+PROFILE_ARGS = ["--release"] if PROFILE == "release" else []
 OUT = os.path.join(ROOT, "target", "interop")
 KOUT = os.path.join(OUT, "kiln_out")
 RESULTS = []
@@ -96,13 +99,13 @@ def torch_loads(path, expected, hex_limit=None, **kw):
 def cargo(*args, env=None):
     e = dict(os.environ)
     e.update(env or {})
-    r = subprocess.run(["cargo", *args], cwd=ROOT, env=e)
+    r = subprocess.run(["cargo", args[0], *PROFILE_ARGS, *args[1:]], cwd=ROOT, env=e)
     if r.returncode != 0:
         raise AssertionError(f"cargo {' '.join(args)} exited {r.returncode}")
 
 
 def kiln(*args, expect=0):
-    exe = os.path.join(TARGET, "debug", "kiln")
+    exe = os.path.join(TARGET, PROFILE, "kiln")
     r = subprocess.run([exe, *args], cwd=ROOT, capture_output=True, text=True)
     if r.returncode != expect:
         raise AssertionError(f"kiln {' '.join(args)} exited {r.returncode}, expected {expect}\n{r.stdout}\n{r.stderr}")

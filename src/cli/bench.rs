@@ -70,7 +70,11 @@ fn bench_io(a: &IoArgs) -> Result<ExitCode> {
         "{} MiB, {} rounds of kiln{}…",
         cfg.size_mib,
         cfg.repeat,
-        if cfg.python.is_some() { " and PyTorch" } else { "" }
+        if cfg.python.is_some() {
+            " and PyTorch"
+        } else {
+            ""
+        }
     );
     let (k, p) = crate::bench::io::run_interleaved(&cfg)?;
     print!("{}", crate::bench::io::report(&cfg, &k, &p));

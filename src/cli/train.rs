@@ -95,6 +95,10 @@ pub struct Args {
     /// train ... --distributed mpi); --batch-size is per process.
     #[arg(long, value_parser = ["mpi", "nccl"])]
     pub distributed: Option<String>,
+    /// With --distributed: check after every step that all ranks hold bit-identical
+    /// parameters (stops with K0802 if they diverge).
+    #[arg(long)]
+    pub ddp_verify: bool,
 }
 
 impl Args {
@@ -158,6 +162,7 @@ impl Args {
             crash_after_steps: self.crash_after_steps,
             devices: self.devices.clone(),
             distributed: self.distributed.clone(),
+            ddp_verify: self.ddp_verify,
         })
     }
 }
@@ -172,7 +177,8 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     // SAFETY: `kiln train` runs straight from `main`; no other thread exists yet.
     unsafe { crate::train::threads::set_threads(cfg.threads)? };
     let summary = crate::train::run_with(&cfg, &opts)?;
-    if !args.quiet {
+    let rank0 = crate::parallel::launcher_env().is_none_or(|(_, rank, _)| rank == 0);
+    if !args.quiet && rank0 {
         let last = summary.epochs.last();
         println!(
             "test accuracy {:.2}% after {} epochs; wrote {}, {}, {}",

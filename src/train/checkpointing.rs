@@ -208,6 +208,7 @@ pub fn restore(t: &mut Trainer, ck: &Checkpoint) -> Result<()> {
 /// Saves checkpoints at the policy's steps and epoch ends, and simulates a crash.
 pub struct CheckpointHook {
     manager: Option<CheckpointManager>,
+    policy: Option<crate::checkpoint::Policy>,
     crash_after_steps: Option<u64>,
     last_loss: f64,
     monitor: Option<(String, MonitorMode)>,
@@ -220,21 +221,24 @@ pub struct CheckpointHook {
 }
 
 impl CheckpointHook {
-    /// A hook saving through `manager` (None: only the crash simulation), aborting the
-    /// process right after step `crash_after_steps` (after that step's checkpoint, if one is
-    /// due). Under DDP pass the communicator: rank 0 writes, every rank waits at a barrier.
+    /// A hook checkpointing by `policy` through `manager` (None: only the crash
+    /// simulation), aborting the process right after step `crash_after_steps` (after that
+    /// step's checkpoint, if one is due). Under DDP pass the communicator and the same policy
+    /// on every rank, the manager on rank 0 only: rank 0 writes, every rank meets it at a
+    /// barrier.
     pub fn new(
+        policy: Option<crate::checkpoint::Policy>,
         manager: Option<CheckpointManager>,
         crash_after_steps: Option<u64>,
         comm: Option<std::sync::Arc<dyn crate::parallel::Communicator>>,
     ) -> Self {
-        let monitor = manager.as_ref().and_then(|m| {
-            let p = m.policy();
-            p.monitor.clone().map(|name| (name, p.mode))
-        });
+        let monitor = policy
+            .as_ref()
+            .and_then(|p| p.monitor.clone().map(|name| (name, p.mode)));
         let is_writer = comm.as_ref().is_none_or(|c| c.rank() == 0);
         CheckpointHook {
             manager,
+            policy,
             crash_after_steps,
             last_loss: f64::NAN,
             monitor,
@@ -306,9 +310,9 @@ impl Hook for CheckpointHook {
     fn on_epoch_end(&mut self, t: &Trainer, m: &EpochMetrics) -> Result<()> {
         let ended = t.state.epoch.saturating_sub(1);
         let due = self
-            .manager
+            .policy
             .as_ref()
-            .is_some_and(|mg| mg.policy().due(t.state.global_step as usize, ended, true));
+            .is_some_and(|p| p.due(t.state.global_step as usize, ended, true));
         if due {
             let metric = self.metric_of(m);
             self.save(t, metric)?;

@@ -12,6 +12,7 @@
 pub mod chart;
 pub mod checkpointing;
 pub mod config;
+pub mod ddp_verify;
 pub mod hooks;
 pub mod metrics;
 pub mod optimizers;

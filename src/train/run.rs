@@ -97,6 +97,8 @@ pub struct RunOptions {
     pub devices: Option<Vec<String>>,
     /// Distributed backend (`mpi`, `nccl`): one process per rank, started by a launcher.
     pub distributed: Option<String>,
+    /// Under DDP: check after every step that all ranks hold identical parameters.
+    pub ddp_verify: bool,
 }
 
 /// Sub-directory of the output directory holding checkpoints.
@@ -204,8 +206,16 @@ pub fn run_with(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         Some(policy) if rank0 => Some(CheckpointManager::new(&ckpt_dir, policy.clone())?),
         _ => None,
     };
-    let mut ckpt = CheckpointHook::new(manager, opts.crash_after_steps, comm.clone());
+    let mut ckpt = CheckpointHook::new(
+        opts.checkpoint.clone(),
+        manager,
+        opts.crash_after_steps,
+        comm.clone(),
+    );
     let mut hooks: Vec<Box<dyn Hook>> = Vec::new();
+    if let (Some(c), true) = (&comm, opts.ddp_verify) {
+        hooks.push(Box::new(super::ddp_verify::DdpVerify::new(c.clone())));
+    }
     if rank0 {
         hooks.push(Box::new(MetricsLog::new(&metrics_path, fresh)?));
         hooks.push(Box::new(Progress::new(opts.quiet)));
@@ -216,7 +226,16 @@ pub fn run_with(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         .collect();
     hook_refs.push(&mut ckpt);
     let ran = trainer.fit(&mut hook_refs)?;
+    drop(hook_refs);
     ckpt.finish()?;
+    if let (Some(c), true) = (&comm, opts.ddp_verify) {
+        if c.rank() == 0 && !opts.quiet {
+            eprintln!(
+                "ddp-verify: all {} ranks held bit-identical parameters after every step",
+                c.world_size()
+            );
+        }
+    }
     let model_path = cfg.out.join(MODEL_FILE);
     let curves_path = cfg.out.join(CURVES_FILE);
     let epochs = if metrics_path.exists() && rank0 {
