@@ -21,7 +21,8 @@ cargo build --release --quiet --features mpi
 K="$T/release/kiln"
 D="$T/mpi-check"
 rm -rf "$D"; mkdir -p "$D"
-run() { mpirun -np 2 "$K" train --model lenet --scheduler none --batch-size 16 --quiet --distributed mpi "$@"; }
+# Each mpirun gets a time limit: a rank stuck in a collective fails the check (exit 124).
+run() { timeout --kill-after=10 240 mpirun -np 2 "$K" train --model lenet --scheduler none --batch-size 16 --quiet --distributed mpi "$@"; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 echo "1. two ranks vs one process with the combined batch"
@@ -31,19 +32,19 @@ run --epochs 1 --ddp-verify --out "$D/ddp" || fail "distributed run"
 
 echo "2. crash and resume under mpirun"
 run --epochs 2 --checkpoint-every-steps 10 --out "$D/straight" || fail "uninterrupted run"
-if run --epochs 2 --checkpoint-every-steps 10 --crash-after-steps 57 --out "$D/crash" 2>/dev/null; then
-    fail "the crash run should have died"
-fi
+rc=0; run --epochs 2 --checkpoint-every-steps 10 --crash-after-steps 57 --out "$D/crash" 2>/dev/null || rc=$?
+[ $rc -ne 0 ] || fail "the crash run should have died"
+[ $rc -ne 124 ] && [ $rc -ne 137 ] || fail "the crash run hung instead of dying (rc $rc)"
 run --epochs 2 --checkpoint-every-steps 10 --resume last --out "$D/crash" || fail "resume"
 cmp "$D/straight/model.safetensors" "$D/crash/model.safetensors" || fail "resumed run differs"
 diff <(cut -d, -f1-4 "$D/straight/metrics.jsonl") <(cut -d, -f1-4 "$D/crash/metrics.jsonl") || fail "metrics differ"
 
 echo "3. a build without mpi under mpirun"
-if out=$(mpirun -np 2 "$T/kiln-cpu-only" train --model lenet --epochs 1 --quiet --distributed mpi --out "$D/nompi" 2>&1); then
+if out=$(timeout 120 mpirun -np 2 "$T/kiln-cpu-only" train --model lenet --epochs 1 --quiet --distributed mpi --out "$D/nompi" 2>&1); then
     fail "the CPU-only build should refuse --distributed mpi"
 fi
 grep -q K0801 <<<"$out" || fail "expected K0801, got: $out"
-if out=$(mpirun -np 2 "$T/kiln-cpu-only" train --model lenet --epochs 1 --quiet --out "$D/nompi2" 2>&1); then
+if out=$(timeout 120 mpirun -np 2 "$T/kiln-cpu-only" train --model lenet --epochs 1 --quiet --out "$D/nompi2" 2>&1); then
     fail "N processes without --distributed should be refused"
 fi
 grep -q K0801 <<<"$out" || fail "expected K0801 without --distributed, got: $out"

@@ -7,18 +7,20 @@
 # Installs PyTorch into ./.venv on first use. Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-step() { printf '\n=== %s\n' "$*"; }
+step() { printf '\n=== %s (%ss so far)\n' "$*" "$SECONDS"; }
+# Every step has a time limit, so a hang fails CI with a message instead of eating its budget.
+limit() { local s=$1; shift; timeout --kill-after=10 "$s" "$@" || { rc=$?; [ $rc -eq 124 ] && echo "TIMEOUT after ${s}s: $*" >&2; exit $rc; }; }
 step "Python with PyTorch"
 KILN_PYTHON="$(scripts/setup-python.sh)"
 export KILN_PYTHON KILN_CARGO_PROFILE=release
 step "cargo test --release (all Rust tests)"
-cargo test --release
+limit 1500 cargo test --release
 step "interop: kiln <-> PyTorch files (scripts/interop_check.py)"
-"$KILN_PYTHON" scripts/interop_check.py
+limit 600 "$KILN_PYTHON" scripts/interop_check.py
 step "interop: ResNet-18 vs torchvision, kiln train files in the PyTorch twins"
-scripts/nn_interop.sh
+limit 600 scripts/nn_interop.sh
 step "interop: checkpoints (PyTorch recipe resumed by kiln, kiln checkpoints into PyTorch)"
-scripts/checkpoint_interop.sh
+limit 600 scripts/checkpoint_interop.sh
 step "distributed: mpirun -np 2"
-scripts/mpi-check.sh
+limit 900 scripts/mpi-check.sh
 step "all tests passed"

@@ -290,10 +290,12 @@ impl CheckpointHook {
 impl Hook for CheckpointHook {
     fn on_step(&mut self, t: &Trainer, step: &StepReport) -> Result<()> {
         self.last_loss = step.loss;
-        let due = self.manager.as_ref().is_some_and(|m| {
-            m.policy()
-                .due(t.state.global_step as usize, t.state.epoch, false)
-        });
+        // Every rank asks the policy (only rank 0 has a manager), so all of them reach
+        // the barrier in `save` together.
+        let due = self
+            .policy
+            .as_ref()
+            .is_some_and(|p| p.due(t.state.global_step as usize, t.state.epoch, false));
         if due {
             self.save(t, None)?;
         }
