@@ -44,7 +44,7 @@ mod tests {
         let e = try_vec::<f32>(1 << 50).unwrap_err();
         assert_eq!(e.code(), "K0004");
         assert!(
-            e.to_string().contains("4503599627370496 bytes") && e.to_string().contains("TiB"),
+            e.to_string().contains("4503599627370496 bytes") && e.to_string().contains("PiB"),
             "{e}"
         );
         assert_eq!(numel(&[usize::MAX, 2], 4).unwrap_err().code(), "K0004");
