@@ -4,6 +4,7 @@
 #
 #   source <(scripts/cuda-toolkit.sh)      # sets CUDA_ROOT, PATH, CUDA_COMPUTE_CAP, ...
 #   cargo build --release --features cuda
+#   KILN_NCCL=1 source <(scripts/cuda-toolkit.sh)   # also NCCL (nvidia-nccl-cu13), for --features nccl
 #
 # What it does (see docs/CUDA.md): nvcc, nvvm, crt headers, cudart/cublas/curand/nvrtc come from
 # NVIDIA's wheels; libcuda.so (the driver) is not on PyPI, so a link-only stub exporting the
@@ -35,6 +36,12 @@ if [ ! -x "$VENV/bin/nvcc-ok" ]; then
   touch "$VENV/bin/nvcc-ok"
 fi
 R=$ROOT/root
+if [ "${KILN_NCCL:-0}" = 1 ] && [ ! -e "$R/lib64/libnccl.so" ]; then
+  "$VENV/bin/pip" install -q --index-url https://pypi.org/simple nvidia-nccl-cu13 >&2
+  N=$("$VENV/bin/python" -c 'import nvidia.nccl, os; print(nvidia.nccl.__path__[0])')
+  ln -sf "$N"/include/nccl*.h "$R/include/" 2>/dev/null || true
+  for l in "$N"/lib/libnccl.so.*; do ln -sf "$l" "$R/lib64/$(basename "$l")"; ln -sf "$l" "$R/lib64/libnccl.so"; done
+fi
 cat <<ENV
 export CUDA_ROOT=$R CUDA_PATH=$R CUDA_HOME=$R
 export PATH=$R/bin:\$PATH

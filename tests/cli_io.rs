@@ -264,6 +264,33 @@ fn forward_with_arch_and_weights_and_with_whole_model() {
     ]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(kiln(&["diff", &s(&y), &s(&y2)]).0, 0);
+    // --device: cpu gives the same output; cuda without CUDA is K0303 with the reason.
+    let y3 = dir.path().join("y3.safetensors");
+    let args = |out: &str, dev: &str| {
+        vec![
+            "forward".to_string(),
+            "--model".into(),
+            "lenet".into(),
+            "--weights".into(),
+            s(&w),
+            "--input".into(),
+            s(&x),
+            "--output".into(),
+            out.to_string(),
+            "--device".into(),
+            dev.to_string(),
+        ]
+    };
+    let a: Vec<String> = args(&s(&y3), "cpu");
+    let (code, _, err) = kiln(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(kiln(&["diff", &s(&y), &s(&y3)]).0, 0);
+    if !kiln::device::cuda::is_available() {
+        let a: Vec<String> = args(&s(&y3), "cuda:0");
+        let (code, _, err) = kiln(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(code, 1);
+        assert!(err.contains("K0303"), "{err}");
+    }
     // Explicit --num-classes that does not fit the weights: strict load error.
     let (code, _, err) = kiln(&[
         "forward",

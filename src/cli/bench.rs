@@ -31,6 +31,11 @@ pub enum What {
     /// Save/load of a float32 state dict: kiln (.pt, .safetensors) vs torch.save/torch.load
     /// and the safetensors package, with the raw sequential write speed as the ceiling.
     Io(IoArgs),
+    /// DataParallel training step over 1, 2, … CPU replicas in one process.
+    Dp(crate::cli::bench_parallel::DpArgs),
+    /// DDP step split into compute, gradient all-reduce and update; run under
+    /// `mpirun -np N` (alone it measures one process).
+    Ddp(crate::cli::bench_parallel::DdpArgs),
 }
 
 /// Arguments of `kiln bench io`.
@@ -324,6 +329,8 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         }
         What::Checkpoint(a) => bench_checkpoint(a),
         What::Io(a) => bench_io(a),
+        What::Dp(a) => crate::cli::bench_parallel::run_dp(a),
+        What::Ddp(a) => crate::cli::bench_parallel::run_ddp(a),
     }
 }
 

@@ -37,6 +37,10 @@ pub struct Args {
     /// Image side (default: from the input's shape).
     #[arg(long)]
     pub image_size: Option<usize>,
+    /// Device to compute on: cpu, cuda or cuda:N (the weights are loaded with
+    /// map_location cpu and then moved there; the output is written from the CPU).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 fn input_tensor(path: &PathBuf) -> Result<candle_core::Tensor> {
@@ -55,8 +59,10 @@ fn input_tensor(path: &PathBuf) -> Result<candle_core::Tensor> {
 ///
 /// # Errors
 /// Loading errors; `K0401` when the weights do not fit the architecture; `K0003` for an
-/// unknown architecture; layer errors for an input of the wrong shape.
+/// unknown architecture; layer errors for an input of the wrong shape; `K0303`/`K0304`/`K0305`
+/// for a device that is not there or does not parse.
 pub fn run(args: &Args) -> Result<ExitCode> {
+    let device = crate::train::parse_device(&args.device)?;
     let x = input_tensor(&args.input)?;
     let opts = LoadOptions::new().map_location("cpu");
     let model: Box<dyn Module> = match &args.model {
@@ -106,7 +112,14 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         }
     };
     model.eval();
-    let y = model.forward(&x)?;
+    model.to_device(&device)?;
+    let x = x
+        .to_device(&device)
+        .map_err(|e| Error::backend("input to device", e))?;
+    let y = model
+        .forward(&x)?
+        .to_device(&Device::Cpu)
+        .map_err(|e| Error::backend("output to cpu", e))?;
     let out = TensorValue::from_tensor(&y)?;
     save_safetensors(
         &[("output".to_string(), &out)],

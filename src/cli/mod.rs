@@ -1,6 +1,7 @@
 //! The `kiln` command line. One file per subcommand; each exposes `Args` (clap) and `run`.
 
 pub mod bench;
+pub mod bench_parallel;
 pub mod convert;
 pub mod devices;
 pub mod diff;
@@ -41,7 +42,7 @@ pub enum Command {
     Forward(forward::Args),
     /// Train a model on the embedded digits data set.
     Train(Box<train::Args>),
-    /// Benchmarks side by side with PyTorch (`kiln bench train|io|checkpoint`).
+    /// Benchmarks (`kiln bench train|io|checkpoint|dp|ddp`), side by side with PyTorch where it has a twin.
     Bench(bench::Args),
 }
 

@@ -188,6 +188,7 @@ pub fn launcher_env() -> Option<(String, usize, usize)> {
 /// `K0801` when kiln was built without the backend's feature (naming the launcher detected);
 /// `K0802` when the engine fails to start.
 pub fn connect(backend: &str) -> Result<Arc<dyn Communicator>> {
+    #[cfg_attr(all(feature = "mpi", feature = "nccl"), allow(unused_variables))]
     let launcher = launcher_env()
         .map(|(n, r, s)| format!(" (started by {n} as rank {r} of {s})"))
         .unwrap_or_default();
@@ -205,10 +206,19 @@ pub fn connect(backend: &str) -> Result<Arc<dyn Communicator>> {
                 })
             }
         }
-        "nccl" => Err(Error::BackendNotBuilt {
-            backend: "nccl".into(),
-            launcher,
-        }),
+        "nccl" => {
+            #[cfg(feature = "nccl")]
+            {
+                Ok(Arc::new(super::nccl_comm::NcclComm::init()?))
+            }
+            #[cfg(not(feature = "nccl"))]
+            {
+                Err(Error::BackendNotBuilt {
+                    backend: "nccl".into(),
+                    launcher,
+                })
+            }
+        }
         other => Err(Error::invalid("distributed backend", other, "mpi or nccl")),
     }
 }

@@ -6,6 +6,8 @@ mod data_parallel;
 mod ddp;
 #[cfg(feature = "mpi")]
 mod mpi_comm;
+#[cfg(feature = "nccl")]
+mod nccl_comm;
 mod sampler;
 mod scatter;
 
@@ -15,5 +17,7 @@ pub(crate) use data_parallel::from_spec as data_parallel_from_spec;
 pub use ddp::{DdpOptions, DistributedDataParallel, NoSync};
 #[cfg(feature = "mpi")]
 pub use mpi_comm::MpiComm;
+#[cfg(feature = "nccl")]
+pub use nccl_comm::{NcclComm, local_rank};
 pub use sampler::DistributedSampler;
 pub use scatter::chunk_sizes;

@@ -83,16 +83,42 @@ pub fn snapshot_and_save(
     last_loss: f64,
     metric: Option<f64>,
 ) -> Result<crate::checkpoint::SaveStats> {
+    snapshot_and_save_with(t, manager, last_loss, metric, None)
+}
+
+/// [`snapshot_and_save`] with every DDP rank's running totals of the epoch
+/// (`[loss_sum, correct, seen]` per rank, flattened), stored as `ddp_epoch_accum`.
+///
+/// # Errors
+/// As [`snapshot_and_save`].
+pub fn snapshot_and_save_with(
+    t: &Trainer,
+    manager: &mut CheckpointManager,
+    last_loss: f64,
+    metric: Option<f64>,
+    per_rank: Option<Vec<f64>>,
+) -> Result<crate::checkpoint::SaveStats> {
+    let build = || -> Result<Checkpoint> {
+        let mut ck = checkpoint_of(t, last_loss)?;
+        if let (Some(v), Some(Value::Dict(extra))) = (&per_rank, ck.extra.as_mut()) {
+            let list = v
+                .chunks(3)
+                .map(|c| Value::List(c.iter().map(|x| Value::Float(*x)).collect()))
+                .collect();
+            extra.insert("ddp_epoch_accum", Value::List(list));
+        }
+        Ok(ck)
+    };
     if manager.policy().asynchronous {
         for p in t.model.parameters() {
             p.mark_shared();
         }
         crate::io::value::deferred(|| {
-            let ck = checkpoint_of(t, last_loss)?;
+            let ck = build()?;
             manager.save(&ck, metric)
         })
     } else {
-        let ck = checkpoint_of(t, last_loss)?;
+        let ck = build()?;
         manager.save(&ck, metric)
     }
 }
@@ -250,10 +276,24 @@ impl CheckpointHook {
     }
 
     fn save(&mut self, t: &Trainer, metric: Option<f64>) -> Result<()> {
+        // Under DDP each rank has its own running totals of the epoch: all of them are
+        // gathered (an all-reduce of per-rank slots, exact since the other slots are zero) and
+        // stored, so every rank resumes with its own and the epoch's sums come out the same.
+        let mut per_rank = None;
+        if let Some(c) = &self.comm {
+            let (r, w) = (c.rank(), c.world_size());
+            let s = &t.state;
+            let mut v = vec![0.0f64; 3 * w];
+            v[3 * r] = s.epoch_loss_sum;
+            v[3 * r + 1] = s.epoch_correct as f64;
+            v[3 * r + 2] = s.epoch_seen as f64;
+            c.all_reduce_sum_f64(&mut v)?;
+            per_rank = Some(v);
+        }
         if self.is_writer {
             if let Some(m) = self.manager.as_mut() {
                 let started = std::time::Instant::now();
-                snapshot_and_save(t, m, self.last_loss, metric)?;
+                snapshot_and_save_with(t, m, self.last_loss, metric, per_rank.clone())?;
                 self.stall_seconds += started.elapsed().as_secs_f64();
                 self.saves += 1;
             }
@@ -342,4 +382,24 @@ pub fn truncate_metrics(path: &std::path::Path, completed_epochs: usize) -> Resu
         text.push('\n');
     }
     crate::io::atomic_write_bytes(path, text.as_bytes())
+}
+
+/// The epoch totals `(loss_sum, correct, seen)` of `rank` stored by a DDP checkpoint of
+/// `world` ranks, if it holds them.
+pub fn ddp_epoch_accum(ck: &Checkpoint, rank: usize, world: usize) -> Option<EpochAccum> {
+    let Some(Value::List(l)) = ck.extra.as_ref()?.get("ddp_epoch_accum") else {
+        return None;
+    };
+    if l.len() != world {
+        return None;
+    }
+    let Value::List(v) = l.get(rank)? else {
+        return None;
+    };
+    let f = |i: usize| v.get(i).and_then(Value::as_f64);
+    Some(EpochAccum {
+        loss_sum: f(0)?,
+        correct: f(1)? as usize,
+        seen: f(2)? as usize,
+    })
 }

@@ -121,6 +121,18 @@ pub fn run(cfg: &TrainConfig, quiet: bool) -> Result<RunSummary> {
     )
 }
 
+/// Under NCCL each rank computes on its own GPU: `cuda:(local rank % device count)`.
+fn nccl_config(cfg: &TrainConfig) -> TrainConfig {
+    #[cfg_attr(not(feature = "nccl"), allow(unused_mut))]
+    let mut c = cfg.clone();
+    #[cfg(feature = "nccl")]
+    {
+        let n = crate::device::cuda::device_count().max(1);
+        c.device = format!("cuda:{}", crate::parallel::local_rank() % n);
+    }
+    c
+}
+
 /// [`run`] with checkpointing, resume, crash simulation, DataParallel or DDP.
 ///
 /// With `resume`, the checkpoint's model, optimizer, scheduler, position and RNG are
@@ -151,6 +163,14 @@ pub fn run_with(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         }
     };
     let rank0 = comm.as_ref().is_none_or(|c| c.rank() == 0);
+    let nccl_cfg;
+    let cfg = match comm.as_ref().map(|c| c.backend()) {
+        Some("nccl") => {
+            nccl_cfg = nccl_config(cfg);
+            &nccl_cfg
+        }
+        _ => cfg,
+    };
     let mut trainer = build_trainer(cfg)?;
     if let Some(c) = &comm {
         trainer.train_loader = trainer
@@ -184,6 +204,15 @@ pub fn run_with(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         }
         if rank0 {
             truncate_metrics(&metrics_path, ck.progress.epoch)?;
+        }
+        if let Some(c) = &comm {
+            // Each rank resumes with its own running totals of the epoch (a checkpoint
+            // written without DDP gives rank 0 its totals and the others none).
+            let a = super::checkpointing::ddp_epoch_accum(&ck, c.rank(), c.world_size())
+                .unwrap_or(if rank0 { ck.accum } else { Default::default() });
+            trainer.state.epoch_loss_sum = a.loss_sum;
+            trainer.state.epoch_correct = a.correct;
+            trainer.state.epoch_seen = a.seen;
         }
     } else if rank0 && opts.checkpoint.is_some() && ckpt_dir.exists() {
         std::fs::remove_dir_all(&ckpt_dir).map_err(|e| Error::io("clear", &ckpt_dir, e))?;
