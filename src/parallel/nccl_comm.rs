@@ -112,13 +112,13 @@ impl NcclComm {
         let comm = self.comm.lock().unwrap_or_else(|p| p.into_inner());
         let mut dev = self
             .stream
-            .memcpy_stod(buf)
+            .clone_htod(buf)
             .map_err(|e| nccl_err("host-to-device copy", e))?;
         comm.all_reduce_in_place(&mut dev, &ReduceOp::Sum)
             .map_err(|e| nccl_err("all-reduce", e))?;
         let host = self
             .stream
-            .memcpy_dtov(&dev)
+            .clone_dtoh(&dev)
             .map_err(|e| nccl_err("device-to-host copy", e))?;
         buf.copy_from_slice(&host);
         Ok(())
