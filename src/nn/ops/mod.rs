@@ -14,12 +14,14 @@
 //! - [`max_pool2d()`]: keeps the arg-max of each window for the backward.
 //! - [`relu()`]: PyTorch's gradient (zero where the output is not positive) in one pass.
 //! - [`cross_entropy()`]: log-softmax + NLL (mean) forward and backward in one op.
+//! - [`batch_norm_train()`]: training-mode batch normalisation (batch statistics) in one op.
 //!
 //! Every kernel handles `f32` and `f64` CPU tensors; the callers (layers, losses) fall back
 //! to candle's ops for other dtypes and devices, so CUDA keeps working. Kernels are
 //! deterministic and their results do not depend on the thread count: work is split only
 //! over independent outputs, never inside a sum.
 
+mod batch_norm;
 mod conv2d;
 mod cpu;
 mod cross_entropy;
@@ -31,6 +33,7 @@ mod reduce;
 mod relu;
 mod threads;
 
+pub use batch_norm::{BatchStats, batch_norm_train};
 pub use conv2d::conv2d;
 pub use cross_entropy::cross_entropy;
 pub use linear::linear;
