@@ -106,6 +106,15 @@ impl Param {
         read(&self.0.slot).tensor().detach()
     }
 
+    /// A handle on a trainable parameter's own storage (None when frozen or bound), for
+    /// kernels that update it in place as [`Param::set`] does (the fused SGD step).
+    pub(crate) fn trainable_value(&self) -> Option<Tensor> {
+        match &*read(&self.0.slot) {
+            Slot::Trainable(v) => Some(v.as_tensor().clone()),
+            _ => None,
+        }
+    }
+
     /// Whether backward computes a gradient for this parameter.
     pub fn requires_grad(&self) -> bool {
         match &*read(&self.0.slot) {

@@ -1,6 +1,7 @@
 //! Stochastic gradient descent with PyTorch's `torch.optim.SGD` update rule (single-tensor
 //! path) and `state_dict` layout.
 
+use super::fused_sgd::{SgdStep, sgd_step};
 use super::group::{self, GroupSpec, check_at_least, make_group};
 use super::ops::{add_scaled, scale};
 use super::state::{self, GroupMeta, PyNum, Slot};
@@ -223,6 +224,22 @@ impl Sgd {
                 shape_str(grad.dims()),
                 format!("the parameter's shape {}", shape_str(value.dims())),
             ));
+        }
+        let step = SgdStep {
+            lr: g.lr,
+            momentum: h.momentum.value,
+            dampening: h.dampening.value,
+            weight_decay: h.weight_decay.value,
+            nesterov: h.nesterov,
+            maximize: h.maximize,
+        };
+        if let Some(var) = p.trainable_value() {
+            if let Some(buf) = sgd_step(&var, grad, self.state.get(&p.id()), &step)? {
+                if let Some(buf) = buf {
+                    self.state.insert(p.id(), buf);
+                }
+                return Ok(());
+            }
         }
         let mut d_p = if h.maximize {
             grad.neg().ctx("SGD maximize")?
