@@ -7,10 +7,9 @@
 //! a per-channel sum. A gradient is computed only for arguments that need one.
 
 use super::cpu::{
-    Float, Grads3, dispatch, dispatch_dtype, needs_grad, slice, storage, tensor, with_scratch,
-    with_slice,
+    Float, Grads3, dispatch, dispatch_dtype, needs_grad, slice, storage, tensor, with_slice,
 };
-use super::gemm::{Mat, gemm, gemm_new};
+use super::gemm::{Mat, gemm};
 use super::im2col::{col2im, im2col};
 use super::reduce::sum_per_channel;
 use crate::error::{Context, Error, Result, shape_str};
@@ -81,59 +80,42 @@ impl Geom {
         [self.n, self.o, self.oh, self.ow]
     }
 
-    /// Rows of the column matrix (all groups).
-    fn col_len(&self) -> usize {
-        self.c * self.kh * self.kw * self.np()
-    }
-
-    /// `out = W × col` per group: `[O, K/groups]` weights by `[K, N·P]` columns into
-    /// `[O, N·P]` (or the transposed products for the gradients, via `f`'s views).
-    fn per_group<'a, T: Float>(
-        &self,
-        out: &mut [T],
-        out_rows: usize,
-        out_cols: usize,
-        f: impl Fn(usize) -> (Mat<'a, T>, Mat<'a, T>),
-    ) -> candle_core::Result<()> {
-        for gi in 0..self.groups {
-            let (a, b) = f(gi);
-            gemm(
-                &mut out[gi * out_rows * out_cols..][..out_rows * out_cols],
-                out_cols,
-                a,
-                b,
-                false,
-            )?;
-        }
-        Ok(())
+    /// The column matrix of `x`.
+    fn columns<T: Float>(&self, x: &[T]) -> Vec<T> {
+        let mut col = vec![T::zero(); self.c * self.kh * self.kw * self.np()];
+        im2col(self, x, &mut col);
+        col
     }
 
     fn forward<T: Float>(&self, x: &[T], w: &[T], b: Option<&[T]>) -> candle_core::Result<Vec<T>> {
         let (np, p, kg, og) = (self.np(), self.p(), self.kg(), self.og());
-        with_scratch(self.col_len(), |col: &mut [T]| {
-            im2col(self, x, col);
-            with_scratch(self.o * np, |yt: &mut [T]| {
-                let col = &*col;
-                self.per_group(yt, og, np, |gi| {
-                    (
-                        Mat::rows(&w[gi * og * kg..][..og * kg], og, kg),
-                        Mat::rows(&col[gi * kg * np..][..kg * np], kg, np),
-                    )
-                })?;
-                // [O, N·P] -> [N, O, P], adding the bias
-                let mut y = Vec::with_capacity(self.o * np);
-                for n in 0..self.n {
-                    for o in 0..self.o {
-                        let src = &yt[o * np + n * p..][..p];
-                        match b {
-                            Some(b) => y.extend(src.iter().map(|&v| v + b[o])),
-                            None => y.extend_from_slice(src),
+        let col = self.columns(x);
+        let mut yt = vec![T::zero(); self.o * np];
+        for gi in 0..self.groups {
+            gemm(
+                &mut yt[gi * og * np..][..og * np],
+                np,
+                Mat::rows(&w[gi * og * kg..][..og * kg], og, kg),
+                Mat::rows(&col[gi * kg * np..][..kg * np], kg, np),
+                false,
+            )?;
+        }
+        let mut y = vec![T::zero(); self.o * np];
+        for (n, img) in y.chunks_exact_mut(self.o * p).enumerate() {
+            for (o, dst) in img.chunks_exact_mut(p).enumerate() {
+                let src = &yt[o * np + n * p..][..p];
+                match b {
+                    Some(b) => {
+                        let bo = b[o];
+                        for (d, &s) in dst.iter_mut().zip(src) {
+                            *d = s + bo;
                         }
                     }
+                    None => dst.copy_from_slice(src),
                 }
-                Ok(y)
-            })
-        })
+            }
+        }
+        Ok(y)
     }
 
     /// `(gx, gw, gb)` for the requested arguments, from the output gradient `gy`.
@@ -149,48 +131,47 @@ impl Geom {
         if !want[0] && !want[1] {
             return Ok((None, None, gb));
         }
-        with_scratch(self.o * np, |gyt: &mut [T]| {
-            // gy [N, O, P] -> gyt [O, N·P]
-            for (n, img) in gy.chunks_exact(self.o * p).enumerate() {
-                for (o, src) in img.chunks_exact(p).enumerate() {
-                    gyt[o * np + n * p..][..p].copy_from_slice(src);
-                }
+        // gy [N, O, P] -> gyt [O, N·P]
+        let mut gyt = vec![T::zero(); self.o * np];
+        for (n, img) in gy.chunks_exact(self.o * p).enumerate() {
+            for (o, src) in img.chunks_exact(p).enumerate() {
+                gyt[o * np + n * p..][..p].copy_from_slice(src);
             }
-            let gyt = &*gyt;
-            let gy_group = |gi: usize| Mat::rows(&gyt[gi * og * np..][..og * np], og, np);
-            let gw = if want[1] {
-                Some(with_scratch(self.col_len(), |col: &mut [T]| {
-                    im2col(self, x, col);
-                    let col = &*col;
-                    let col_group = |gi: usize| Mat::rows(&col[gi * kg * np..][..kg * np], kg, np);
-                    if self.groups == 1 {
-                        gemm_new(gy_group(0), col_group(0).t())
-                    } else {
-                        let mut gw = vec![T::zero(); self.o * kg];
-                        self.per_group(&mut gw, og, kg, |gi| (gy_group(gi), col_group(gi).t()))?;
-                        Ok(gw)
-                    }
-                })?)
-            } else {
-                None
-            };
-            let gx = if want[0] {
-                Some(with_scratch(self.col_len(), |gcol: &mut [T]| {
-                    self.per_group(gcol, kg, np, |gi| {
-                        (
-                            Mat::rows(&w[gi * og * kg..][..og * kg], og, kg).t(),
-                            gy_group(gi),
-                        )
-                    })?;
-                    let mut gx = vec![T::zero(); self.n * self.c * self.h * self.w];
-                    col2im(self, gcol, &mut gx);
-                    Ok::<_, candle_core::Error>(gx)
-                })?)
-            } else {
-                None
-            };
-            Ok((gx, gw, gb))
-        })
+        }
+        let gw = if want[1] {
+            let col = self.columns(x);
+            let mut gw = vec![T::zero(); self.o * kg];
+            for gi in 0..self.groups {
+                gemm(
+                    &mut gw[gi * og * kg..][..og * kg],
+                    kg,
+                    Mat::rows(&gyt[gi * og * np..][..og * np], og, np),
+                    Mat::rows(&col[gi * kg * np..][..kg * np], kg, np).t(),
+                    false,
+                )?;
+            }
+            Some(gw)
+        } else {
+            None
+        };
+        let gx = if want[0] {
+            let mut gcol = vec![T::zero(); self.groups * kg * np];
+            for gi in 0..self.groups {
+                gemm(
+                    &mut gcol[gi * kg * np..][..kg * np],
+                    np,
+                    Mat::rows(&w[gi * og * kg..][..og * kg], og, kg).t(),
+                    Mat::rows(&gyt[gi * og * np..][..og * np], og, np),
+                    false,
+                )?;
+            }
+            let mut gx = vec![T::zero(); self.n * self.c * self.h * self.w];
+            col2im(self, &gcol, &mut gx);
+            Some(gx)
+        } else {
+            None
+        };
+        Ok((gx, gw, gb))
     }
 
     fn grads(

@@ -2,7 +2,6 @@
 //! building result tensors.
 
 use candle_core::{CpuStorage, Layout, Storage, Tensor, WithDType};
-use std::cell::RefCell;
 use std::ops::{Add, AddAssign, Div, Mul, Neg, Sub};
 
 /// The element types the kernels compute in (`f32`, `f64`).
@@ -25,21 +24,11 @@ pub(crate) trait Float:
     fn ln(self) -> Self;
     /// Whether the value is NaN.
     fn is_nan(self) -> bool;
-    /// This type's pool of scratch buffers (one per thread).
-    fn pool() -> &'static std::thread::LocalKey<RefCell<Vec<Vec<Self>>>>;
-}
-
-thread_local! {
-    static POOL_F32: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
-    static POOL_F64: RefCell<Vec<Vec<f64>>> = const { RefCell::new(Vec::new()) };
 }
 
 macro_rules! impl_float {
-    ($t:ty, $pool:ident) => {
+    ($t:ty) => {
         impl Float for $t {
-            fn pool() -> &'static std::thread::LocalKey<RefCell<Vec<Vec<Self>>>> {
-                &$pool
-            }
             fn exp(self) -> Self {
                 <$t>::exp(self)
             }
@@ -52,21 +41,8 @@ macro_rules! impl_float {
         }
     };
 }
-impl_float!(f32, POOL_F32);
-impl_float!(f64, POOL_F64);
-
-/// Runs `f` on a scratch buffer of `len` elements taken from this thread's pool (no
-/// allocation once the pool has grown; calls may nest). The contents are left over from
-/// earlier use: `f` must write every element before reading it.
-pub(crate) fn with_scratch<T: Float, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
-    let mut buf = T::pool().with(|p| p.borrow_mut().pop()).unwrap_or_default();
-    if buf.len() < len {
-        buf.resize(len, T::zero());
-    }
-    let r = f(&mut buf[..len]);
-    T::pool().with(|p| p.borrow_mut().push(buf));
-    r
-}
+impl_float!(f32);
+impl_float!(f64);
 
 /// The contiguous elements `layout` describes in `storage`.
 ///

@@ -113,57 +113,6 @@ pub(crate) fn gemm<T: Float>(
     Ok(())
 }
 
-/// `a × b` into a new row-major `m × n` vector (no zero-filling first).
-///
-/// # Errors
-/// When a view reaches outside its slice or the inner sizes differ.
-pub(crate) fn gemm_new<T: Float>(a: Mat<'_, T>, b: Mat<'_, T>) -> candle_core::Result<Vec<T>> {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    let len = m
-        .checked_mul(n)
-        .ok_or_else(|| candle_core::Error::Msg("kiln gemm: output too large".into()))?;
-    if k == 0 || len == 0 {
-        let mut out = vec![T::zero(); len];
-        gemm(&mut out, n, a, b, false)?;
-        return Ok(out);
-    }
-    if b.rows != k || !fits(a.data.len(), m, k, a.rs, a.cs) || !fits(b.data.len(), k, n, b.rs, b.cs)
-    {
-        candle_core::bail!("kiln gemm: bad operands ({m}x{k} by {}x{n})", b.rows);
-    }
-    let mut out: Vec<T> = Vec::with_capacity(len);
-    // SAFETY: the inputs' views were checked to lie inside their slices; the destination is
-    // the vector's own `m·n` capacity, contiguous row-major (row stride n), aliasing nothing.
-    // With `read_dst = false` the gemm crate never reads the destination: it zeroes `alpha`
-    // and its first pass over the depth stores `beta·(a×b)` into every one of the `m·n`
-    // elements (k > 0 here), so all `len` elements are initialised before `set_len`.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.data.as_ptr(),
-            a.cs as isize,
-            a.rs as isize,
-            b.data.as_ptr(),
-            b.cs as isize,
-            b.rs as isize,
-            T::zero(),
-            T::one(),
-            false,
-            false,
-            false,
-            gemm_parallelism(),
-        );
-        out.set_len(len);
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

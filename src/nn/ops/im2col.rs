@@ -136,7 +136,7 @@ pub(crate) fn im2col<T: Float>(g: &Geom, x: &[T], col: &mut [T]) {
     }
 }
 
-/// Folds `col` (`[C·kh·kw, N·OH·OW]`) back into `gx` (`[N, C, H, W]`, zero on entry): each
+/// Folds `col` (`[C·kh·kw, N·OH·OW]`) back into `gx` (`[N, C, H, W]`, overwritten): each
 /// input element receives the sum of the column entries that read it, in row order.
 pub(crate) fn col2im<T: Float>(g: &Geom, col: &[T], gx: &mut [T]) {
     let (chw, hw, np, p) = (g.c * g.h * g.w, g.h * g.w, g.np(), g.p());
@@ -144,6 +144,7 @@ pub(crate) fn col2im<T: Float>(g: &Geom, col: &[T], gx: &mut [T]) {
         return;
     }
     let image = |n: usize, gimg: &mut [T]| {
+        gimg.fill(T::zero());
         for r in 0..g.c * g.kh * g.kw {
             let (ci, i, j) = g.row(r);
             let (ylo, yhi) = g.valid(g.oh, g.h, i * g.dil);
@@ -245,7 +246,7 @@ mod tests {
             assert_eq!(col, naive(&g, &x), "{g:?}");
             // <im2col(x), y> == <x, col2im(y)> for every x, y (col2im is the transpose)
             let y: Vec<f64> = (0..col.len()).map(|v| (v % 7) as f64 - 3.0).collect();
-            let mut gx = vec![0.0; x.len()];
+            let mut gx = vec![f64::NAN; x.len()];
             col2im(&g, &y, &mut gx);
             let lhs: f64 = col.iter().zip(&y).map(|(a, b)| a * b).sum();
             let rhs: f64 = x.iter().zip(&gx).map(|(a, b)| a * b).sum();

@@ -7,7 +7,7 @@
 use super::cpu::{
     Float, Grads3, dispatch, dispatch_dtype, needs_grad, slice, storage, tensor, with_slice,
 };
-use super::gemm::{Mat, gemm, gemm_new};
+use super::gemm::{Mat, gemm};
 use super::reduce::sum_over_rows;
 use crate::error::{Context, Error, Result, shape_str};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
@@ -22,18 +22,19 @@ struct LinearOp {
 
 impl LinearOp {
     fn forward<T: Float>(&self, x: &[T], w: &[T], b: Option<&[T]>) -> candle_core::Result<Vec<T>> {
-        let (xm, wt) = (
+        let mut y = vec![T::zero(); self.m * self.out];
+        if let Some(b) = b {
+            for row in y.chunks_exact_mut(self.out) {
+                row.copy_from_slice(b);
+            }
+        }
+        gemm(
+            &mut y,
+            self.out,
             Mat::rows(x, self.m, self.inp),
             Mat::rows(w, self.out, self.inp).t(),
-        );
-        let Some(b) = b else {
-            return gemm_new(xm, wt);
-        };
-        let mut y = Vec::with_capacity(self.m * self.out);
-        for _ in 0..self.m {
-            y.extend_from_slice(b);
-        }
-        gemm(&mut y, self.out, xm, wt, true)?;
+            b.is_some(),
+        )?;
         Ok(y)
     }
 
