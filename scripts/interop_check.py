@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 import traceback
+import zipfile
 
 import torch
 import torchvision
@@ -36,6 +37,9 @@ sys.path.insert(0, HERE)
 from io_describe import describe  # noqa: E402
 
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+# KILN_CARGO_PROFILE=release reuses the release build of the test command.
+PROFILE = os.environ.get("KILN_CARGO_PROFILE", "debug")
+PROFILE_ARGS = ["--release"] if PROFILE == "release" else []
 OUT = os.path.join(ROOT, "target", "interop")
 KOUT = os.path.join(OUT, "kiln_out")
 RESULTS = []
@@ -82,19 +86,26 @@ def torch_loads(path, expected, hex_limit=None, **kw):
     unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     if unsafe:
         raise AssertionError(f"unsafe globals in {path}: {unsafe}")
+    with zipfile.ZipFile(path) as z:  # an independent check of every CRC-32 and offset
+        bad = z.testzip()
+        if bad is not None:
+            raise AssertionError(f"zipfile: bad CRC in {bad} of {path}")
+        for info in z.infolist():
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise AssertionError(f"{info.filename} is compressed")
     return a
 
 
 def cargo(*args, env=None):
     e = dict(os.environ)
     e.update(env or {})
-    r = subprocess.run(["cargo", *args], cwd=ROOT, env=e)
+    r = subprocess.run(["cargo", args[0], *PROFILE_ARGS, *args[1:]], cwd=ROOT, env=e)
     if r.returncode != 0:
         raise AssertionError(f"cargo {' '.join(args)} exited {r.returncode}")
 
 
 def kiln(*args, expect=0):
-    exe = os.path.join(TARGET, "debug", "kiln")
+    exe = os.path.join(TARGET, PROFILE, "kiln")
     r = subprocess.run([exe, *args], cwd=ROOT, capture_output=True, text=True)
     if r.returncode != expect:
         raise AssertionError(f"kiln {' '.join(args)} exited {r.returncode}, expected {expect}\n{r.stdout}\n{r.stderr}")
@@ -124,7 +135,7 @@ def main():
 
     @check("kiln reads PyTorch files and writes its own (cargo test --test io_interop --include-ignored)")
     def _():
-        cargo("test", "--test", "io_interop", "--", "--include-ignored", "--test-threads=1", env={"KILN_INTEROP_DIR": OUT})
+        cargo("test", "--test", "io_interop", "--", "--include-ignored", "--test-threads=1", env={"KILN_IO_INTEROP_DIR": OUT})
 
     for name in manifest:
         path = os.path.join(KOUT, name)

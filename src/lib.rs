@@ -9,6 +9,7 @@
 //! Tensors, autograd and device kernels come from `candle-core`; everything about the
 //! model's life cycle is kiln's.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod data;
@@ -24,6 +25,7 @@ pub mod rng;
 pub mod train;
 
 pub use error::{Error, Result};
+pub use io::{LoadOptions, load, save};
 pub use nn::{Module, Param, StateDict};
 
 /// Re-export of the tensor library kiln is built on.

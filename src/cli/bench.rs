@@ -28,6 +28,102 @@ pub struct Args {
 pub enum What {
     /// Training step time, kiln vs PyTorch on the CPU.
     Train(TrainArgs),
+    /// Training stall per checkpoint, synchronous vs asynchronous writing.
+    Checkpoint(CheckpointArgs),
+    /// Save/load of a float32 state dict: kiln (.pt, .safetensors) vs torch.save/torch.load
+    /// and the safetensors package, with the raw sequential write speed as the ceiling.
+    Io(IoArgs),
+}
+
+/// Arguments of `kiln bench io`.
+#[derive(clap::Args, Debug)]
+pub struct IoArgs {
+    /// Size of the state dict in MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub size_mib: usize,
+    /// Directory for the temporary files (on the disk to measure).
+    #[arg(long, default_value = "target/bench-io")]
+    pub dir: PathBuf,
+    /// Runs per measurement; the median counts.
+    #[arg(long, default_value_t = 5)]
+    pub repeat: usize,
+    /// Python with torch and safetensors for the reference figures (default: $KILN_PYTHON or
+    /// ./.venv/bin/python when present).
+    #[arg(long)]
+    pub python: Option<PathBuf>,
+    /// Skip the PyTorch reference figures.
+    #[arg(long)]
+    pub no_python: bool,
+}
+
+fn bench_io(a: &IoArgs) -> Result<ExitCode> {
+    let python = match (&a.python, a.no_python) {
+        (_, true) => None,
+        (Some(p), false) => Some(p.clone()),
+        (None, false) => find_python().ok(),
+    };
+    let cfg = crate::bench::io::Config {
+        size_mib: a.size_mib,
+        dir: a.dir.clone(),
+        repeat: a.repeat,
+        python,
+    };
+    eprintln!(
+        "{} MiB, {} rounds of kiln{}…",
+        cfg.size_mib,
+        cfg.repeat,
+        if cfg.python.is_some() {
+            " and PyTorch"
+        } else {
+            ""
+        }
+    );
+    let (k, p) = crate::bench::io::run_interleaved(&cfg)?;
+    print!("{}", crate::bench::io::report(&cfg, &k, &p));
+    let _ = std::fs::remove_dir(&cfg.dir);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `kiln bench checkpoint`.
+#[derive(clap::Args, Debug)]
+pub struct CheckpointArgs {
+    /// Architecture (its checkpoint size decides the write time).
+    #[arg(long, short = 'm', default_value = "lenet", value_parser = ["mlp", "lenet", "resnet18"])]
+    pub model: String,
+    /// Checkpoints saved in each mode; medians are reported.
+    #[arg(long, short = 'n', default_value_t = 20)]
+    pub saves: usize,
+    /// Training steps timed to estimate an epoch (batch 64).
+    #[arg(long, default_value_t = 23)]
+    pub epoch_steps: usize,
+    /// Scratch directory for the checkpoints (removed afterwards).
+    #[arg(long, default_value = "target/bench-checkpoint")]
+    pub dir: PathBuf,
+}
+
+fn bench_checkpoint(a: &CheckpointArgs) -> Result<ExitCode> {
+    let r = crate::bench::checkpoint::run(&a.model, a.saves, a.epoch_steps, &a.dir)?;
+    println!(
+        "model {}  checkpoint {:.1} MiB  epoch {:.1} ms",
+        r.model,
+        r.bytes as f64 / 1048576.0,
+        r.epoch_ms
+    );
+    println!(
+        "synchronous  stall {:8.2} ms/checkpoint  = {:6.2}% of an epoch",
+        r.sync_ms,
+        100.0 * r.sync_ms / r.epoch_ms
+    );
+    println!(
+        "asynchronous stall {:8.2} ms/checkpoint  = {:6.2}% of an epoch",
+        r.async_ms,
+        100.0 * r.async_ms / r.epoch_ms
+    );
+    println!(
+        "ratio async/sync stall: {:.3}",
+        r.async_ms / r.sync_ms.max(1e-9)
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Arguments of `kiln bench train`.
@@ -354,6 +450,8 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        What::Checkpoint(a) => bench_checkpoint(a),
+        What::Io(a) => bench_io(a),
     }
 }
 

@@ -131,10 +131,13 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     flatten(va, String::new(), &mut fa);
     flatten(vb, String::new(), &mut fb);
     let mut diffs = Vec::new();
+    let ib: std::collections::HashMap<&str, &Leaf> =
+        fb.iter().map(|(k, l)| (k.as_str(), l)).collect();
+    let ia: std::collections::HashSet<&str> = fa.iter().map(|(k, _)| k.as_str()).collect();
     for (k, a) in &fa {
-        match fb.iter().find(|(kb, _)| kb == k) {
+        match ib.get(k.as_str()) {
             None => diffs.push(format!("only in A: {k}")),
-            Some((_, b)) => match (a, b) {
+            Some(b) => match (a, *b) {
                 (Leaf::Tensor(x), Leaf::Tensor(y)) => {
                     if let Some(d) = tensor_difference(x, y, args.atol)? {
                         diffs.push(format!("{k}: {d}"));
@@ -163,7 +166,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         }
     }
     for (k, _) in &fb {
-        if !fa.iter().any(|(ka, _)| ka == k) {
+        if !ia.contains(k.as_str()) {
             diffs.push(format!("only in B: {k}"));
         }
     }

@@ -65,13 +65,16 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             let sd = load_state_dict_file(&args.weights, &opts)?;
             let num_classes = match args.num_classes {
                 Some(n) => n,
-                None => sd.get("fc.weight").map(|w| w.dims()[0]).ok_or_else(|| {
-                    Error::invalid(
-                        "--num-classes",
-                        "missing",
-                        "a value (the weights have no fc.weight to infer it from)",
-                    )
-                })?,
+                None => sd
+                    .get("fc.weight")
+                    .and_then(|w| w.dims().first().copied())
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            "--num-classes",
+                            "missing",
+                            "a value (the weights have no fc.weight to infer it from)",
+                        )
+                    })?,
             };
             let dims = x.dims();
             let (c, s) = match dims {

@@ -20,7 +20,7 @@ pub struct Args {
 /// Runs `kiln inspect`.
 ///
 /// # Errors
-/// The loading errors of [`crate::io::load`] (K05xx, K0002).
+/// The loading errors of [`crate::io::load()`] (K05xx, K0002).
 pub fn run(args: &Args) -> Result<ExitCode> {
     let opts = LoadOptions {
         raw_locations: true,

@@ -40,8 +40,8 @@ pub enum Command {
     /// Run an eval-mode forward pass of a model on a safetensors input.
     Forward(forward::Args),
     /// Train a model on the embedded digits data set.
-    Train(train::Args),
-    /// Benchmarks against PyTorch (`kiln bench train`).
+    Train(Box<train::Args>),
+    /// Benchmarks side by side with PyTorch (`kiln bench train|io|checkpoint`).
     Bench(bench::Args),
 }
 

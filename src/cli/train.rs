@@ -1,6 +1,8 @@
 //! `kiln train`: trains a model on the embedded digits data set.
 
+use crate::checkpoint::{CheckpointFormat, MonitorMode, Policy};
 use crate::error::Result;
+use crate::train::RunOptions;
 use crate::train::config::{
     DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_MOMENTUM, DEFAULT_THREADS, OptimizerKind,
     SchedulerSpec, TrainConfig,
@@ -54,6 +56,49 @@ pub struct Args {
     /// Print nothing but errors (no progress bar, no per-epoch lines).
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Resume: `auto` (from OUT/checkpoints/last if it exists, else start fresh), `last`
+    /// (error if none), or a checkpoint path (kiln's, or a PyTorch recipe checkpoint).
+    #[arg(long)]
+    pub resume: Option<String>,
+    /// Abort the process abruptly right after this optimizer step (crash simulation).
+    #[arg(long)]
+    pub crash_after_steps: Option<u64>,
+    /// Checkpoint at the end of every N-th epoch (0: never at epoch ends).
+    #[arg(long, default_value_t = 1)]
+    pub checkpoint_every_epochs: usize,
+    /// Also checkpoint every N optimizer steps.
+    #[arg(long)]
+    pub checkpoint_every_steps: Option<usize>,
+    /// Keep the K most recent checkpoints (0: keep all).
+    #[arg(long, default_value_t = 2)]
+    pub keep_last: usize,
+    /// Also keep the K best checkpoints by --monitor.
+    #[arg(long, default_value_t = 1)]
+    pub keep_best: usize,
+    /// Metric that ranks checkpoints: test_acc, train_acc (higher is better), test_loss,
+    /// train_loss (lower is better).
+    #[arg(long, default_value = "test_acc", value_parser = ["test_acc", "test_loss", "train_acc", "train_loss"])]
+    pub monitor: String,
+    /// Checkpoint form: pt (one file torch.load reads) or dir (safetensors + JSON).
+    #[arg(long, default_value = "pt", value_parser = ["pt", "dir"])]
+    pub checkpoint_format: String,
+    /// Write checkpoints in a background thread (training only waits for the snapshot).
+    #[arg(long)]
+    pub async_checkpoint: bool,
+    /// Write no checkpoints.
+    #[arg(long)]
+    pub no_checkpoint: bool,
+    /// DataParallel over these devices, comma-separated (e.g. cpu,cpu or cuda:0,cuda:1).
+    #[arg(long, value_delimiter = ',')]
+    pub devices: Option<Vec<String>>,
+    /// Distributed data parallel over processes started by a launcher (mpirun -np N kiln
+    /// train ... --distributed mpi); --batch-size is per process.
+    #[arg(long, value_parser = ["mpi", "nccl"])]
+    pub distributed: Option<String>,
+    /// With --distributed: check after every step that all ranks hold bit-identical
+    /// parameters (stops with K0802 if they diverge).
+    #[arg(long)]
+    pub ddp_verify: bool,
 }
 
 impl Args {
@@ -85,16 +130,55 @@ impl Args {
     }
 }
 
+impl Args {
+    /// Checkpointing, resume, devices and distribution options.
+    ///
+    /// # Errors
+    /// `K0003` for an empty `--resume`.
+    pub fn run_options(&self) -> Result<RunOptions> {
+        let checkpoint = (!self.no_checkpoint).then(|| Policy {
+            every_n_epochs: (self.checkpoint_every_epochs > 0)
+                .then_some(self.checkpoint_every_epochs),
+            every_n_steps: self.checkpoint_every_steps.filter(|&n| n > 0),
+            keep_last: self.keep_last,
+            keep_best: self.keep_best,
+            monitor: Some(self.monitor.clone()),
+            mode: if self.monitor.ends_with("_acc") {
+                MonitorMode::Max
+            } else {
+                MonitorMode::Min
+            },
+            format: if self.checkpoint_format == "dir" {
+                CheckpointFormat::Dir
+            } else {
+                CheckpointFormat::Pt
+            },
+            asynchronous: self.async_checkpoint,
+        });
+        Ok(RunOptions {
+            quiet: self.quiet,
+            checkpoint,
+            resume: self.resume.as_deref().map(str::parse).transpose()?,
+            crash_after_steps: self.crash_after_steps,
+            devices: self.devices.clone(),
+            distributed: self.distributed.clone(),
+            ddp_verify: self.ddp_verify,
+        })
+    }
+}
+
 /// Runs `kiln train`.
 ///
 /// # Errors
 /// Configuration, training and I/O errors.
 pub fn run(args: &Args) -> Result<ExitCode> {
     let cfg = args.config()?;
+    let opts = args.run_options()?;
     // SAFETY: `kiln train` runs straight from `main`; no other thread exists yet.
     unsafe { crate::train::threads::set_threads(cfg.threads)? };
-    let summary = crate::train::run(&cfg, args.quiet)?;
-    if !args.quiet {
+    let summary = crate::train::run_with(&cfg, &opts)?;
+    let rank0 = crate::parallel::launcher_env().is_none_or(|(_, rank, _)| rank == 0);
+    if !args.quiet && rank0 {
         let last = summary.epochs.last();
         println!(
             "test accuracy {:.2}% after {} epochs; wrote {}, {}, {}",

@@ -42,6 +42,8 @@ pub struct DataLoader {
     shuffle: bool,
     drop_last: bool,
     seed: u64,
+    /// `(world_size, rank)` when each process loads only its share (DDP).
+    distributed: Option<(usize, usize)>,
 }
 
 impl std::fmt::Debug for DataLoader {
@@ -76,7 +78,41 @@ impl DataLoader {
             shuffle: false,
             drop_last: false,
             seed: 0,
+            distributed: None,
         })
+    }
+
+    /// Loads only rank `rank`'s share of each epoch, as PyTorch's `DistributedSampler`
+    /// gives it (builder): the epoch's permutation is padded to a multiple of `world_size`
+    /// and rank `r` takes every `world_size`-th index from position `r`.
+    ///
+    /// # Errors
+    /// `K0003` when `rank >= world_size`.
+    pub fn distributed(mut self, world_size: usize, rank: usize) -> Result<Self> {
+        crate::parallel::DistributedSampler::new(1, world_size, rank, false, 0, false)?;
+        self.distributed = Some((world_size, rank));
+        Ok(self)
+    }
+
+    fn sampler(&self) -> Option<crate::parallel::DistributedSampler> {
+        let (world, rank) = self.distributed?;
+        crate::parallel::DistributedSampler::new(
+            self.dataset.len(),
+            world,
+            rank,
+            self.shuffle,
+            self.seed,
+            false,
+        )
+        .ok()
+    }
+
+    /// Samples this loader's process sees per epoch (the whole data set unless distributed).
+    fn samples_per_epoch(&self) -> usize {
+        match self.sampler() {
+            Some(s) => s.num_samples(),
+            None => self.dataset.len(),
+        }
     }
 
     /// Shuffles each epoch (builder).
@@ -124,7 +160,7 @@ impl DataLoader {
 
     /// Number of batches per epoch (`len(loader)` in PyTorch).
     pub fn num_batches(&self) -> usize {
-        let n = self.dataset.len();
+        let n = self.samples_per_epoch();
         if self.drop_last {
             n / self.batch_size
         } else {
@@ -137,13 +173,17 @@ impl DataLoader {
         if self.drop_last {
             self.num_batches() * self.batch_size
         } else {
-            self.dataset.len()
+            self.samples_per_epoch()
         }
     }
 
     /// The order in which epoch `epoch` visits the data set: a pure function of
     /// `(seed, epoch)` when shuffling, `0..len` otherwise.
     pub fn order(&self, epoch: u64) -> Vec<usize> {
+        if let Some(mut s) = self.sampler() {
+            s.set_epoch(epoch);
+            return s.indices();
+        }
         let n = self.dataset.len();
         if self.shuffle {
             Generator::derived(self.seed, epoch).permutation(n)

@@ -7,6 +7,7 @@
 //! assert!(err.hint().contains("data"));
 //! ```
 
+pub mod alloc;
 mod catalog;
 mod context;
 

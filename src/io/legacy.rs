@@ -46,9 +46,11 @@ impl StorageSource for NoStorages {
 }
 
 /// Pass 1: records each storage's dtype and size, returning zero-filled placeholders.
-#[derive(Default)]
 struct Scan {
     seen: HashMap<String, (Dtype, usize)>,
+    /// The file size: every storage must fit in it.
+    limit: usize,
+    path: String,
 }
 
 impl StorageSource for Scan {
@@ -71,24 +73,23 @@ impl StorageSource for Scan {
             Some((_, size)) => size.saturating_mul(dtype.size()),
             None => bytes,
         };
-        // calloc'd: the pages are not touched, so this costs address space only.
-        let data = vec_zeroed(len).ok_or_else(|| Error::Schema {
-            path: String::new(),
-            detail: format!("storage '{key}' of {len} bytes cannot be allocated"),
-        })?;
+        if bytes > self.limit || len > self.limit {
+            return Err(Error::Truncated {
+                path: self.path.clone(),
+                detail: format!(
+                    "storage '{key}' of {bytes} bytes cannot fit in a file of {} bytes",
+                    self.limit
+                ),
+            });
+        }
+        // Zero-allocated: the pages are not touched, so this costs address space only.
+        let data = vec![0u8; len];
         Ok(Arc::new(Storage {
             dtype,
             location: location.to_string(),
             data: Bytes::Owned(Arc::new(data)),
         }))
     }
-}
-
-fn vec_zeroed(len: usize) -> Option<Vec<u8>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(len).ok()?;
-    v.resize(len, 0);
-    Some(v)
 }
 
 /// Pass 2: the real storages, located by key.
@@ -191,7 +192,11 @@ pub fn read(
         });
     }
     let obj_start = pos;
-    let mut scan = Scan::default();
+    let mut scan = Scan {
+        seen: HashMap::new(),
+        limit: data.len(),
+        path: path.to_string(),
+    };
     let obj = unpickle(rest(pos), &mut scan, path).map_err(fix)?;
     pos += obj.end;
     drop(obj);

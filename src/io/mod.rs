@@ -1,7 +1,7 @@
 //! Persistence: PyTorch `.pt/.pth` (zip and legacy) read and write, safetensors, whole-model
 //! files, `map_location`, crash-safe writes.
 //!
-//! - [`save`] / [`load`]: `torch.save` / `torch.load` for a [`Value`] (nested dicts, lists and
+//! - [`save()`] / [`load()`]: `torch.save` / `torch.load` for a [`Value`] (nested dicts, lists and
 //!   tuples of tensors and scalars). Files kiln writes load with plain `torch.load(path)`
 //!   (`weights_only=True`) and `torch.load(path, mmap=True)`.
 //! - [`save_state_dict`] / [`load_state_dict_file`]: the state-dict shortcuts.
@@ -12,6 +12,8 @@
 
 pub mod atomic;
 pub mod cast;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod inspect;
 pub mod legacy;
 pub mod load;

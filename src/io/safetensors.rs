@@ -251,10 +251,8 @@ pub fn read(
                 start: start as usize,
                 len: b - a,
             },
-            Backing::File(_) => {
-                let mut v = vec![0u8; b - a];
-                src.read_at(start, &mut v)?;
-                Bytes::Owned(Arc::new(v))
+            Backing::File(_) | Backing::Memory(_) => {
+                Bytes::Owned(Arc::new(src.read_new(start, b - a)?))
             }
         };
         let t = TensorValue {

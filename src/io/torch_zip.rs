@@ -11,7 +11,7 @@
 
 use super::pickle::{self, StorageSource};
 use super::value::{Bytes, Dtype, Storage, Value};
-use super::zip::{FileSource, Source, ZipIndex, ZipWriter, check_crc, read_entry};
+use super::zip::{FileSource, Source, ZipIndex, ZipWriter, read_entry};
 use crate::error::{Error, Result};
 use std::io::Write;
 use std::path::Path;
@@ -67,6 +67,8 @@ pub enum Backing {
     File(FileSource),
     /// Records are windows of the map.
     Map(Arc<memmap2::Mmap>),
+    /// The whole file in memory (records are copied out).
+    Memory(Vec<u8>),
 }
 
 impl Backing {
@@ -75,6 +77,7 @@ impl Backing {
         match self {
             Backing::File(f) => f,
             Backing::Map(m) => m.as_ref(),
+            Backing::Memory(v) => v,
         }
     }
 }
@@ -222,10 +225,8 @@ impl StorageSource for ZipStorages<'_> {
                 }
             }
             _ => {
-                let mut v = read_entry(self.backing.source(), e, false, self.path)?;
-                if self.verify_crc {
-                    check_crc(&v, e, self.path)?;
-                }
+                // Read in parallel chunks, each CRC-checked while hot in cache.
+                let mut v = read_entry(self.backing.source(), e, self.verify_crc, self.path)?;
                 v.truncate(need);
                 Bytes::Owned(Arc::new(v))
             }
@@ -331,6 +332,23 @@ mod tests {
         let err = read_bytes(&b).unwrap_err();
         assert_eq!(err.code(), "K0502");
         assert!(err.to_string().contains("CRC"), "{err}");
+    }
+
+    #[test]
+    fn large_record_parallel_read_checks_crc_across_chunks() {
+        // 10 MiB + 3 bytes: three 4 MiB read chunks, the last one short.
+        let n = (10 << 20) + 3;
+        let data: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
+        let t = TensorValue::from_bytes(Dtype::U8, vec![n], data, "cpu").unwrap();
+        let v = Value::dict([("big", Value::Tensor(t))]);
+        let mut b = bytes_of(&v);
+        assert_eq!(read_bytes(&b).unwrap(), v);
+        let idx = ZipIndex::parse(&SliceSource(&b), "mem").unwrap();
+        let e = idx.get("archive/data/0").unwrap();
+        b[e.data_start as usize + (9 << 20)] ^= 1;
+        assert_eq!(read_bytes(&b).unwrap_err().code(), "K0502");
+        b.truncate(e.data_start as usize + (5 << 20));
+        assert_eq!(read_bytes(&b).unwrap_err().code(), "K0501");
     }
 
     #[test]

@@ -196,6 +196,9 @@ impl Dtype {
 pub enum Bytes {
     /// Bytes in memory.
     Owned(Arc<Vec<u8>>),
+    /// A candle tensor whose bytes are produced on first use (see [`deferred`]): lets a
+    /// checkpoint be snapshotted without copying and serialised in a background thread.
+    Deferred(Arc<DeferredBytes>),
     /// A range of a memory-mapped file.
     Mapped {
         /// The mapping (kept alive while any tensor uses it).
@@ -212,6 +215,7 @@ impl Bytes {
     pub fn as_slice(&self) -> &[u8] {
         match self {
             Bytes::Owned(v) => v.as_slice(),
+            Bytes::Deferred(d) => d.bytes(),
             Bytes::Mapped { map, start, len } => map.get(*start..*start + *len).unwrap_or(&[]),
         }
     }
@@ -220,6 +224,7 @@ impl Bytes {
     pub fn len(&self) -> usize {
         match self {
             Bytes::Owned(v) => v.len(),
+            Bytes::Deferred(d) => d.len,
             Bytes::Mapped { len, .. } => *len,
         }
     }
@@ -234,9 +239,51 @@ impl std::fmt::Debug for Bytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Bytes::Owned(v) => write!(f, "Owned({} bytes)", v.len()),
+            Bytes::Deferred(d) => write!(f, "Deferred({} bytes)", d.len),
             Bytes::Mapped { len, .. } => write!(f, "Mapped({len} bytes)"),
         }
     }
+}
+
+/// A tensor kept as is until its bytes are needed, then converted once (little-endian,
+/// contiguous, on the CPU). Conversion errors (a device that cannot be read back) yield an
+/// empty slice, which the writers' length checks report.
+pub struct DeferredBytes {
+    tensor: Tensor,
+    len: usize,
+    bytes: std::sync::OnceLock<Vec<u8>>,
+}
+
+impl DeferredBytes {
+    fn bytes(&self) -> &[u8] {
+        self.bytes
+            .get_or_init(|| {
+                self.tensor
+                    .to_device(&Device::Cpu)
+                    .ok()
+                    .and_then(|t| tensor_bytes(&t).ok())
+                    .unwrap_or_default()
+            })
+            .as_slice()
+    }
+}
+
+thread_local! {
+    static DEFER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with [`Value::from_tensor`] / [`TensorValue::from_tensor`] deferring the copy of
+/// tensor data: the value keeps the (immutable) candle tensor and converts it when a writer
+/// first reads it. kiln uses this to snapshot checkpoints for asynchronous writing.
+///
+/// Safe only for tensors nobody overwrites in place before they are written: optimizer state
+/// tensors are always new tensors in kiln, and parameters must be marked with
+/// [`crate::nn::Param::mark_shared`] first (their next in-place update then copies instead).
+pub fn deferred<R>(f: impl FnOnce() -> R) -> R {
+    let old = DEFER.with(|d| d.replace(true));
+    let r = f();
+    DEFER.with(|d| d.set(old));
+    r
 }
 
 /// A typed storage with PyTorch's location tag (`cpu`, `cuda:0`). Tensors that share a
@@ -326,6 +373,26 @@ impl TensorValue {
     pub fn from_tensor(t: &Tensor) -> Result<Self> {
         let dtype = Dtype::from_candle(t.dtype())?;
         let location = crate::device::device_name(t.device());
+        if DEFER.with(|d| d.get()) {
+            let shape = t.dims().to_vec();
+            let len = t.elem_count() * dtype.size();
+            return Ok(TensorValue {
+                stride: contiguous_stride(&shape),
+                shape,
+                offset: 0,
+                requires_grad: false,
+                is_parameter: false,
+                storage: Arc::new(Storage {
+                    dtype,
+                    location,
+                    data: Bytes::Deferred(Arc::new(DeferredBytes {
+                        tensor: t.detach(),
+                        len,
+                        bytes: std::sync::OnceLock::new(),
+                    })),
+                }),
+            });
+        }
         let cpu = t
             .to_device(&Device::Cpu)
             .and_then(|t| t.contiguous())
@@ -473,8 +540,14 @@ impl TensorValue {
     }
 }
 
-/// The little-endian bytes of a contiguous CPU tensor.
+/// The little-endian bytes of a CPU tensor (any layout).
+///
+/// Contiguous tensors are copied with one `memcpy` from candle's storage (on little-endian
+/// targets); others go element by element.
 pub fn tensor_bytes(t: &Tensor) -> Result<Vec<u8>> {
+    if let Some(bytes) = fast_bytes(t) {
+        return Ok(bytes);
+    }
     fn le<T: Copy, const N: usize>(v: Vec<T>, f: impl Fn(T) -> [u8; N]) -> Vec<u8> {
         let mut out = Vec::with_capacity(v.len() * N);
         for x in v {
@@ -505,6 +578,40 @@ pub fn tensor_bytes(t: &Tensor) -> Result<Vec<u8>> {
             });
         }
     })
+}
+
+/// One `memcpy` of a contiguous CPU tensor's elements, on little-endian targets.
+fn fast_bytes(t: &Tensor) -> Option<Vec<u8>> {
+    use candle_core::{CpuStorage, Storage};
+    fn raw<T: Copy>(v: &[T], start: usize, end: usize) -> Option<Vec<u8>> {
+        let part = v.get(start..end)?;
+        let len = std::mem::size_of_val(part);
+        // SAFETY: `part` is a live, initialised slice of plain numeric values (no padding, any
+        // bit pattern valid as bytes); we read exactly its `len` bytes, and the byte order is
+        // the file's (little-endian, checked by the cfg below).
+        let bytes = unsafe { std::slice::from_raw_parts(part.as_ptr().cast::<u8>(), len) };
+        Some(bytes.to_vec())
+    }
+    if !cfg!(target_endian = "little") {
+        return None;
+    }
+    let (storage, layout) = t.storage_and_layout();
+    let (start, end) = layout.contiguous_offsets()?;
+    match &*storage {
+        Storage::Cpu(cpu) => match cpu {
+            CpuStorage::F32(v) => raw(v, start, end),
+            CpuStorage::F64(v) => raw(v, start, end),
+            CpuStorage::F16(v) => raw(v, start, end),
+            CpuStorage::BF16(v) => raw(v, start, end),
+            CpuStorage::I64(v) => raw(v, start, end),
+            CpuStorage::I32(v) => raw(v, start, end),
+            CpuStorage::I16(v) => raw(v, start, end),
+            CpuStorage::U32(v) => raw(v, start, end),
+            CpuStorage::U8(v) => raw(v, start, end),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// An ordered dictionary; `ordered` marks a Python `collections.OrderedDict`, whose
@@ -797,6 +904,9 @@ pub fn value_to_state_dict(v: &Value, device: &Device) -> Result<crate::StateDic
         ),
     })?;
     let mut sd = crate::StateDict::new();
+    // Validate keys and values first (in order, so the first bad key is reported), then
+    // build the candle tensors on all cores.
+    let mut items = Vec::with_capacity(d.entries.len());
     for (k, x) in &d.entries {
         let key = k.as_str().ok_or_else(|| Error::Schema {
             path: String::new(),
@@ -813,7 +923,15 @@ pub fn value_to_state_dict(v: &Value, device: &Device) -> Result<crate::StateDic
                 ),
             }
         })?;
-        sd.insert(key, t.to_tensor(device)?);
+        items.push((key, t));
+    }
+    use rayon::prelude::*;
+    let tensors: Vec<Tensor> = items
+        .par_iter()
+        .map(|(_, t)| t.to_tensor(device))
+        .collect::<Result<_>>()?;
+    for ((key, _), t) in items.iter().zip(tensors) {
+        sd.insert(*key, t);
     }
     if let Some(meta) = d.metadata.as_deref().and_then(Value::as_dict) {
         let mut m = indexmap::IndexMap::new();

@@ -88,7 +88,7 @@ fn schema(path: &str, detail: impl Into<String>) -> Error {
 /// `K0403` for an architecture that is not registered (naming it and the registered ones);
 /// `K0507` for a file that is not a whole-model file or is from a newer format version;
 /// `K0405` for a bad spec; `K0401` when the weights do not fit the rebuilt model; plus
-/// the errors of [`super::load`].
+/// the errors of [`super::load()`].
 pub fn load_model(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Box<dyn Module>> {
     let path = path.as_ref();
     let p = path.display().to_string();

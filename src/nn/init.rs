@@ -18,15 +18,17 @@ pub fn fans(dims: &[usize]) -> (usize, usize) {
 
 /// A tensor of `uniform(lo, hi)` samples.
 pub fn uniform(dims: &[usize], lo: f64, hi: f64) -> Result<Tensor> {
-    let n: usize = dims.iter().product();
-    let v = rng::with(|g| g.uniform_vec(n, lo, hi));
+    let n = crate::error::alloc::numel(dims, 4)?;
+    let mut v = crate::error::alloc::try_vec::<f32>(n)?;
+    rng::with(|g| v.extend((0..n).map(|_| g.uniform(lo, hi) as f32)));
     Tensor::from_vec(v, dims, &Device::Cpu).ctx("init::uniform")
 }
 
 /// A tensor of `normal(0, std)` samples.
 pub fn normal(dims: &[usize], std: f64) -> Result<Tensor> {
-    let n: usize = dims.iter().product();
-    let v: Vec<f32> = rng::with(|g| (0..n).map(|_| (g.normal() * std) as f32).collect());
+    let n = crate::error::alloc::numel(dims, 4)?;
+    let mut v = crate::error::alloc::try_vec::<f32>(n)?;
+    rng::with(|g| v.extend((0..n).map(|_| (g.normal() * std) as f32)));
     Tensor::from_vec(v, dims, &Device::Cpu).ctx("init::normal")
 }
 

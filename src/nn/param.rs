@@ -41,6 +41,9 @@ impl Slot {
 struct ParamInner {
     id: ParamId,
     slot: RwLock<Slot>,
+    /// Set when a snapshot holds the current value: the next in-place update allocates a
+    /// new value instead of overwriting (copy-on-write).
+    shared: std::sync::atomic::AtomicBool,
 }
 
 /// A trainable tensor shared between a module, its optimizer and state-dict loading.
@@ -83,7 +86,15 @@ impl Param {
         Ok(Param(Arc::new(ParamInner {
             id: ParamId(NEXT_ID.fetch_add(1, Ordering::Relaxed)),
             slot: RwLock::new(slot),
+            shared: std::sync::atomic::AtomicBool::new(false),
         })))
+    }
+
+    /// Declares that a snapshot (an asynchronous checkpoint) holds the current value: the
+    /// next in-place update ([`Param::set`]) gives the parameter a new value instead of
+    /// overwriting this one, so the snapshot needs no copy.
+    pub fn mark_shared(&self) {
+        self.0.shared.store(true, Ordering::Release);
     }
 
     /// This handle's identity.
@@ -205,6 +216,14 @@ impl Param {
             .and_then(|t| t.to_device(cur.device()))
             .ctx("Param::set")?;
         let mut slot = slot;
+        if self.0.shared.swap(false, Ordering::AcqRel) {
+            // A snapshot holds the current value: give the parameter a new one.
+            if let Slot::Trainable(_) = &*slot {
+                let v = Var::from_tensor(&src.copy().ctx("Param::set")?).ctx("Param::set")?;
+                *slot = Slot::Trainable(v);
+                return Ok(());
+            }
+        }
         match &mut *slot {
             Slot::Trainable(v) => v.set(&src).ctx("Param::set")?,
             Slot::Frozen(t) | Slot::Bound { value: t, .. } => *t = src.copy().ctx("Param::set")?,

@@ -10,7 +10,9 @@
 //! ```
 
 pub mod chart;
+pub mod checkpointing;
 pub mod config;
+pub mod ddp_verify;
 pub mod hooks;
 pub mod metrics;
 pub mod optimizers;
@@ -24,6 +26,6 @@ pub mod trainer;
 pub use config::{OptimizerKind, SchedulerSpec, TrainConfig, parse_device};
 pub use hooks::{Hook, StepReport};
 pub use metrics::{EpochMetrics, MetricsLog};
-pub use run::{RunSummary, build_trainer, run};
+pub use run::{RunOptions, RunSummary, build_trainer, run, run_with};
 pub use state::TrainState;
 pub use trainer::{Trainer, evaluate};

@@ -1,6 +1,7 @@
 //! The whole `kiln train` job: seed, data, model, optimizer, loop, and the files in `out`.
 
 use super::chart::write_curves;
+use super::checkpointing::{CheckpointHook, inner_model, restore, truncate_metrics};
 use super::config::{TrainConfig, parse_device};
 use super::hooks::Hook;
 use super::metrics::{EpochMetrics, MetricsLog};
@@ -9,8 +10,10 @@ use super::progress::Progress;
 use super::save::save_state_dict;
 use super::state::TrainState;
 use super::trainer::{EVAL_BATCH_SIZE, Trainer};
+use crate::checkpoint::{Checkpoint, CheckpointManager, Policy, Resume};
 use crate::data::{DataLoader, Dataset, digits};
 use crate::error::{Error, Result};
+use crate::io::LoadOptions;
 use crate::rng;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -73,8 +76,33 @@ pub fn build_trainer(cfg: &TrainConfig) -> Result<Trainer> {
         test_loader,
         state: TrainState::start(),
         device,
+        comm: None,
     })
 }
+
+/// How a run is carried out, beyond its hyper-parameters: checkpointing, resume, crash
+/// simulation, devices and distribution. None of these change the numbers a run produces
+/// (so none is compared on resume).
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Hide the progress bar.
+    pub quiet: bool,
+    /// When and what to checkpoint (None: no checkpoints).
+    pub checkpoint: Option<Policy>,
+    /// Resume from a checkpoint (`auto`, `last` or a path).
+    pub resume: Option<Resume>,
+    /// Abort the process right after this global step (simulated crash).
+    pub crash_after_steps: Option<u64>,
+    /// Run DataParallel over these devices (e.g. `cpu,cpu`).
+    pub devices: Option<Vec<String>>,
+    /// Distributed backend (`mpi`, `nccl`): one process per rank, started by a launcher.
+    pub distributed: Option<String>,
+    /// Under DDP: check after every step that all ranks hold identical parameters.
+    pub ddp_verify: bool,
+}
+
+/// Sub-directory of the output directory holding checkpoints.
+pub const CHECKPOINT_DIR: &str = "checkpoints";
 
 /// Runs `kiln train`: trains `cfg` from scratch and writes `metrics.jsonl` (one line per
 /// epoch, appended as each ends), `model.safetensors` (the final state dict) and
@@ -84,16 +112,147 @@ pub fn build_trainer(cfg: &TrainConfig) -> Result<Trainer> {
 /// # Errors
 /// Configuration, training and I/O errors.
 pub fn run(cfg: &TrainConfig, quiet: bool) -> Result<RunSummary> {
+    run_with(
+        cfg,
+        &RunOptions {
+            quiet,
+            ..Default::default()
+        },
+    )
+}
+
+/// [`run`] with checkpointing, resume, crash simulation, DataParallel or DDP.
+///
+/// With `resume`, the checkpoint's model, optimizer, scheduler, position and RNG are
+/// restored and the run continues as if it had never stopped; `metrics.jsonl` keeps the
+/// lines of the epochs the checkpoint had completed. A fresh run (no resume, or `auto` with
+/// no checkpoint) replaces the directory's previous checkpoints. Under `distributed`, rank 0
+/// writes every file and all ranks meet at a barrier after each checkpoint.
+///
+/// # Errors
+/// Configuration, training and I/O errors; `K0702` for a resume with another
+/// configuration; `K0701` when `resume` names no checkpoint; `K0801` for a distributed
+/// backend that is not built in.
+pub fn run_with(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
+    let comm = match &opts.distributed {
+        Some(backend) => Some(crate::parallel::connect(backend)?),
+        None => {
+            if let Some((launcher, _, size)) = crate::parallel::launcher_env()
+                && size > 1
+            {
+                return Err(Error::BackendNotBuilt {
+                    backend: "none".into(),
+                    launcher: format!(
+                        " ({launcher} started {size} processes, but --distributed was not given: each would train alone and overwrite the others' files; add --distributed mpi)"
+                    ),
+                });
+            }
+            None
+        }
+    };
+    let rank0 = comm.as_ref().is_none_or(|c| c.rank() == 0);
     let mut trainer = build_trainer(cfg)?;
+    if let Some(c) = &comm {
+        trainer.train_loader = trainer
+            .train_loader
+            .clone()
+            .distributed(c.world_size(), c.rank())?;
+    }
     std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io("create directory", &cfg.out, e))?;
+    let ckpt_dir = cfg.out.join(CHECKPOINT_DIR);
     let metrics_path = cfg.out.join(METRICS_FILE);
-    let mut log = MetricsLog::new(&metrics_path, true)?;
-    let mut progress = Progress::new(quiet);
-    let epochs = trainer.fit(&mut [&mut log as &mut dyn Hook, &mut progress])?;
+    let resume_from = match &opts.resume {
+        Some(r) => r.resolve(&ckpt_dir)?,
+        None => None,
+    };
+    let fresh = resume_from.is_none();
+    if let Some(path) = &resume_from {
+        let ck = Checkpoint::load(
+            path,
+            &LoadOptions::new().map_location(crate::device::device_name(&trainer.device).as_str()),
+            &trainer.device,
+        )?;
+        restore(&mut trainer, &ck)?;
+        if rank0 && !opts.quiet {
+            eprintln!(
+                "resuming from {} (epoch {}, batch {}, step {})",
+                path.display(),
+                ck.progress.epoch + 1,
+                ck.progress.step_in_epoch,
+                ck.progress.global_step
+            );
+        }
+        if rank0 {
+            truncate_metrics(&metrics_path, ck.progress.epoch)?;
+        }
+    } else if rank0 && opts.checkpoint.is_some() && ckpt_dir.exists() {
+        std::fs::remove_dir_all(&ckpt_dir).map_err(|e| Error::io("clear", &ckpt_dir, e))?;
+    }
+    if let Some(c) = &comm {
+        c.barrier()?;
+        let model = std::mem::replace(&mut trainer.model, Box::new(crate::nn::Identity));
+        trainer.model = Box::new(crate::parallel::DistributedDataParallel::new(
+            model,
+            c.clone(),
+            crate::parallel::DdpOptions::default(),
+        )?);
+        trainer.comm = Some(c.clone());
+    } else if let Some(devices) = &opts.devices {
+        let ids: Vec<&str> = devices.iter().map(String::as_str).collect();
+        let model = std::mem::replace(&mut trainer.model, Box::new(crate::nn::Identity));
+        trainer.model = Box::new(crate::parallel::DataParallel::new(model, &ids, None)?);
+    }
+    let manager = match &opts.checkpoint {
+        Some(policy) if rank0 => Some(CheckpointManager::new(&ckpt_dir, policy.clone())?),
+        _ => None,
+    };
+    let mut ckpt = CheckpointHook::new(
+        opts.checkpoint.clone(),
+        manager,
+        opts.crash_after_steps,
+        comm.clone(),
+    );
+    let mut hooks: Vec<Box<dyn Hook>> = Vec::new();
+    if let (Some(c), true) = (&comm, opts.ddp_verify) {
+        hooks.push(Box::new(super::ddp_verify::DdpVerify::new(c.clone())));
+    }
+    if rank0 {
+        hooks.push(Box::new(MetricsLog::new(&metrics_path, fresh)?));
+        hooks.push(Box::new(Progress::new(opts.quiet)));
+    }
+    let mut hook_refs: Vec<&mut dyn Hook> = hooks
+        .iter_mut()
+        .map(|h| h.as_mut() as &mut dyn Hook)
+        .collect();
+    hook_refs.push(&mut ckpt);
+    let ran = trainer.fit(&mut hook_refs)?;
+    drop(hook_refs);
+    ckpt.finish()?;
+    if let (Some(c), true) = (&comm, opts.ddp_verify) {
+        if c.rank() == 0 && !opts.quiet {
+            eprintln!(
+                "ddp-verify: all {} ranks held bit-identical parameters after every step",
+                c.world_size()
+            );
+        }
+    }
     let model_path = cfg.out.join(MODEL_FILE);
-    save_state_dict(&trainer.model.state_dict(), &model_path)?;
     let curves_path = cfg.out.join(CURVES_FILE);
-    write_curves(&epochs, &curves_path)?;
+    let epochs = if metrics_path.exists() && rank0 {
+        MetricsLog::read(&metrics_path)?
+    } else {
+        ran
+    };
+    if rank0 {
+        save_state_dict(
+            &inner_model(trainer.model.as_ref()).state_dict(),
+            &model_path,
+        )?;
+        write_curves(&epochs, &curves_path)?;
+    }
+    if let Some(c) = &comm {
+        c.barrier()?;
+    }
     Ok(RunSummary {
         epochs,
         model_path,

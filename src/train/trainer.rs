@@ -35,6 +35,9 @@ pub struct Trainer {
     pub state: TrainState,
     /// The device batches are moved to (the model must already be there).
     pub device: Device,
+    /// Under DistributedDataParallel: the communicator, used to sum the epoch's training
+    /// totals over ranks so every rank reports the global train loss and accuracy.
+    pub comm: Option<std::sync::Arc<dyn crate::parallel::Communicator>>,
 }
 
 impl Trainer {
@@ -75,16 +78,17 @@ impl Trainer {
                 }
             }
             let (test_loss, test_acc) = self.evaluate()?;
+            let (loss_sum, correct, seen) = self.epoch_totals()?;
             let s = &self.state;
-            let seen = s.epoch_seen.max(1) as f64;
+            let seen = seen.max(1.0);
             let metrics = EpochMetrics {
                 epoch: epoch + 1,
-                train_loss: s.epoch_loss_sum / seen,
+                train_loss: loss_sum / seen,
                 test_loss,
                 test_acc,
                 lr,
                 seconds: seconds_before + started.elapsed().as_secs_f64(),
-                train_acc: s.epoch_correct as f64 / seen,
+                train_acc: correct / seen,
                 global_step: s.global_step,
             };
             if self.state.best_metric.is_none_or(|b| test_acc > b) {
@@ -121,7 +125,14 @@ impl Trainer {
         let logits = self.model.forward(&x)?;
         let loss = cross_entropy(&logits, &y)?;
         let params = self.model.parameters();
-        let grads = Grads::backward(&loss, &params)?;
+        let mut grads = Grads::backward(&loss, &params)?;
+        if let Some(ddp) = self
+            .model
+            .as_any()
+            .downcast_ref::<crate::parallel::DistributedDataParallel>()
+        {
+            ddp.reduce_gradients(&mut grads)?;
+        }
         self.optimizer.step(&grads)?;
         let loss = loss.to_scalar::<f32>().ctx("loss value")? as f64;
         Ok(StepReport {
@@ -130,6 +141,20 @@ impl Trainer {
             batch_len: batch.len(),
             seconds: t0.elapsed().as_secs_f64(),
         })
+    }
+
+    /// The epoch's training totals `(loss_sum, correct, seen)`, summed over ranks under DDP.
+    fn epoch_totals(&self) -> Result<(f64, f64, f64)> {
+        let s = &self.state;
+        let mut v = [
+            s.epoch_loss_sum,
+            s.epoch_correct as f64,
+            s.epoch_seen as f64,
+        ];
+        if let Some(c) = &self.comm {
+            c.all_reduce_sum_f64(&mut v)?;
+        }
+        Ok((v[0], v[1], v[2]))
     }
 
     /// Mean loss and accuracy on the test set, in evaluation mode (the previous mode is

@@ -375,6 +375,18 @@ impl Machine<'_> {
                 }
                 n
             }
+            Global::TensorType(d) => Node::Tensor(TensorValue {
+                storage: Arc::new(Storage {
+                    dtype: d,
+                    location: "cpu".into(),
+                    data: crate::io::value::Bytes::Owned(Arc::new(Vec::new())),
+                }),
+                offset: LEGACY_PLACEHOLDER,
+                shape: vec![0],
+                stride: vec![1],
+                requires_grad: false,
+                is_parameter: false,
+            }),
             Global::TensorClass
             | Global::StorageType(_)
             | Global::UntypedStorage
@@ -427,6 +439,20 @@ impl Machine<'_> {
                 }
                 Ok(())
             }
+            // Legacy `torch.FloatTensor()` + BUILD (storage, offset, size, stride): `set_`.
+            Node::Tensor(t) if t.offset == LEGACY_PLACEHOLDER => {
+                let items = match state_node {
+                    Node::Tuple(items) => items,
+                    other => {
+                        return Err(
+                            self.err(format!("BUILD of a legacy tensor with a {}", other.kind()))
+                        );
+                    }
+                };
+                let rebuilt = self.tensor(&items, Some(t.storage.dtype), None)?;
+                *self.node_mut(inst)? = rebuilt;
+                Ok(())
+            }
             // Parameter/Tensor state (hooks, python attributes): nothing kiln keeps.
             Node::Tensor(_) => Ok(()),
             other => Err(self.err(format!(
@@ -469,16 +495,23 @@ impl Machine<'_> {
                 ordered,
                 metadata,
             } => {
-                let mut out = Vec::with_capacity(entries.len());
+                let mut out: Vec<(Value, Value)> = Vec::with_capacity(entries.len());
+                // Python dict semantics: a repeated key replaces the value in place. Keys are
+                // found by hash (str/int/bool/None keys), so large dicts stay linear.
+                let mut index: std::collections::HashMap<KeyHash, usize> =
+                    std::collections::HashMap::new();
                 for (k, v) in entries {
                     let k = self.to_value(*k, depth + 1, budget)?;
                     let v = self.to_value(*v, depth + 1, budget)?;
-                    // Python dict semantics: a repeated key replaces the value in place.
-                    match out
-                        .iter_mut()
-                        .find(|(ek, _): &&mut (Value, Value)| *ek == k)
-                    {
-                        Some(slot) => slot.1 = v,
+                    let slot = match key_hash(&k) {
+                        Some(h) => index.get(&h).copied().or_else(|| {
+                            index.insert(h, out.len());
+                            None
+                        }),
+                        None => out.iter().position(|(ek, _)| *ek == k),
+                    };
+                    match slot.and_then(|i| out.get_mut(i)) {
+                        Some(e) => e.1 = v,
                         None => out.push((k, v)),
                     }
                 }
@@ -503,8 +536,34 @@ impl Machine<'_> {
                     what: format!("a bare storage (not inside a tensor) in '{}'", self.path),
                 });
             }
+            Node::Tensor(t) if t.offset == LEGACY_PLACEHOLDER => Value::Tensor(TensorValue {
+                offset: 0,
+                ..t.clone()
+            }),
             Node::Tensor(t) => Value::Tensor(t.clone()),
             Node::Device(d) => Value::DeviceObj(d.clone()),
         })
+    }
+}
+
+/// The offset marking a legacy `torch.FloatTensor()` awaiting its BUILD (no real tensor
+/// can have it: the bounds check refuses it).
+const LEGACY_PLACEHOLDER: usize = usize::MAX;
+
+/// A hashable form of the usual dict keys. Python's `1 == True`, so bools hash as ints.
+#[derive(Hash, PartialEq, Eq)]
+enum KeyHash {
+    Str(String),
+    Int(i64),
+    None,
+}
+
+fn key_hash(k: &Value) -> Option<KeyHash> {
+    match k {
+        Value::Str(s) => Some(KeyHash::Str(s.clone())),
+        Value::Int(i) => Some(KeyHash::Int(*i)),
+        Value::Bool(b) => Some(KeyHash::Int(i64::from(*b))),
+        Value::None => Some(KeyHash::None),
+        _ => None,
     }
 }

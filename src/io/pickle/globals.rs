@@ -49,6 +49,9 @@ pub enum Global {
     UntypedStorage,
     /// A dtype object (`torch.float32`).
     Dtype(Dtype),
+    /// A legacy tensor class (`torch.FloatTensor`), rebuilt by `BUILD` with
+    /// `(storage, offset, size, stride)` as pickles of PyTorch < 0.4 do.
+    TensorType(Dtype),
 }
 
 /// The storage class PyTorch pickles for a dtype (`FloatStorage`), or `None` for dtypes that
@@ -151,6 +154,17 @@ pub fn resolve(module: &str, name: &str, path: &str) -> Result<Global> {
         ("torch._utils", "_rebuild_parameter_with_state") => Global::RebuildParameterWithState,
         ("torch._tensor", "_rebuild_from_type_v2") => Global::RebuildFromTypeV2,
         ("torch" | "torch.storage", "UntypedStorage") => Global::UntypedStorage,
+        ("torch" | "torch.cuda", n) if n.ends_with("Tensor") && n != "Tensor" => {
+            let storage = format!("{}Storage", n.trim_end_matches("Tensor"));
+            match Dtype::ALL
+                .iter()
+                .copied()
+                .find(|d| storage_class(*d) == Some(storage.as_str()))
+            {
+                Some(d) => Global::TensorType(d),
+                None => return Err(refused(module, name, path)),
+            }
+        }
         ("torch" | "torch.cuda", n) if n.ends_with("Storage") => {
             match Dtype::ALL
                 .iter()
@@ -158,11 +172,23 @@ pub fn resolve(module: &str, name: &str, path: &str) -> Result<Global> {
                 .find(|d| storage_class(*d) == Some(n))
             {
                 Some(d) => Global::StorageType(d),
+                None if is_other_torch_dtype(n) => {
+                    return Err(Error::Unsupported {
+                        what: format!("storage class torch.{n} in '{path}'"),
+                    });
+                }
                 None => return Err(refused(module, name, path)),
             }
         }
         ("torch", n) => match dtype_by_attr(n) {
             Some(d) => Global::Dtype(d),
+            None if is_other_torch_dtype(n) => {
+                return Err(Error::Unsupported {
+                    what: format!(
+                        "dtype torch.{n} in '{path}' (kiln reads f64, f32, f16, bf16, i64, i32, i16, i8, u8, bool, u16, u32, u64)"
+                    ),
+                });
+            }
             None => return Err(refused(module, name, path)),
         },
         _ => {
@@ -178,6 +204,21 @@ pub fn resolve(module: &str, name: &str, path: &str) -> Result<Global> {
         }
     };
     Ok(g)
+}
+
+/// Dtypes and storage classes PyTorch's weights-only unpickler allows but kiln has no type
+/// for (complex, quantized, float8, sub-byte): refused as unsupported, not as unsafe.
+fn is_other_torch_dtype(n: &str) -> bool {
+    let n = n.trim_end_matches("Storage").to_ascii_lowercase();
+    [
+        "complex", "cfloat", "cdouble", "chalf", "qint", "quint", "float8", "float4", "bits",
+    ]
+    .iter()
+    .any(|p| n.starts_with(p))
+        || (n.starts_with("uint") || n.starts_with("int"))
+            && n.get(n.len().saturating_sub(1)..)
+                .is_some_and(|d| ("1"..="7").contains(&d))
+            && n.len() <= 5
 }
 
 fn refused(module: &str, name: &str, path: &str) -> Error {
@@ -202,6 +243,23 @@ mod tests {
             Global::Dtype(Dtype::BF16)
         );
         assert_eq!(resolve("__builtin__", "set", "f").unwrap(), Global::Set);
+        for other in [
+            "float8_e4m3fn",
+            "complex64",
+            "cfloat",
+            "ComplexFloatStorage",
+            "QInt8Storage",
+            "uint4",
+            "int2",
+            "bits8",
+        ] {
+            assert_eq!(
+                resolve("torch", other, "f").unwrap_err().code(),
+                "K0005",
+                "{other}"
+            );
+        }
+        assert_eq!(resolve("torch", "uint", "f").unwrap_err().code(), "K0504");
         let e = resolve("os", "system", "f.pt").unwrap_err();
         assert_eq!(e.code(), "K0504");
         assert!(e.to_string().contains("os.system"), "{e}");

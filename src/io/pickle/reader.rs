@@ -4,7 +4,7 @@
 //! Objects live in an arena addressed by index, so a container put in the memo and mutated
 //! later (as the pickler does) is seen mutated wherever it is referenced. Every read is
 //! bounds-checked, every size checked, and nothing recurses deeper than
-//! [`MAX_DEPTH`](super::limits::MAX_DEPTH).
+//! [`super::limits::MAX_DEPTH`].
 
 use super::globals::{self, Global};
 use super::limits::*;

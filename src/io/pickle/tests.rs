@@ -453,3 +453,92 @@ fn tensor_outside_storage_is_refused() {
     assert_eq!(e.code(), "K0505");
     assert!(e.to_string().contains("outside its storage"), "{e}");
 }
+
+/// Regression: duplicate-key handling was a linear search per entry, so a dict of a few
+/// hundred thousand keys (hostile or a huge checkpoint) took quadratic time.
+#[test]
+fn large_dicts_stay_linear() {
+    let n = 300_000;
+    let v = Value::dict((0..n).map(|i| (format!("k{i}"), Value::Int(i))));
+    let start = std::time::Instant::now();
+    let back = round_trip(&v);
+    assert_eq!(back.as_dict().unwrap().entries.len(), n as usize);
+    assert!(start.elapsed().as_secs() < 20, "took {:?}", start.elapsed());
+    // Repeated keys: the last value wins, at the first key's position (Python semantics).
+    let b = [
+        0x80,
+        2,
+        ops::EMPTY_DICT,
+        ops::MARK,
+        ops::BININT1,
+        1,
+        ops::BININT1,
+        10,
+        ops::BININT1,
+        2,
+        ops::BININT1,
+        20,
+        ops::NEWTRUE,
+        ops::BININT1,
+        30,
+        ops::SETITEMS,
+        ops::STOP,
+    ];
+    let d = unpickle(&b, &mut none(), "dup").unwrap().value;
+    let d = d.as_dict().unwrap();
+    assert_eq!(d.entries.len(), 2);
+    assert_eq!(d.entries[0], (Value::Int(1), Value::Int(30)));
+}
+
+#[test]
+fn pre_0_4_tensor_class_with_build() {
+    // torch.FloatTensor() then BUILD (storage, offset, size, stride), as PyTorch < 0.4 pickled.
+    let mut b = vec![0x80, 2];
+    b.extend_from_slice(b"ctorch\nFloatTensor\n");
+    b.extend_from_slice(&[ops::EMPTY_TUPLE, ops::REDUCE, ops::MARK, ops::MARK]);
+    b.extend_from_slice(&[ops::BINUNICODE, 7, 0, 0, 0]);
+    b.extend_from_slice(b"storage");
+    b.extend_from_slice(b"ctorch\nFloatStorage\n");
+    b.extend_from_slice(&[
+        ops::BINUNICODE,
+        1,
+        0,
+        0,
+        0,
+        b'0',
+        ops::BINUNICODE,
+        3,
+        0,
+        0,
+        0,
+    ]);
+    b.extend_from_slice(b"cpu");
+    b.extend_from_slice(&[ops::BININT1, 4, ops::TUPLE, ops::BINPERSID]);
+    b.extend_from_slice(&[
+        ops::BININT1,
+        1,
+        ops::BININT1,
+        3,
+        ops::TUPLE1,
+        ops::BININT1,
+        1,
+        ops::TUPLE1,
+    ]);
+    b.extend_from_slice(&[ops::TUPLE, ops::BUILD, ops::STOP]);
+    let data: Vec<u8> = (0..4).flat_map(|i| (i as f32).to_le_bytes()).collect();
+    let s = Arc::new(Storage {
+        dtype: Dtype::F32,
+        location: "cpu".into(),
+        data: crate::io::Bytes::Owned(Arc::new(data)),
+    });
+    let v = unpickle(&b, &mut MemSource(vec![s]), "old.pt")
+        .unwrap()
+        .value;
+    let t = v.as_tensor().unwrap();
+    assert_eq!(
+        (t.offset, t.shape.clone(), t.stride.clone()),
+        (1, vec![3], vec![1])
+    );
+    assert_eq!(t.contiguous_bytes().unwrap().len(), 12);
+    assert_eq!(err(b"\x80\x02ctorch\nFancyTensor\n.").code(), "K0504");
+}

@@ -18,6 +18,28 @@ const U32_MAX: u64 = 0xFFFF_FFFF;
 /// Language encoding flag: names are UTF-8.
 const FLAGS: u16 = 0x0800;
 
+/// Bytes per parallel CRC task.
+const CRC_CHUNK: usize = 4 << 20;
+
+/// The CRC-32 of `data` as a hasher, computed on all cores for large data.
+fn parallel_crc(data: &[u8]) -> crc32fast::Hasher {
+    use rayon::prelude::*;
+    if data.len() < 2 * CRC_CHUNK {
+        let mut h = crc32fast::Hasher::new();
+        h.update(data);
+        return h;
+    }
+    let parts: Vec<(u32, u64)> = data
+        .par_chunks(CRC_CHUNK)
+        .map(|c| (crc32fast::hash(c), c.len() as u64))
+        .collect();
+    let mut h = crc32fast::Hasher::new();
+    for (c, n) in parts {
+        h.combine(&crc32fast::Hasher::new_with_initial_len(c, n));
+    }
+    h
+}
+
 struct Central {
     name: String,
     crc: u32,
@@ -76,7 +98,7 @@ impl<'a> ZipWriter<'a> {
         let size: u64 = parts.iter().map(|p| p.len() as u64).sum();
         let mut hasher = crc32fast::Hasher::new();
         for p in parts {
-            hasher.update(p);
+            hasher.combine(&parallel_crc(p));
         }
         let crc = hasher.finalize();
         let name_len = u16::try_from(name.len())

@@ -1,0 +1,4 @@
+//! Benchmarks run by `kiln bench …` (not tests; figures go to docs/BENCHMARKS.md).
+
+pub mod checkpoint;
+pub mod io;

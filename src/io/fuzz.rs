@@ -1,0 +1,61 @@
+//! Entry points for fuzzers (`fuzz/` cargo-fuzz targets and `tests/fuzz_smoke.rs`): each
+//! runs one reader on arbitrary bytes from memory. They must return (an error, usually),
+//! never panic, hang or exhaust memory.
+
+use super::pickle::{StorageSource, unpickle};
+use super::torch_zip::Backing;
+use super::value::{Bytes, Dtype, Storage};
+use super::{legacy, safetensors, torch_zip};
+use crate::error::{Error, Result};
+use std::sync::Arc;
+
+/// Serves zero-filled storages of at most 1 MiB for any persistent id.
+struct Dummy;
+
+impl StorageSource for Dummy {
+    fn storage(
+        &mut self,
+        key: &str,
+        dtype: Dtype,
+        location: &str,
+        numel: usize,
+        _: Option<(usize, usize)>,
+    ) -> Result<Arc<Storage>> {
+        let len = numel
+            .checked_mul(dtype.size())
+            .filter(|&n| n <= 1 << 20)
+            .ok_or_else(|| Error::Schema {
+                path: String::new(),
+                detail: format!("storage '{key}' too large for the fuzzer"),
+            })?;
+        Ok(Arc::new(Storage {
+            dtype,
+            location: location.to_string(),
+            data: Bytes::Owned(Arc::new(vec![0; len])),
+        }))
+    }
+}
+
+fn locate(t: &str) -> Result<String> {
+    Ok(t.to_string())
+}
+
+/// Runs the pickle reader on `data`.
+pub fn pickle_reader(data: &[u8]) -> Result<()> {
+    unpickle(data, &mut Dummy, "fuzz").map(drop)
+}
+
+/// Runs the PyTorch zip reader on `data`.
+pub fn torch_zip_reader(data: &[u8]) -> Result<()> {
+    torch_zip::read(&Backing::Memory(data.to_vec()), "fuzz", true, &mut locate).map(drop)
+}
+
+/// Runs the legacy-format reader on `data`.
+pub fn legacy_reader(data: &[u8]) -> Result<()> {
+    legacy::read(data, "fuzz", &mut locate).map(drop)
+}
+
+/// Runs the safetensors reader on `data`.
+pub fn safetensors_reader(data: &[u8]) -> Result<()> {
+    safetensors::read(&Backing::Memory(data.to_vec()), "fuzz", &mut locate).map(drop)
+}
