@@ -233,13 +233,12 @@ impl Sgd {
             nesterov: h.nesterov,
             maximize: h.maximize,
         };
-        if let Some(var) = p.trainable_value() {
-            if let Some(buf) = sgd_step(&var, grad, self.state.get(&p.id()), &step)? {
-                if let Some(buf) = buf {
-                    self.state.insert(p.id(), buf);
-                }
-                return Ok(());
+        let old = self.state.get(&p.id());
+        if let Some(buf) = p.update_in_place(|var| sgd_step(var, grad, old, &step))? {
+            if let Some(buf) = buf {
+                self.state.insert(p.id(), buf);
             }
+            return Ok(());
         }
         let mut d_p = if h.maximize {
             grad.neg().ctx("SGD maximize")?
