@@ -138,7 +138,8 @@ pub struct TrainArgs {
     /// Timed steps after 10 warm-up steps; the median is reported [default: 100; 20 for resnet18].
     #[arg(long, short = 'n')]
     pub steps: Option<usize>,
-    /// Compute threads for both kiln and PyTorch, set once at start-up.
+    /// Compute threads for both kiln and PyTorch, set once at start-up (kiln: its kernels,
+    /// candle's RAYON_NUM_THREADS and rayon's pool; PyTorch: torch.set_num_threads).
     #[arg(long, short = 't', default_value_t = 1)]
     pub threads: usize,
     /// Square image size: the 8x8 digits are enlarged by an integer factor (nearest
