@@ -2,9 +2,11 @@
 """PyTorch side of `kiln bench train`: times one training step (forward, cross-entropy,
 backward, SGD step) of the same architecture on the same batch with the same thread count.
 
-Usage: python scripts/bench_torch.py --model lenet --batch-size 64 --steps 100 --warmup 10 --threads 1
-Prints one JSON line: {"median_ms", "p10_ms", "p90_ms", "steps", "torch", "threads"}.
-The batch is the first B images of data/digits.bin (what kiln uses), scaled to [0, 1].
+Usage: python scripts/bench_torch.py --model lenet --batch-size 64 --steps 100 --warmup 10 --threads 1 [--image-size 8]
+Prints one JSON line: {"median_ms", "p10_ms", "p90_ms", "cpu_median_ms", "steps", "torch",
+"threads"} (cpu: process CPU time per step, all threads).
+The batch is the first B images of data/digits.bin (what kiln uses), scaled to [0, 1] and
+enlarged to image-size x image-size by repeating pixels (nearest neighbour, as kiln does).
 """
 import argparse
 import json
@@ -37,11 +39,11 @@ def digits_batch(path, b):
     return x, torch.from_numpy(labels[:b].astype(np.int64))
 
 
-def build(model):
+def build(model, image_size):
     if model == "lenet":
-        return LeNet()
+        return LeNet(image_size=image_size)
     if model == "mlp":
-        return MLP()
+        return MLP(in_features=image_size * image_size)
     if model == "resnet18":
         import torchvision
 
@@ -60,28 +62,36 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--momentum", type=float, default=0.9)
+    ap.add_argument("--image-size", type=int, default=8)
     ap.add_argument("--data", default=os.path.join(HERE, "..", "data", "digits.bin"))
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    model = build(a.model)
+    model = build(a.model, a.image_size)
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=a.lr, momentum=a.momentum)
     x, y = digits_batch(a.data, a.batch_size)
-    times = []
+    if a.image_size != x.shape[-1]:
+        if a.image_size % x.shape[-1] != 0:
+            raise SystemExit(f"image size {a.image_size} is not a multiple of {x.shape[-1]}")
+        f = a.image_size // x.shape[-1]
+        x = x.repeat_interleave(f, dim=2).repeat_interleave(f, dim=3).contiguous()
+    times, cpu = [], []
     for i in range(a.warmup + a.steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         opt.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
         loss.item()
-        dt = time.perf_counter() - t0
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
         if i >= a.warmup:
             times.append(dt * 1e3)
+            cpu.append(dc * 1e3)
     times.sort()
     q = lambda p: times[min(len(times) - 1, int(p * len(times)))]  # noqa: E731
     print(json.dumps({"median_ms": statistics.median(times), "p10_ms": q(0.1), "p90_ms": q(0.9),
+                      "cpu_median_ms": statistics.median(cpu),
                       "steps": a.steps, "torch": torch.__version__,
                       "threads": torch.get_num_threads()}))
 

@@ -296,3 +296,50 @@ fn deferred_snapshot_survives_in_place_updates_only_with_copy_on_write() {
     assert_eq!(p.detached().to_vec1::<f32>().unwrap(), vec![7., 8.]);
     assert!(p.requires_grad());
 }
+
+/// Regression: the fused SGD step updates parameters in place without going through
+/// `Param::set`; it must still honour `mark_shared`, or an asynchronous checkpoint's
+/// deferred snapshot would be written with the next step's values.
+#[test]
+fn fused_sgd_step_keeps_a_marked_snapshot() {
+    use candle_core::{Device, Tensor};
+    use kiln::optim::{Grads, Optimizer, Sgd, SgdConfig};
+    let p = kiln::Param::new(&Tensor::new(&[1f32, 2.], &Device::Cpu).unwrap(), true).unwrap();
+    let frozen = kiln::Param::new(&Tensor::new(&[3f32, 4.], &Device::Cpu).unwrap(), false).unwrap();
+    let mut opt = Sgd::new(
+        vec![("p".into(), p.clone()), ("frozen".into(), frozen.clone())],
+        SgdConfig {
+            lr: 0.5,
+            momentum: 0.9,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let step = |opt: &mut Sgd| {
+        let loss = (p.tensor() * 2.0)
+            .unwrap()
+            .add(&(frozen.tensor() * 2.0).unwrap())
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        let grads = Grads::backward(&loss, &[p.clone(), frozen.clone()]).unwrap();
+        opt.step(&grads).unwrap();
+    };
+    let bytes = |v: &Value| v.as_tensor().unwrap().contiguous_bytes().unwrap().to_vec();
+    let le = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<_>>();
+    step(&mut opt); // p = [1, 2] - 0.5 * 2 = [0, 1]
+    p.mark_shared();
+    let marked = kiln::io::value::deferred(|| Value::from_tensor(&p.detached()).unwrap());
+    step(&mut opt); // buffer 0.9 * 2 + 2 = 3.8: p = [0, 1] - 1.9 = [-1.9, -0.9]
+    assert_eq!(bytes(&marked), le(&[0., 1.]));
+    assert_eq!(p.detached().to_vec1::<f32>().unwrap(), vec![-1.9, -0.9]);
+    // After the copy, steps are in place again and still correct.
+    let unmarked = kiln::io::value::deferred(|| Value::from_tensor(&p.detached()).unwrap());
+    step(&mut opt); // buffer 0.9 * 3.8 + 2 = 5.42: p = [-1.9, -0.9] - 2.71
+    assert_eq!(
+        bytes(&unmarked),
+        bytes(&Value::from_tensor(&p.detached()).unwrap())
+    );
+    assert!(p.requires_grad());
+    assert_eq!(frozen.detached().to_vec1::<f32>().unwrap(), vec![3., 4.]);
+}

@@ -2,13 +2,15 @@
 //!
 //! `kiln bench train --model lenet --batch-size 64 --steps 100 --threads 1` times kiln's
 //! training step (forward, cross-entropy, backward, SGD step with momentum), then PyTorch's on
-//! the same architecture, batch and thread count via `scripts/bench_torch.py`, and prints
-//! both; the last line is `ratio kiln/pytorch: X` (below 1 means kiln is faster).
+//! the same architecture, batch, image size and thread count via `scripts/bench_torch.py`, and
+//! prints both; the last line is `ratio kiln/pytorch: X` (below 1 means kiln is faster).
+//! `--model resnet18` defaults to batch 16 on the digits enlarged to 32×32.
 
 use crate::data::Dataset;
-use crate::data::digits::Digits;
-use crate::error::{Error, Result};
-use crate::train::{OptimizerKind, TrainConfig, build_trainer};
+use crate::data::digits::{self, Digits};
+use crate::error::{Context, Error, Result};
+use crate::rng;
+use crate::train::{OptimizerKind, TrainConfig, build_trainer, optimizers};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
@@ -135,15 +137,70 @@ pub struct TrainArgs {
     /// Architecture.
     #[arg(long, short = 'm', default_value = "lenet", value_parser = ["mlp", "lenet", "resnet18"])]
     pub model: String,
-    /// Batch size (the first B digits images).
-    #[arg(long, short = 'b', default_value_t = 64)]
-    pub batch_size: usize,
-    /// Timed steps (after 10 warm-up steps); the median is reported.
-    #[arg(long, short = 'n', default_value_t = 100)]
-    pub steps: usize,
-    /// Compute threads for both kiln and PyTorch.
+    /// Batch size, the first B digits images [default: 64; 16 for resnet18].
+    #[arg(long, short = 'b')]
+    pub batch_size: Option<usize>,
+    /// Timed steps after 10 warm-up steps; the median is reported [default: 100; 20 for resnet18].
+    #[arg(long, short = 'n')]
+    pub steps: Option<usize>,
+    /// Compute threads for both kiln and PyTorch, set once at start-up (kiln: its kernels,
+    /// candle's RAYON_NUM_THREADS and rayon's pool; PyTorch: torch.set_num_threads).
     #[arg(long, short = 't', default_value_t = 1)]
     pub threads: usize,
+    /// Square image size: the 8x8 digits are enlarged by an integer factor (nearest
+    /// neighbour) [default: 8; 32 for resnet18].
+    #[arg(long, short = 's')]
+    pub image_size: Option<usize>,
+    /// Time kiln only (for profiling); no ratio is printed.
+    #[arg(long)]
+    pub kiln_only: bool,
+}
+
+/// A benchmark's settings with every default filled in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BenchSpec {
+    /// Architecture.
+    pub model: String,
+    /// Batch size.
+    pub batch_size: usize,
+    /// Timed steps.
+    pub steps: usize,
+    /// Threads.
+    pub threads: usize,
+    /// Square image size (a multiple of 8).
+    pub image_size: usize,
+}
+
+impl TrainArgs {
+    /// The settings with the per-model defaults: batch 64, 100 steps, 8×8 images for the
+    /// digits models; batch 16, 20 steps, 32×32 images for ResNet-18.
+    ///
+    /// # Errors
+    /// `K0003` for zero threads/steps or an image size that is not a positive multiple of 8.
+    pub fn spec(&self) -> Result<BenchSpec> {
+        let resnet = self.model == "resnet18";
+        let spec = BenchSpec {
+            model: self.model.clone(),
+            batch_size: self.batch_size.unwrap_or(if resnet { 16 } else { 64 }),
+            steps: self.steps.unwrap_or(if resnet { 20 } else { 100 }),
+            threads: self.threads,
+            image_size: self.image_size.unwrap_or(if resnet { 32 } else { 8 }),
+        };
+        if spec.threads == 0 {
+            return Err(Error::invalid("threads", 0, "at least 1"));
+        }
+        if spec.steps == 0 {
+            return Err(Error::invalid("steps", 0, "at least 1"));
+        }
+        if spec.image_size == 0 || spec.image_size % digits::IMAGE_SIZE != 0 {
+            return Err(Error::invalid(
+                "image_size",
+                spec.image_size,
+                "a positive multiple of 8 (the digits are enlarged by an integer factor)",
+            ));
+        }
+        Ok(spec)
+    }
 }
 
 /// Warm-up steps before timing.
@@ -154,38 +211,77 @@ const MOMENTUM: f64 = 0.9;
 /// Step-time statistics in milliseconds.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Timing {
-    /// Median.
+    /// Median wall-clock time.
     pub median_ms: f64,
     /// 10th percentile.
     pub p10_ms: f64,
     /// 90th percentile.
     pub p90_ms: f64,
+    /// Median CPU time of the process (all threads) per step: on a shared, loaded machine
+    /// it is less inflated by waiting than the wall-clock time.
+    pub cpu_median_ms: f64,
 }
 
-fn timing(mut ms: Vec<f64>) -> Timing {
+fn median(ms: &mut [f64]) -> f64 {
     ms.sort_by(f64::total_cmp);
-    let q = |p: f64| ms[((p * ms.len() as f64) as usize).min(ms.len() - 1)];
     let n = ms.len();
-    let median = if n % 2 == 1 {
-        ms[n / 2]
-    } else {
-        (ms[n / 2 - 1] + ms[n / 2]) / 2.0
-    };
-    Timing {
-        median_ms: median,
-        p10_ms: q(0.1),
-        p90_ms: q(0.9),
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => ms[n / 2],
+        _ => (ms[n / 2 - 1] + ms[n / 2]) / 2.0,
     }
 }
 
+fn timing(mut ms: Vec<f64>, mut cpu_ms: Vec<f64>) -> Timing {
+    let median_ms = median(&mut ms);
+    let q = |p: f64| {
+        let i = ((p * ms.len() as f64) as usize).min(ms.len().saturating_sub(1));
+        ms.get(i).copied().unwrap_or(f64::NAN)
+    };
+    Timing {
+        median_ms,
+        p10_ms: q(0.1),
+        p90_ms: q(0.9),
+        cpu_median_ms: median(&mut cpu_ms),
+    }
+}
+
+/// CPU time used by this process so far (all threads), in milliseconds.
+fn process_cpu_ms() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `clock_gettime` writes one `timespec` through the valid pointer it is given.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return f64::NAN;
+    }
+    ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
+}
+
 /// Times `steps` kiln training steps (after [`WARMUP`]) of `model` on the first
-/// `batch_size` digits, with SGD (lr 0.01, momentum 0.9) in training mode.
+/// `batch_size` digits enlarged to `image_size`², with SGD (lr 0.01, momentum 0.9) in
+/// training mode, through [`crate::train::Trainer::train_step`].
 ///
 /// # Errors
-/// `K0003` for a zero batch size or step count, or more images than the data set has.
-pub fn time_kiln(model: &str, batch_size: usize, steps: usize) -> Result<Timing> {
+/// `K0003` for a zero batch size or step count, more images than the data set has, or an
+/// image size that is not a positive multiple of 8.
+pub fn time_kiln(
+    model: &str,
+    batch_size: usize,
+    steps: usize,
+    image_size: usize,
+) -> Result<Timing> {
     if steps == 0 {
         return Err(Error::invalid("steps", 0, "at least 1"));
+    }
+    if image_size == 0 || image_size % digits::IMAGE_SIZE != 0 {
+        return Err(Error::invalid(
+            "image_size",
+            image_size,
+            "a positive multiple of 8",
+        ));
     }
     let digits = Digits::embedded()?;
     if batch_size == 0 || batch_size > digits.len() {
@@ -198,6 +294,13 @@ pub fn time_kiln(model: &str, batch_size: usize, steps: usize) -> Result<Timing>
     let indices: Vec<usize> = (0..batch_size).collect();
     let data = digits.to_dataset("bench", &indices)?;
     let (inputs, targets) = data.get_batch(&indices)?;
+    let inputs = if image_size == digits::IMAGE_SIZE {
+        inputs
+    } else {
+        inputs
+            .upsample_nearest2d(image_size, image_size)
+            .ctx("enlarge the digits")?
+    };
     let batch = crate::data::Batch {
         inputs,
         targets,
@@ -210,16 +313,22 @@ pub fn time_kiln(model: &str, batch_size: usize, steps: usize) -> Result<Timing>
     cfg.momentum = MOMENTUM;
     cfg.scheduler = None;
     let mut trainer = build_trainer(&cfg)?;
+    if image_size != digits::IMAGE_SIZE {
+        rng::manual_seed(cfg.seed);
+        trainer.model = crate::models::build(model, digits::NUM_CLASSES, 1, image_size)?;
+        trainer.optimizer = optimizers::build(&cfg, trainer.model.trainable_parameters())?;
+    }
     trainer.model.train(true);
-    let mut ms = Vec::with_capacity(steps);
+    let (mut ms, mut cpu) = (Vec::with_capacity(steps), Vec::with_capacity(steps));
     for i in 0..WARMUP + steps {
-        let t0 = Instant::now();
+        let (t0, c0) = (Instant::now(), process_cpu_ms());
         trainer.train_step(&batch)?;
         if i >= WARMUP {
             ms.push(t0.elapsed().as_secs_f64() * 1e3);
+            cpu.push(process_cpu_ms() - c0);
         }
     }
-    Ok(timing(ms))
+    Ok(timing(ms, cpu))
 }
 
 /// The Python that runs the PyTorch side: `$KILN_PYTHON`, else `./.venv/bin/python`.
@@ -254,7 +363,7 @@ fn bench_script() -> PathBuf {
 ///
 /// # Errors
 /// `K0002` when Python cannot be started; `K0103` when it fails or prints no result.
-pub fn time_torch(a: &TrainArgs) -> Result<(Timing, String)> {
+pub fn time_torch(a: &BenchSpec) -> Result<(Timing, String)> {
     let py = find_python()?;
     let script = bench_script();
     let out = Command::new(&py)
@@ -264,6 +373,7 @@ pub fn time_torch(a: &TrainArgs) -> Result<(Timing, String)> {
         .args(["--steps", &a.steps.to_string()])
         .args(["--warmup", &WARMUP.to_string()])
         .args(["--threads", &a.threads.to_string()])
+        .args(["--image-size", &a.image_size.to_string()])
         .args(["--lr", &LR.to_string(), "--momentum", &MOMENTUM.to_string()])
         .output()
         .map_err(|e| Error::io("run", &py, e))?;
@@ -291,15 +401,25 @@ pub fn time_torch(a: &TrainArgs) -> Result<(Timing, String)> {
             median_ms: f("median_ms")?,
             p10_ms: f("p10_ms")?,
             p90_ms: f("p90_ms")?,
+            cpu_median_ms: f("cpu_median_ms").unwrap_or(f64::NAN),
         },
         v["torch"].as_str().unwrap_or("?").to_string(),
     ))
 }
 
-fn line(who: &str, a: &TrainArgs, t: &Timing) -> String {
+fn line(who: &str, a: &BenchSpec, t: &Timing) -> String {
     format!(
-        "{who:<8} {} batch {} threads {}: {:.3} ms/step median (p10 {:.3}, p90 {:.3}) over {} steps",
-        a.model, a.batch_size, a.threads, t.median_ms, t.p10_ms, t.p90_ms, a.steps
+        "{who:<8} {} batch {} image {}x{} threads {}: {:.3} ms/step median (p10 {:.3}, p90 {:.3}; cpu {:.3}) over {} steps",
+        a.model,
+        a.batch_size,
+        a.image_size,
+        a.image_size,
+        a.threads,
+        t.median_ms,
+        t.p10_ms,
+        t.p90_ms,
+        t.cpu_median_ms,
+        a.steps
     )
 }
 
@@ -310,17 +430,26 @@ fn line(who: &str, a: &TrainArgs, t: &Timing) -> String {
 pub fn run(args: &Args) -> Result<ExitCode> {
     match &args.what {
         What::Train(a) => {
-            if a.threads == 0 {
-                return Err(Error::invalid("threads", 0, "at least 1"));
-            }
+            let spec = a.spec()?;
             // SAFETY: `kiln bench` runs straight from `main`; no other thread exists yet.
-            unsafe { crate::train::threads::set_threads(a.threads)? };
-            let py = find_python()?;
-            let kiln = time_kiln(&a.model, a.batch_size, a.steps)?;
-            println!("{}", line("kiln", a, &kiln));
-            let (torch, version) = time_torch(a)?;
-            println!("{}", line("pytorch", a, &torch));
+            unsafe { crate::train::threads::set_threads(spec.threads)? };
+            let py = if a.kiln_only {
+                None
+            } else {
+                Some(find_python()?)
+            };
+            let kiln = time_kiln(&spec.model, spec.batch_size, spec.steps, spec.image_size)?;
+            println!("{}", line("kiln", &spec, &kiln));
+            let Some(py) = py else {
+                return Ok(ExitCode::SUCCESS);
+            };
+            let (torch, version) = time_torch(&spec)?;
+            println!("{}", line("pytorch", &spec, &torch));
             println!("(PyTorch {version} via {})", py.display());
+            println!(
+                "cpu-time ratio kiln/pytorch: {:.3}",
+                kiln.cpu_median_ms / torch.cpu_median_ms
+            );
             println!(
                 "ratio kiln/pytorch: {:.3}",
                 kiln.median_ms / torch.median_ms
@@ -340,17 +469,38 @@ mod tests {
 
     #[test]
     fn timing_is_median_and_quantiles() {
-        let t = timing(vec![5.0, 1.0, 3.0, 2.0, 4.0]);
+        let t = timing(vec![5.0, 1.0, 3.0, 2.0, 4.0], vec![2.0, 1.0, 3.0]);
         assert_eq!(t.median_ms, 3.0);
-        assert_eq!((t.p10_ms, t.p90_ms), (1.0, 5.0));
-        assert_eq!(timing(vec![1.0, 2.0]).median_ms, 1.5);
+        assert_eq!((t.p10_ms, t.p90_ms, t.cpu_median_ms), (1.0, 5.0, 2.0));
+        assert_eq!(timing(vec![1.0, 2.0], vec![]).median_ms, 1.5);
     }
 
     #[test]
     fn kiln_side_runs_and_checks_its_arguments() {
-        let t = time_kiln("mlp", 8, 2).unwrap();
+        let t = time_kiln("mlp", 8, 2, 8).unwrap();
         assert!(t.median_ms > 0.0);
-        assert_eq!(time_kiln("mlp", 0, 2).unwrap_err().code(), "K0003");
-        assert_eq!(time_kiln("mlp", 8, 0).unwrap_err().code(), "K0003");
+        assert!(time_kiln("lenet", 2, 1, 16).unwrap().median_ms > 0.0);
+        assert_eq!(time_kiln("mlp", 0, 2, 8).unwrap_err().code(), "K0003");
+        assert_eq!(time_kiln("mlp", 8, 0, 8).unwrap_err().code(), "K0003");
+        assert_eq!(time_kiln("mlp", 8, 1, 12).unwrap_err().code(), "K0003");
+    }
+
+    #[test]
+    fn defaults_depend_on_the_model() {
+        let args = |model: &str| TrainArgs {
+            model: model.into(),
+            batch_size: None,
+            steps: None,
+            threads: 1,
+            image_size: None,
+            kiln_only: false,
+        };
+        let r = args("resnet18").spec().unwrap();
+        assert_eq!((r.batch_size, r.steps, r.image_size), (16, 20, 32));
+        let l = args("lenet").spec().unwrap();
+        assert_eq!((l.batch_size, l.steps, l.image_size), (64, 100, 8));
+        let mut bad = args("mlp");
+        bad.threads = 0;
+        assert_eq!(bad.spec().unwrap_err().code(), "K0003");
     }
 }

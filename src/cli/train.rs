@@ -44,7 +44,8 @@ pub struct Args {
     /// epochs), step:STEP_SIZE or step:STEP_SIZE:GAMMA (gamma 0.1 by default), or none.
     #[arg(long, default_value = "cosine")]
     pub scheduler: String,
-    /// Compute threads, set once at start-up (1 is fastest for the digits models).
+    /// Compute threads, set once at start-up for kiln's kernels, candle and rayon (1 is
+    /// fastest for the digits models; results do not depend on it).
     #[arg(long, short = 't', default_value_t = DEFAULT_THREADS)]
     pub threads: usize,
     /// Device: cpu, cuda or cuda:N (CUDA needs a build with --features cuda).

@@ -8,6 +8,7 @@ use super::children::{NamedChildren, delegate_children};
 use crate::error::{Context, Error, Result};
 use crate::nn::functional::max_pool2d;
 use crate::nn::layers::Conv2dConfig;
+use crate::nn::ops::relu;
 use crate::nn::{Conv2d, Linear, Module, ModuleSpec};
 use candle_core::Tensor;
 
@@ -95,13 +96,13 @@ impl Module for LeNet {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let n = "LeNet";
-        let x = self.c.call(n, "conv1", x)?.relu().ctx("LeNet relu")?;
+        let x = relu(&self.c.call(n, "conv1", x)?)?;
         let x = max_pool2d(&x, 2, 2, 0)?;
-        let x = self.c.call(n, "conv2", &x)?.relu().ctx("LeNet relu")?;
+        let x = relu(&self.c.call(n, "conv2", &x)?)?;
         let x = max_pool2d(&x, 2, 2, 0)?;
         let x = x.flatten_from(1).ctx("LeNet flatten")?;
-        let x = self.c.call(n, "fc1", &x)?.relu().ctx("LeNet relu")?;
-        let x = self.c.call(n, "fc2", &x)?.relu().ctx("LeNet relu")?;
+        let x = relu(&self.c.call(n, "fc1", &x)?)?;
+        let x = relu(&self.c.call(n, "fc2", &x)?)?;
         self.c.call(n, "fc", &x)
     }
 

@@ -108,9 +108,7 @@ impl Module for BasicBlock {
         } else {
             x.clone()
         };
-        (out + identity)
-            .and_then(|t| t.relu())
-            .ctx("BasicBlock residual")
+        crate::nn::ops::relu(&(out + identity).ctx("BasicBlock residual")?)
     }
 
     fn spec(&self) -> ModuleSpec {

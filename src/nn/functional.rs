@@ -7,8 +7,10 @@
 //! `MaxPool2d(3, 2, 1)`). These custom ops compute both passes on the CPU the way PyTorch's
 //! CPU kernels do: the max is the first in row-major window order (NaN wins), padding is
 //! never selected, average pooling counts the padding (`count_include_pad=True`; its forward
-//! sums in f64), and gradients are accumulated in the tensor's dtype in output order. Other
-//! devices fall back to candle's kernels (forward only when `kernel != stride`).
+//! sums in f64), and gradients are accumulated in the tensor's dtype in output order. Max
+//! pooling runs `kiln::nn::ops::max_pool2d` (which keeps its arg-maxes for the backward),
+//! average pooling the op below. Other devices fall back to candle's kernels (forward only
+//! when `kernel != stride`).
 
 use crate::error::{Context, Error, Result, shape_str};
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor, WithDType};
@@ -88,28 +90,6 @@ impl Pool {
         )
     }
 
-    /// Index (within the plane) of the window's maximum: first in row-major order, NaN wins.
-    fn argmax<T: WithDType>(&self, plane: &[T], oy: usize, ox: usize) -> usize {
-        use std::cmp::Ordering::Greater;
-        let (ys, ye, xs, xe) = self.window(oy, ox);
-        let mut best = ys * self.w + xs;
-        let mut max = T::from_f64(f64::NEG_INFINITY);
-        for y in ys..ye {
-            let row = y * self.w;
-            for (x, &v) in plane[row + xs..row + xe].iter().enumerate() {
-                match v.partial_cmp(&max) {
-                    Some(Greater) => {
-                        max = v;
-                        best = row + xs + x;
-                    }
-                    None => return row + xs + x, // NaN
-                    _ => {}
-                }
-            }
-        }
-        best
-    }
-
     fn forward<T: WithDType>(&self, x: &[T]) -> Vec<T> {
         let (hw, ohw) = (self.h * self.w, self.oh * self.ow);
         let area = (self.k * self.k) as f64;
@@ -117,19 +97,14 @@ impl Pool {
         for plane in x.chunks_exact(hw) {
             for oy in 0..self.oh {
                 for ox in 0..self.ow {
-                    out.push(match self.kind {
-                        Kind::Max => plane[self.argmax(plane, oy, ox)],
-                        Kind::Avg => {
-                            let (ys, ye, xs, xe) = self.window(oy, ox);
-                            let mut sum = 0f64;
-                            for y in ys..ye {
-                                for v in &plane[y * self.w + xs..y * self.w + xe] {
-                                    sum += v.to_f64();
-                                }
-                            }
-                            T::from_f64(sum / area)
+                    let (ys, ye, xs, xe) = self.window(oy, ox);
+                    let mut sum = 0f64;
+                    for y in ys..ye {
+                        for v in &plane[y * self.w + xs..y * self.w + xe] {
+                            sum += v.to_f64();
                         }
-                    });
+                    }
+                    out.push(T::from_f64(sum / area));
                 }
             }
         }
@@ -141,22 +116,15 @@ impl Pool {
         let (hw, ohw) = (self.h * self.w, self.oh * self.ow);
         let area = T::from_f64((self.k * self.k) as f64);
         let mut gx = vec![T::zero(); x.len()];
-        for (pi, plane) in x.chunks_exact(hw).enumerate() {
+        for (pi, gplane) in gx.chunks_exact_mut(hw).enumerate() {
             let g = &grad[pi * ohw..(pi + 1) * ohw];
-            let gplane = &mut gx[pi * hw..(pi + 1) * hw];
             for oy in 0..self.oh {
                 for ox in 0..self.ow {
-                    let go = g[oy * self.ow + ox];
-                    match self.kind {
-                        Kind::Max => gplane[self.argmax(plane, oy, ox)] += go,
-                        Kind::Avg => {
-                            let delta = go / area;
-                            let (ys, ye, xs, xe) = self.window(oy, ox);
-                            for y in ys..ye {
-                                for v in &mut gplane[y * self.w + xs..y * self.w + xe] {
-                                    *v += delta;
-                                }
-                            }
+                    let delta = g[oy * self.ow + ox] / area;
+                    let (ys, ye, xs, xe) = self.window(oy, ox);
+                    for y in ys..ye {
+                        for v in &mut gplane[y * self.w + xs..y * self.w + xe] {
+                            *v += delta;
                         }
                     }
                 }
@@ -223,6 +191,9 @@ fn pool(kind: Kind, x: &Tensor, k: usize, s: usize, p: usize) -> Result<Tensor> 
     let op = Pool::new(kind, x.dims(), k, s, p)?;
     let name = op.name();
     if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+        if kind == Kind::Max {
+            return crate::nn::ops::max_pool2d(x, k, s, p);
+        }
         return x.contiguous().and_then(|x| x.apply_op1(op)).ctx(name);
     }
     let fill = match kind {

@@ -12,7 +12,12 @@ use candle_core::{D, DType, Tensor};
 /// `K0205` for a label outside `[0, C)`, with a diagnosis (labels starting at 1,
 /// non-contiguous label sets).
 pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    check_targets(logits, targets)?;
+    let (_, labels) = checked_labels(logits, targets)?;
+    if crate::nn::ops::supported(&[logits]) {
+        // Labels are in 0..C (checked), so they fit in u32 whenever C does.
+        let labels: Vec<u32> = labels.iter().map(|&l| l as u32).collect();
+        return crate::nn::ops::cross_entropy(logits, labels);
+    }
     let targets_u32 = targets.to_dtype(DType::U32).ctx("cross_entropy targets")?;
     let max = logits.max_keepdim(D::Minus1).ctx("cross_entropy")?.detach();
     let shifted = logits.broadcast_sub(&max).ctx("cross_entropy")?;
@@ -32,7 +37,15 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
 }
 
 /// Validates targets for cross-entropy; returns `(N, C)`.
+///
+/// # Errors
+/// As [`cross_entropy`].
 pub fn check_targets(logits: &Tensor, targets: &Tensor) -> Result<(usize, usize)> {
+    checked_labels(logits, targets).map(|(shape, _)| shape)
+}
+
+/// Validates targets for cross-entropy; returns `(N, C)` and the labels.
+fn checked_labels(logits: &Tensor, targets: &Tensor) -> Result<((usize, usize), Vec<i64>)> {
     let (n, c) = logits.dims2().map_err(|_| Error::TargetShape {
         loss: "cross_entropy".into(),
         detail: "input must be 2-D logits [N, C]".into(),
@@ -81,7 +94,7 @@ pub fn check_targets(logits: &Tensor, targets: &Tensor) -> Result<(usize, usize)
         .and_then(|t| t.to_vec1())
         .ctx("cross_entropy targets")?;
     check_label_range(&labels, c)?;
-    Ok((n, c))
+    Ok(((n, c), labels))
 }
 
 /// Checks that every label is in `[0, num_classes)` and explains the usual causes.

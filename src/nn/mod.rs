@@ -5,6 +5,7 @@ pub mod init;
 pub mod layers;
 pub mod loss;
 pub mod module;
+pub mod ops;
 pub mod param;
 pub mod registry;
 pub mod spec;

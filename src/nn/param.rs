@@ -117,6 +117,37 @@ impl Param {
         read(&self.0.slot).tensor().detach()
     }
 
+    /// Runs `update` on a trainable parameter's own value, for kernels that change it in place
+    /// as [`Param::set`] does (the fused SGD step), holding the parameter's lock throughout.
+    /// `update` returns `Ok(None)` when it changed nothing (the caller then falls back to
+    /// [`Param::set`]). Copy-on-write is kept: when a snapshot holds the current value
+    /// ([`Param::mark_shared`]), `update` gets a fresh copy, which becomes the value only if
+    /// `update` applied. Frozen and bound parameters are not touched (`Ok(None)`).
+    ///
+    /// # Errors
+    /// Those of `update`, and backend errors copying a shared value.
+    pub(crate) fn update_in_place<R>(
+        &self,
+        update: impl FnOnce(&Tensor) -> Result<Option<R>>,
+    ) -> Result<Option<R>> {
+        let mut slot = write(&self.0.slot);
+        let Slot::Trainable(v) = &*slot else {
+            return Ok(None);
+        };
+        if !self.0.shared.load(Ordering::Acquire) {
+            return update(v.as_tensor());
+        }
+        // A snapshot holds the current value: update a copy and keep it only if applied.
+        // (`Var::from_tensor` shares a variable's storage but copies a detached tensor's.)
+        let fresh = Var::from_tensor(&v.as_tensor().detach()).ctx("Param::update_in_place")?;
+        let r = update(fresh.as_tensor())?;
+        if r.is_some() {
+            *slot = Slot::Trainable(fresh);
+            self.0.shared.store(false, Ordering::Release);
+        }
+        Ok(r)
+    }
+
     /// Whether backward computes a gradient for this parameter.
     pub fn requires_grad(&self) -> bool {
         match &*read(&self.0.slot) {

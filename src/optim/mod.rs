@@ -24,6 +24,7 @@
 //!   kernels fuse it: last-bit differences per step.
 
 pub mod adam;
+mod fused_sgd;
 pub mod grads;
 pub mod group;
 mod ops;

@@ -15,40 +15,50 @@ pub(crate) fn scale(t: &Tensor, s: f64) -> Result<Tensor> {
     t.affine(s, 0.0).ctx("optimizer: scale")
 }
 
-/// The element data of same-shape `f32` (or `f64`) CPU tensors.
-enum CpuData {
-    F32(Vec<Vec<f32>>),
-    F64(Vec<Vec<f64>>),
-}
-
-/// The tensors' data when they are all `f32` or all `f64` CPU tensors of one shape; `None`
-/// otherwise (the caller then uses candle ops).
-fn cpu_data(ts: &[&Tensor]) -> Result<Option<CpuData>> {
-    let Some(first) = ts.first() else {
-        return Ok(None);
-    };
+/// Whether `ts` are all `f32` or all `f64` CPU tensors of one shape (the fused kernels'
+/// domain; otherwise callers use candle ops).
+fn fusable(ts: &[&Tensor]) -> Option<DType> {
+    let first = ts.first()?;
     let same = ts
         .iter()
         .all(|t| t.device().is_cpu() && t.dtype() == first.dtype() && t.dims() == first.dims());
-    if !same {
-        return Ok(None);
+    (same && matches!(first.dtype(), DType::F32 | DType::F64)).then(|| first.dtype())
+}
+
+/// Runs `f` on the contiguous elements of CPU tensors (read in place, no copy when they are
+/// contiguous already).
+fn with_slices<T: candle_core::WithDType, R>(
+    ts: &[&Tensor],
+    f: impl FnOnce(&[&[T]]) -> R,
+) -> Result<R> {
+    let owned = ts
+        .iter()
+        .map(|t| t.contiguous())
+        .collect::<candle_core::Result<Vec<_>>>()
+        .ctx("optimizer: fused op")?;
+    let guards: Vec<_> = owned.iter().map(|t| t.storage_and_layout()).collect();
+    let mut slices = Vec::with_capacity(guards.len());
+    for (storage, layout) in &guards {
+        let candle_core::Storage::Cpu(cpu) = &**storage else {
+            return Err(crate::error::Error::Unsupported {
+                what: "fused optimizer op on a non-CPU tensor".into(),
+            });
+        };
+        let all = T::cpu_storage_as_slice(cpu).ctx("optimizer: fused op")?;
+        let part = layout
+            .contiguous_offsets()
+            .and_then(|(a, b)| all.get(a..b))
+            .ok_or_else(|| crate::error::Error::Unsupported {
+                what: "fused optimizer op on a non-contiguous layout".into(),
+            })?;
+        slices.push(part);
     }
-    fn vecs<T: candle_core::WithDType>(ts: &[&Tensor]) -> Result<Vec<Vec<T>>> {
-        ts.iter()
-            .map(|t| t.flatten_all().and_then(|t| t.to_vec1::<T>()))
-            .collect::<candle_core::Result<Vec<_>>>()
-            .ctx("optimizer: fused op")
-    }
-    Ok(match first.dtype() {
-        DType::F32 => Some(CpuData::F32(vecs(ts)?)),
-        DType::F64 => Some(CpuData::F64(vecs(ts)?)),
-        _ => None,
-    })
+    Ok(f(&slices))
 }
 
 /// Runs `f` compiled with the FMA instruction set when the CPU has it, so `mul_add` becomes
 /// one instruction instead of a libm call (same result either way: `mul_add` is IEEE fma).
-fn with_fma<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn with_fma<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
         /// # Safety
@@ -66,36 +76,30 @@ fn with_fma<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// `a[i] = f(a[i], b[i])`, reusing the first input's buffer.
-fn zip2<T: Copy>(v: Vec<Vec<T>>, f: impl Fn(T, T) -> T) -> Vec<T> {
-    let mut it = v.into_iter();
-    let (Some(mut a), Some(b)) = (it.next(), it.next()) else {
+/// `out[i] = f(a[i], b[i])` over two same-length slices.
+fn zip2<T: Copy>(v: &[&[T]], f: impl Fn(T, T) -> T) -> Vec<T> {
+    let (Some(a), Some(b)) = (v.first(), v.get(1)) else {
         return Vec::new();
     };
-    with_fma(|| {
-        for (x, &y) in a.iter_mut().zip(&b) {
-            *x = f(*x, y);
-        }
-    });
-    a
+    with_fma(|| a.iter().zip(b.iter()).map(|(&x, &y)| f(x, y)).collect())
 }
 
-/// `a[i] = f(a[i], b[i], c[i])`, reusing the first input's buffer.
-fn zip3<T: Copy>(v: Vec<Vec<T>>, f: impl Fn(T, T, T) -> T) -> Vec<T> {
-    let mut it = v.into_iter();
-    let (Some(mut a), Some(b), Some(c)) = (it.next(), it.next(), it.next()) else {
+/// `out[i] = f(a[i], b[i], c[i])` over three same-length slices.
+fn zip3<T: Copy>(v: &[&[T]], f: impl Fn(T, T, T) -> T) -> Vec<T> {
+    let (Some(a), Some(b), Some(c)) = (v.first(), v.get(1), v.get(2)) else {
         return Vec::new();
     };
     with_fma(|| {
-        for ((x, &y), &z) in a.iter_mut().zip(&b).zip(&c) {
-            *x = f(*x, y, z);
-        }
-    });
-    a
+        a.iter()
+            .zip(b.iter())
+            .zip(c.iter())
+            .map(|((&x, &y), &z)| f(x, y, z))
+            .collect()
+    })
 }
 
 /// A CPU tensor of `like`'s shape.
-fn cpu_tensor<T: candle_core::WithDType>(data: Vec<T>, like: &Tensor) -> Result<Tensor> {
+pub(crate) fn cpu_tensor<T: candle_core::WithDType>(data: Vec<T>, like: &Tensor) -> Result<Tensor> {
     Tensor::from_vec(data, like.shape(), &Device::Cpu).ctx("optimizer: fused op")
 }
 
@@ -105,9 +109,15 @@ pub(crate) fn add_scaled(a: &Tensor, b: &Tensor, alpha: f64) -> Result<Tensor> {
         return a.add(b).ctx("optimizer: add");
     }
     let al32 = alpha as f32;
-    match cpu_data(&[a, b])? {
-        Some(CpuData::F32(v)) => cpu_tensor(zip2(v, |x, y| y.mul_add(al32, x)), a),
-        Some(CpuData::F64(v)) => cpu_tensor(zip2(v, |x, y| y.mul_add(alpha, x)), a),
+    match fusable(&[a, b]) {
+        Some(DType::F32) => cpu_tensor(
+            with_slices(&[a, b], |v| zip2(v, |x: f32, y| y.mul_add(al32, x)))?,
+            a,
+        ),
+        Some(_) => cpu_tensor(
+            with_slices(&[a, b], |v| zip2(v, |x: f64, y| y.mul_add(alpha, x)))?,
+            a,
+        ),
         None => scale(b, alpha)?.add(a).ctx("optimizer: add"),
     }
 }
@@ -115,9 +125,19 @@ pub(crate) fn add_scaled(a: &Tensor, b: &Tensor, alpha: f64) -> Result<Tensor> {
 /// `s.addcmul(a, b, value=value)` = `s + value * a * b`.
 pub(crate) fn addcmul(s: &Tensor, a: &Tensor, b: &Tensor, value: f64) -> Result<Tensor> {
     let v32 = value as f32;
-    match cpu_data(&[s, a, b])? {
-        Some(CpuData::F32(v)) => cpu_tensor(zip3(v, |x, y, z| (v32 * y).mul_add(z, x)), s),
-        Some(CpuData::F64(v)) => cpu_tensor(zip3(v, |x, y, z| (value * y).mul_add(z, x)), s),
+    match fusable(&[s, a, b]) {
+        Some(DType::F32) => cpu_tensor(
+            with_slices(&[s, a, b], |v| {
+                zip3(v, |x: f32, y, z| (v32 * y).mul_add(z, x))
+            })?,
+            s,
+        ),
+        Some(_) => cpu_tensor(
+            with_slices(&[s, a, b], |v| {
+                zip3(v, |x: f64, y, z| (value * y).mul_add(z, x))
+            })?,
+            s,
+        ),
         None => scale(a, value)?
             .mul(b)
             .and_then(|p| p.add(s))
@@ -145,18 +165,23 @@ pub(crate) fn lerp(start: &Tensor, end: &Tensor, weight: f64) -> Result<Tensor> 
         w32.abs() < 0.5
     };
     let (omw32, omw64) = (1.0f32 - w32, 1.0f64 - weight);
-    match (cpu_data(&[start, end])?, small) {
-        (Some(CpuData::F32(v)), true) => {
-            return cpu_tensor(zip2(v, |s, e| w32.mul_add(e - s, s)), start);
+    let pair = [start, end];
+    match (fusable(&pair), small) {
+        (Some(DType::F32), true) => {
+            let v = with_slices(&pair, |v| zip2(v, |s: f32, e| w32.mul_add(e - s, s)))?;
+            return cpu_tensor(v, start);
         }
-        (Some(CpuData::F64(v)), true) => {
-            return cpu_tensor(zip2(v, |s, e| weight.mul_add(e - s, s)), start);
+        (Some(DType::F32), false) => {
+            let v = with_slices(&pair, |v| zip2(v, |s: f32, e| (-(e - s)).mul_add(omw32, e)))?;
+            return cpu_tensor(v, start);
         }
-        (Some(CpuData::F32(v)), false) => {
-            return cpu_tensor(zip2(v, |s, e| (-(e - s)).mul_add(omw32, e)), start);
+        (Some(_), true) => {
+            let v = with_slices(&pair, |v| zip2(v, |s: f64, e| weight.mul_add(e - s, s)))?;
+            return cpu_tensor(v, start);
         }
-        (Some(CpuData::F64(v)), false) => {
-            return cpu_tensor(zip2(v, |s, e| (-(e - s)).mul_add(omw64, e)), start);
+        (Some(_), false) => {
+            let v = with_slices(&pair, |v| zip2(v, |s: f64, e| (-(e - s)).mul_add(omw64, e)))?;
+            return cpu_tensor(v, start);
         }
         (None, _) => {}
     }

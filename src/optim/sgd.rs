@@ -1,6 +1,7 @@
 //! Stochastic gradient descent with PyTorch's `torch.optim.SGD` update rule (single-tensor
 //! path) and `state_dict` layout.
 
+use super::fused_sgd::{SgdStep, sgd_step};
 use super::group::{self, GroupSpec, check_at_least, make_group};
 use super::ops::{add_scaled, scale};
 use super::state::{self, GroupMeta, PyNum, Slot};
@@ -223,6 +224,21 @@ impl Sgd {
                 shape_str(grad.dims()),
                 format!("the parameter's shape {}", shape_str(value.dims())),
             ));
+        }
+        let step = SgdStep {
+            lr: g.lr,
+            momentum: h.momentum.value,
+            dampening: h.dampening.value,
+            weight_decay: h.weight_decay.value,
+            nesterov: h.nesterov,
+            maximize: h.maximize,
+        };
+        let old = self.state.get(&p.id());
+        if let Some(buf) = p.update_in_place(|var| sgd_step(var, grad, old, &step))? {
+            if let Some(buf) = buf {
+                self.state.insert(p.id(), buf);
+            }
+            return Ok(());
         }
         let mut d_p = if h.maximize {
             grad.neg().ctx("SGD maximize")?

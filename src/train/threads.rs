@@ -1,13 +1,15 @@
 //! Sets the compute thread count once, at start-up.
 //!
-//! candle reads `RAYON_NUM_THREADS` on every matmul (and, when unset, re-reads the CPU list,
-//! which costs a quarter of a small training step); rayon's global pool is sized once. Setting
-//! both once, before any tensor work, makes the count fixed for the whole process — which a
-//! bit-exact resume also needs.
+//! kiln's kernels (`kiln::nn::ops`) read their thread count from a value fixed once; candle's
+//! remaining ops read `RAYON_NUM_THREADS` on every matmul (and, when unset, re-read the CPU
+//! list, which cost a quarter of a small training step); rayon's global pool is sized once.
+//! Setting all three once, before any tensor work, fixes the count for the whole process.
+//! Results do not depend on it (kiln's kernels and the GEMM never split a sum over threads).
 
 use crate::error::{Error, Result};
 
-/// Sets `RAYON_NUM_THREADS` and builds rayon's global pool with `threads` threads.
+/// Sets `RAYON_NUM_THREADS`, kiln's kernel thread count
+/// ([`crate::nn::ops::set_compute_threads`]) and rayon's global pool to `threads` threads.
 ///
 /// If rayon's pool was already built with another size, the environment variable still
 /// governs candle's kernels.
@@ -24,6 +26,7 @@ pub unsafe fn set_threads(threads: usize) -> Result<()> {
     }
     // SAFETY: the caller guarantees no other thread touches the environment (see # Safety).
     unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
+    crate::nn::ops::set_compute_threads(threads);
     // Building the global pool fails only if it already exists; the variable above still
     // decides candle's thread count, so that case is not an error.
     rayon::ThreadPoolBuilder::new()
@@ -33,7 +36,7 @@ pub unsafe fn set_threads(threads: usize) -> Result<()> {
     Ok(())
 }
 
-/// The thread count candle will use (what `RAYON_NUM_THREADS` says, if set).
+/// The thread count kiln's kernels use (fixed on first use if nobody set it).
 pub fn current_threads() -> usize {
-    candle_core::utils::get_num_threads()
+    crate::nn::ops::compute_threads()
 }

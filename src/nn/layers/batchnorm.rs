@@ -3,6 +3,7 @@
 
 use super::{ModeFlag, check_input, impl_as_any};
 use crate::error::{Context, Error, Result, shape_str};
+use crate::nn::ops::BatchStats;
 use crate::nn::{Buffer, Module, ModuleSpec, Param};
 use candle_core::{DType, Device, Tensor};
 
@@ -117,6 +118,47 @@ impl BatchNorm {
         format!("{}({})", self.type_name(), self.extra_repr())
     }
 
+    /// PyTorch's running-average update from kiln's batch statistics, computed in `f64`
+    /// (`momentum · batch + (1 − momentum) · running`, unbiased variance) and stored in the
+    /// buffers' dtype; `num_batches_tracked` counts the batch.
+    fn update_running(&self, st: &BatchStats) -> Result<()> {
+        let (Some(rm), Some(rv), Some(nbt)) = (
+            &self.running_mean,
+            &self.running_var,
+            &self.num_batches_tracked,
+        ) else {
+            return Ok(());
+        };
+        let count = nbt
+            .get()
+            .to_dtype(DType::I64)
+            .and_then(|t| t.to_scalar::<i64>())
+            .ctx("BatchNorm")?
+            + 1;
+        nbt.replace(Tensor::new(count, nbt.get().device()).ctx("BatchNorm")?);
+        let factor = self.momentum.unwrap_or(1.0 / count as f64);
+        let denom = (st.count as f64 - 1.0).max(1.0);
+        let unbiased: Vec<f64> = st.sq_sum.iter().map(|s| s / denom).collect();
+        for (buf, batch) in [(rm, &st.mean), (rv, &unbiased)] {
+            let old = buf.get();
+            let vals: Vec<f64> = old
+                .to_dtype(DType::F64)
+                .and_then(|t| t.flatten_all())
+                .and_then(|t| t.to_vec1())
+                .ctx("BatchNorm running stats")?;
+            let new: Vec<f64> = vals
+                .iter()
+                .zip(batch)
+                .map(|(r, b)| factor * b + (1.0 - factor) * r)
+                .collect();
+            let t = Tensor::from_vec(new, old.shape(), old.device())
+                .and_then(|t| t.to_dtype(old.dtype()))
+                .ctx("BatchNorm running stats")?;
+            buf.replace(t);
+        }
+        Ok(())
+    }
+
     fn reduce_dims(&self, rank: usize) -> Result<Vec<usize>> {
         match (self.kind, rank) {
             (BatchNormKind::TwoD, 4) => Ok(vec![0, 2, 3]),
@@ -171,6 +213,29 @@ impl Module for BatchNorm {
         bshape[1] = self.num_features;
         let training = self.training.get();
         let use_batch_stats = training || self.running_mean.is_none();
+        if use_batch_stats {
+            let n: usize = red.iter().map(|&d| dims[d]).product();
+            if training && n <= 1 {
+                return Err(Error::BatchNormSingleValue {
+                    module: self.describe(),
+                    shape: shape_str(&dims),
+                });
+            }
+            let (w, b) = (
+                self.weight.as_ref().map(Param::tensor),
+                self.bias.as_ref().map(Param::tensor),
+            );
+            let mut all = vec![x];
+            all.extend(w.iter().chain(b.iter()));
+            if crate::nn::ops::supported(&all) {
+                let affine = w.as_ref().zip(b.as_ref());
+                let (y, st) = crate::nn::ops::batch_norm_train(x, affine, self.eps)?;
+                if training {
+                    self.update_running(&st)?;
+                }
+                return Ok(y);
+            }
+        }
         let (mean, var) = if use_batch_stats {
             let n: usize = red.iter().map(|&d| dims[d]).product();
             if training && n <= 1 {

@@ -174,23 +174,16 @@ impl Module for Conv2d {
                 shape: shape_str(dims),
             });
         }
-        let mut y = x
-            .conv2d(
-                &w,
-                self.cfg.padding,
-                self.cfg.stride,
-                self.cfg.dilation,
-                self.cfg.groups,
-            )
-            .ctx("Conv2d")?;
-        if let Some(b) = &self.bias {
-            let b = b
-                .tensor()
-                .reshape((1, self.out_channels, 1, 1))
-                .ctx("Conv2d bias")?;
-            y = y.broadcast_add(&b).ctx("Conv2d bias")?;
-        }
-        Ok(y)
+        let b = self.bias.as_ref().map(Param::tensor);
+        crate::nn::ops::conv2d(
+            x,
+            &w,
+            b.as_ref(),
+            self.cfg.stride,
+            self.cfg.padding,
+            self.cfg.dilation,
+            self.cfg.groups,
+        )
     }
 
     fn local_params(&self) -> Vec<(String, Param)> {

@@ -99,10 +99,8 @@ impl Module for Linear {
         } else {
             x.reshape(((), self.in_features)).ctx("Linear reshape")?
         };
-        let mut y = x2.matmul(&w.t().ctx("Linear")?).ctx("Linear matmul")?;
-        if let Some(b) = &self.bias {
-            y = y.broadcast_add(&b.tensor()).ctx("Linear bias")?;
-        }
+        let b = self.bias.as_ref().map(Param::tensor);
+        let mut y = crate::nn::ops::linear(&x2, &w, b.as_ref())?;
         if dims.len() != 2 {
             let mut out = dims[..dims.len() - 1].to_vec();
             out.push(self.out_features);
