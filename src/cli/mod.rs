@@ -5,6 +5,7 @@ pub mod convert;
 pub mod devices;
 pub mod diff;
 pub mod explain;
+pub mod finetune;
 pub mod forward;
 pub mod inspect;
 pub mod train;
@@ -41,6 +42,9 @@ pub enum Command {
     Forward(forward::Args),
     /// Train a model on the embedded digits data set.
     Train(Box<train::Args>),
+    /// Fine-tune pretrained weights on the digits: new head, frozen layers, per-pattern
+    /// learning rates, gradual unfreezing (every `kiln train` flag works too).
+    Finetune(Box<finetune::Args>),
     /// Benchmarks side by side with PyTorch (`kiln bench train|io|checkpoint`).
     Bench(bench::Args),
 }
@@ -64,6 +68,7 @@ pub fn main() -> ExitCode {
         Command::Diff(a) => diff::run(&a),
         Command::Forward(a) => forward::run(&a),
         Command::Train(a) => train::run(&a),
+        Command::Finetune(a) => finetune::run(&a),
         Command::Bench(a) => bench::run(&a),
     };
     match result {

@@ -1,0 +1,78 @@
+//! The data a [`TrainConfig`] names: the embedded digits, optionally restricted to some
+//! classes (relabelled `0..k` in the order given) and to a few training images per class.
+
+use super::config::TrainConfig;
+use crate::data::{Dataset, Subset, digits};
+use crate::error::Result;
+use std::sync::Arc;
+
+/// The training and test sets of `cfg`: the digits split, then `classes` and `per_class`
+/// (the `per_class` images are drawn with `cfg.seed`, so runs with the same seed train on the
+/// same images).
+///
+/// # Errors
+/// `K0101` when a class has fewer training images than `per_class`.
+pub fn train_test(cfg: &TrainConfig) -> Result<(Arc<dyn Dataset>, Arc<dyn Dataset>)> {
+    let (train, test) = digits::train_test()?;
+    let (train, test): (Arc<dyn Dataset>, Arc<dyn Dataset>) = (Arc::new(train), Arc::new(test));
+    if cfg.classes.is_none() && cfg.per_class.is_none() {
+        return Ok((train, test));
+    }
+    let classes = cfg.class_list();
+    let relabel = {
+        let classes = classes.clone();
+        move |l: i64| classes.iter().position(|&c| c == l).map_or(l, |p| p as i64)
+    };
+    let name = format!("digits {}", describe(&classes));
+    let train = match cfg.per_class {
+        Some(k) => Subset::per_class(train, &classes, k, cfg.seed)?
+            .named(format!("{name}, {k} per class (train)")),
+        None => Subset::with_labels(train, &classes)?.named(format!("{name} (train)")),
+    }
+    .map_labels(relabel.clone());
+    let test = Subset::with_labels(test, &classes)?
+        .named(format!("{name} (test)"))
+        .map_labels(relabel);
+    Ok((Arc::new(train), Arc::new(test)))
+}
+
+fn describe(classes: &[i64]) -> String {
+    let contiguous = classes.windows(2).all(|w| w[1] == w[0] + 1);
+    match (classes.first(), classes.last()) {
+        (Some(a), Some(b)) if contiguous && classes.len() > 2 => format!("{a}-{b}"),
+        _ => classes
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_are_selected_relabelled_and_subsampled() {
+        let mut cfg = TrainConfig::for_model("lenet");
+        cfg.classes = Some(vec![5, 6, 7, 8, 9]);
+        cfg.per_class = Some(20);
+        let (train, test) = train_test(&cfg).unwrap();
+        assert_eq!(train.len(), 100);
+        let labels: Vec<i64> = (0..100).map(|i| train.label(i).unwrap()).collect();
+        for c in 0..5 {
+            assert_eq!(labels.iter().filter(|&&l| l == c).count(), 20);
+        }
+        let n = test.len();
+        assert!(n > 150 && n < 210, "{n}");
+        assert!((0..n).all(|i| (0..5).contains(&test.label(i).unwrap())));
+        // Same seed, same images; another seed, other images.
+        let (again, _) = train_test(&cfg).unwrap();
+        assert_eq!(
+            again.get(7).unwrap().0.to_vec3::<f32>().unwrap(),
+            train.get(7).unwrap().0.to_vec3::<f32>().unwrap()
+        );
+        assert_eq!(describe(&[5, 6, 7, 8, 9]), "5-9");
+        assert_eq!(describe(&[0, 2]), "0,2");
+    }
+}
