@@ -57,8 +57,8 @@ pub struct Args {
     /// (e.g. 0-4, 5-9, 0,2,4-6).
     #[arg(long, value_name = "DIGITS")]
     pub classes: Option<String>,
-    /// Keep only N training images of each class, drawn with --seed (the test set keeps all
-    /// images of the classes).
+    /// Keep only N training images of each class, drawn with --seed; the test set is then
+    /// every other image of the classes (test split plus the unused training images).
     #[arg(long, value_name = "N")]
     pub per_class: Option<usize>,
     /// Print nothing but errors (no progress bar, no per-epoch lines).

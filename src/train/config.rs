@@ -152,7 +152,8 @@ pub struct TrainConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classes: Option<Vec<i64>>,
     /// Keep only this many training images of each class, chosen by a shuffle seeded with
-    /// `seed` (the test set keeps every image of the selected classes).
+    /// `seed`; the test set is then every other image of the classes (see
+    /// [`super::data::train_test`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_class: Option<usize>,
     /// Outputs of the model (None: the number of classes).
