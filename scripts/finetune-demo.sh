@@ -29,7 +29,7 @@ acc() { # final test accuracy (%) of a run folder
 }
 
 "$kiln" train --model lenet --classes 0-4 --quiet --no-checkpoint --out "$dir/pretrain"
-echo "pretrained LeNet on digits 0-4: test accuracy $(acc "$dir/pretrain")% (359-image test split, 0-4 only)" >&2
+echo "pretrained LeNet on digits 0-4: test accuracy $(acc "$dir/pretrain")% (digits 0-4 of the test split)" >&2
 pre="$dir/pretrain/model.safetensors"
 data=(--classes 5-9 --per-class 20 --quiet --no-checkpoint)
 

@@ -1,4 +1,5 @@
 //! Benchmarks run by `kiln bench …` (not tests; figures go to docs/BENCHMARKS.md).
 
 pub mod checkpoint;
+pub mod freeze;
 pub mod io;
