@@ -8,7 +8,7 @@
 #        small-lr   pretrained, everything trains, the backbone at a tenth of the head's lr
 #        scratch    kiln train on the same 100 images from a random initialisation
 #   3. print a markdown table of the accuracy on every held-out 5-9 image (the 5-9 images
-#      of the test split and the unused ones of the training split: 805 images).
+#      of the test split and the unused ones of the training split: 796 images).
 #
 # Usage: scripts/finetune-demo.sh            (seeds 0-4, budgets 5 and 15 epochs, lr 0.03 and 0.1)
 #        SEEDS="0 1" EPOCHS="5" LRS="0.03" scripts/finetune-demo.sh
