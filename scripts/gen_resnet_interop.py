@@ -6,7 +6,8 @@ Usage: python scripts/gen_resnet_interop.py [OUT_DIR]   (default target/interop)
 - resnet18.safetensors: a torchvision resnet18 (1000 classes) state dict, seeded, with every
   BatchNorm's affine parameters and running statistics randomised so eval mode is not the
   identity; resnet18_eval_io.safetensors: an input batch [2, 3, 64, 64] and torchvision's
-  eval-mode logits.
+  eval-mode logits. resnet18.pt: the same state dict written by torch.save (fine-tuning
+  test: new 5-class head, all but fc frozen).
 - resnet18_train.safetensors: a 10-class resnet18 in training mode on [4, 3, 64, 64] (at least 8 values per
   channel in every BatchNorm; with 2, as [2, 3, 32, 32] gives in layer4, batch statistics are
   too ill-conditioned for a float32 comparison): initial
@@ -48,6 +49,8 @@ def main():
     randomize_bns(m)
     m.eval()
     save_file(clone_sd("", m), os.path.join(OUT, "resnet18.safetensors"))
+    # The same weights as torch.save writes them (what a fine-tuning user starts from).
+    torch.save(m.state_dict(), os.path.join(OUT, "resnet18.pt"))
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         logits = m(x)

@@ -1,7 +1,8 @@
 //! torchvision interop for ResNet-18, on files generated at test time by
 //! `scripts/gen_resnet_interop.py` (see `scripts/nn_interop.sh`). Gated on the environment
 //! variable `KILN_INTEROP_DIR` (the folder holding the files), so a plain `cargo test` passes
-//! without Python; when the variable is set, missing files are a failure.
+//! without Python; when the variable is set, missing files are a failure. The fine-tuning
+//! check also runs ungated on kiln-written ResNet-18 weights saved as `.pt`.
 
 mod common;
 
@@ -10,7 +11,7 @@ use common::{Errors, check_grads, check_state_after, get, load, state_dict};
 use kiln::Module;
 use kiln::models::{ResNet, ResNetConfig};
 use kiln::nn::loss::cross_entropy;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn interop_dir() -> Option<PathBuf> {
     match std::env::var_os("KILN_INTEROP_DIR") {
@@ -71,4 +72,96 @@ fn resnet18_train_mode_step_matches_torchvision() {
     check_grads(&mut errs, &t, &store, x.as_tensor(), &m);
     check_state_after(&mut errs, &t, &m);
     errs.assert_below("resnet18_train", 1e-4);
+}
+
+/// Fine-tunes ResNet-18 from the state dict file `weights` (1000 classes): a new 5-class
+/// head, everything but `fc` frozen (BatchNorm kept in eval mode), Adam on a fixed batch.
+/// The load report names the skipped head, the loss goes down, frozen parameters and
+/// BatchNorm statistics stay bit-identical and get no gradient.
+fn finetune_resnet18_from(weights: &Path, lr: f64) {
+    use kiln::finetune::{Selector, freeze, frozen_batchnorm_to_eval, load_pretrained, unfreeze};
+    use kiln::optim::{Adam, AdamConfig, Grads, Optimizer};
+    let sd = kiln::io::load_state_dict_file(weights, &kiln::LoadOptions::new()).unwrap();
+    assert_eq!(sd.get("fc.weight").unwrap().dims(), &[1000, 512]);
+    kiln::rng::manual_seed(0);
+    let m = ResNet::resnet18(ResNetConfig {
+        num_classes: 5,
+        in_channels: 3,
+    })
+    .unwrap();
+    let r = load_pretrained(&m, &sd, None).unwrap();
+    let skipped: Vec<&str> = r.report.mismatched.iter().map(|x| x.key.as_str()).collect();
+    assert_eq!(skipped, ["fc.weight", "fc.bias"]);
+    assert!(r.describe()[0].contains("shape [1000, 512] in the checkpoint, [5, 512] in the model"));
+    assert_eq!(r.report.loaded.len(), sd.len() - 2);
+    freeze(&m, &Selector::new(&["*"]).unwrap()).unwrap();
+    unfreeze(&m, &Selector::new(&["fc"]).unwrap()).unwrap();
+    m.train(true);
+    assert_eq!(frozen_batchnorm_to_eval(&m).len(), 20);
+    let bits = |m: &ResNet| -> Vec<(String, Vec<u32>)> {
+        m.state_dict()
+            .iter()
+            .filter(|(k, _)| !k.starts_with("fc."))
+            .map(|(k, t)| {
+                let t = t.to_dtype(candle_core::DType::F64).unwrap();
+                let v: Vec<f64> = t.flatten_all().unwrap().to_vec1().unwrap();
+                (
+                    k.to_string(),
+                    v.into_iter().map(|x| (x as f32).to_bits()).collect(),
+                )
+            })
+            .collect()
+    };
+    let before = bits(&m);
+    // Adam, at a rate suited to the weights' feature scale (torchvision's randomised
+    // BatchNorm statistics make its features far larger than kiln's initialisation).
+    let mut opt = Adam::new(m.trainable_parameters(), AdamConfig::lr(lr)).unwrap();
+    let mut g = kiln::rng::Generator::new(7);
+    let x = candle_core::Tensor::from_vec(
+        g.uniform_vec(8 * 3 * 32 * 32, -1.0, 1.0),
+        (8, 3, 32, 32),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let y =
+        candle_core::Tensor::new(&[0i64, 1, 2, 3, 4, 0, 1, 2], &candle_core::Device::Cpu).unwrap();
+    let params = m.parameters();
+    let mut losses = Vec::new();
+    for _ in 0..15 {
+        let loss = cross_entropy(&m.forward(&x).unwrap(), &y).unwrap();
+        losses.push(loss.to_scalar::<f32>().unwrap());
+        let grads = Grads::backward(&loss, &params).unwrap();
+        for (n, p) in m.named_parameters() {
+            assert_eq!(grads.get(&p).is_some(), n.starts_with("fc."), "{n}");
+        }
+        opt.step(&grads).unwrap();
+    }
+    println!(
+        "fine-tuning ResNet-18 from {}: losses {losses:?}",
+        weights.display()
+    );
+    assert!(losses[14] < 0.7 * losses[0], "{losses:?}");
+    assert_eq!(
+        before,
+        bits(&m),
+        "a frozen parameter or BatchNorm statistic changed"
+    );
+}
+
+/// torchvision `resnet18` weights written by `torch.save` fine-tune in kiln.
+#[test]
+fn resnet18_torchvision_state_dict_finetunes_with_a_new_head() {
+    let Some(dir) = interop_dir() else { return };
+    finetune_resnet18_from(&dir.join("resnet18.pt"), 1e-3);
+}
+
+/// The same on kiln-written weights saved as `.pt` (runs without Python).
+#[test]
+fn resnet18_kiln_pt_weights_finetune_with_a_new_head() {
+    kiln::rng::manual_seed(3);
+    let pre = ResNet::resnet18(ResNetConfig::default()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("resnet18.pt");
+    kiln::io::save_state_dict(&pre.state_dict(), &path).unwrap();
+    finetune_resnet18_from(&path, 1e-2);
 }

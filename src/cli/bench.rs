@@ -38,6 +38,46 @@ pub enum What {
     /// DDP step split into compute, gradient all-reduce and update; run under
     /// `mpirun -np N` (alone it measures one process).
     Ddp(crate::cli::bench_parallel::DdpArgs),
+    /// Backward time of ResNet-18 on the CPU, everything but `fc` frozen vs nothing frozen.
+    Freeze(FreezeArgs),
+}
+
+/// Arguments of `kiln bench freeze`.
+#[derive(clap::Args, Debug)]
+pub struct FreezeArgs {
+    /// Batch size.
+    #[arg(long, short = 'b', default_value_t = 16)]
+    pub batch_size: usize,
+    /// Image side (3 channels).
+    #[arg(long, default_value_t = 32)]
+    pub image_size: usize,
+    /// Timed backward passes per variant (after one warm-up); medians are reported.
+    #[arg(long, short = 'n', default_value_t = 10)]
+    pub steps: usize,
+    /// Compute threads.
+    #[arg(long, short = 't', default_value_t = 1)]
+    pub threads: usize,
+}
+
+fn bench_freeze(a: &FreezeArgs) -> Result<ExitCode> {
+    if a.threads == 0 {
+        return Err(Error::invalid("threads", 0, "at least 1"));
+    }
+    // SAFETY: `kiln bench` runs straight from `main`; no other thread exists yet.
+    unsafe { crate::train::threads::set_threads(a.threads)? };
+    let r = crate::bench::freeze::run(a.batch_size, a.image_size, a.steps)?;
+    println!(
+        "resnet18 batch {} 3x{}x{}, {} thread(s), median of {} steps (forward {:.1} ms)",
+        a.batch_size, a.image_size, a.image_size, a.threads, a.steps, r.forward_ms
+    );
+    println!("backward, nothing frozen:      {:8.2} ms", r.full_ms);
+    println!("backward, all but fc frozen:   {:8.2} ms", r.frozen_ms);
+    println!(
+        "ratio frozen/full backward: {:.4} ({:.0}x faster)",
+        r.frozen_ms / r.full_ms,
+        r.full_ms / r.frozen_ms.max(1e-9)
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Arguments of `kiln bench io`.
@@ -460,6 +500,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         What::Io(a) => bench_io(a),
         What::Dp(a) => crate::cli::bench_parallel::run_dp(a),
         What::Ddp(a) => crate::cli::bench_parallel::run_ddp(a),
+        What::Freeze(a) => bench_freeze(a),
     }
 }
 

@@ -6,6 +6,7 @@ pub mod convert;
 pub mod devices;
 pub mod diff;
 pub mod explain;
+pub mod finetune;
 pub mod forward;
 pub mod inspect;
 pub mod train;
@@ -42,7 +43,10 @@ pub enum Command {
     Forward(forward::Args),
     /// Train a model on the embedded digits data set.
     Train(Box<train::Args>),
-    /// Benchmarks (`kiln bench train|io|checkpoint|dp|ddp`), side by side with PyTorch where it has a twin.
+    /// Fine-tune pretrained weights on the digits: new head, frozen layers, per-pattern
+    /// learning rates, gradual unfreezing (every `kiln train` flag works too).
+    Finetune(Box<finetune::Args>),
+    /// Benchmarks (`kiln bench train|checkpoint|io|dp|ddp|freeze`), beside PyTorch where it has a twin.
     Bench(bench::Args),
 }
 
@@ -65,6 +69,7 @@ pub fn main() -> ExitCode {
         Command::Diff(a) => diff::run(&a),
         Command::Forward(a) => forward::run(&a),
         Command::Train(a) => train::run(&a),
+        Command::Finetune(a) => finetune::run(&a),
         Command::Bench(a) => bench::run(&a),
     };
     match result {

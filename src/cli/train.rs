@@ -54,6 +54,14 @@ pub struct Args {
     /// Drop the last incomplete training batch of each epoch.
     #[arg(long)]
     pub drop_last: bool,
+    /// Train and test on these digit classes only, relabelled 0..k in the order given
+    /// (e.g. 0-4, 5-9, 0,2,4-6).
+    #[arg(long, value_name = "DIGITS")]
+    pub classes: Option<String>,
+    /// Keep only N training images of each class, drawn with --seed; the test set is then
+    /// every other image of the classes (test split plus the unused training images).
+    #[arg(long, value_name = "N")]
+    pub per_class: Option<usize>,
     /// Print nothing but errors (no progress bar, no per-epoch lines).
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -123,6 +131,12 @@ impl Args {
         cfg.threads = self.threads;
         cfg.device = self.device.clone();
         cfg.drop_last = self.drop_last;
+        cfg.classes = self
+            .classes
+            .as_deref()
+            .map(crate::train::parse_classes)
+            .transpose()?;
+        cfg.per_class = self.per_class;
         if let Some(out) = &self.out {
             cfg.out = out.clone();
         }
@@ -178,6 +192,12 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     // SAFETY: `kiln train` runs straight from `main`; no other thread exists yet.
     unsafe { crate::train::threads::set_threads(cfg.threads)? };
     let summary = crate::train::run_with(&cfg, &opts)?;
+    print_summary(args, &summary);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The last line of `kiln train` and `kiln finetune` (rank 0, unless quiet).
+pub(crate) fn print_summary(args: &Args, summary: &crate::train::RunSummary) {
     let rank0 = crate::parallel::launcher_env().is_none_or(|(_, rank, _)| rank == 0);
     if !args.quiet && rank0 {
         let last = summary.epochs.last();
@@ -190,7 +210,6 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             summary.curves_path.display()
         );
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
@@ -243,5 +262,19 @@ mod tests {
         }
         let e = parse(&["--batch-size", "0"]).unwrap().config().unwrap_err();
         assert_eq!(e.code(), "K0003");
+        let e = parse(&["--classes", "3-1"]).unwrap().config().unwrap_err();
+        assert_eq!(e.code(), "K0003");
+        let e = parse(&["--per-class", "0"]).unwrap().config().unwrap_err();
+        assert_eq!(e.code(), "K0003");
+    }
+
+    #[test]
+    fn classes_and_per_class_reach_the_config() {
+        let c = parse(&["--classes", "0-4", "--per-class", "20"])
+            .unwrap()
+            .config()
+            .unwrap();
+        assert_eq!(c.classes, Some(vec![0, 1, 2, 3, 4]));
+        assert_eq!((c.per_class, c.outputs()), (Some(20), 5));
     }
 }

@@ -255,12 +255,14 @@ pub enum Error {
     EmptyParameterList { detail: String },
     /// A parameter placed in two parameter groups.
     #[error(
-        "some parameters appear in more than one parameter group: '{name}' is in groups {first} and {second}"
+        "some parameters appear in more than one parameter group: '{name}' is in groups {first} and {second}{detail}"
     )]
     DuplicateParameter {
         name: String,
         first: usize,
         second: usize,
+        /// Why, when known (e.g. the two patterns that select it).
+        detail: String,
     },
     /// Loaded optimizer or scheduler state does not fit the optimizer.
     #[error("cannot load optimizer state: {detail}")]

@@ -200,15 +200,16 @@ pub(crate) fn check_added(existing: &[ParamGroup], new: &[(String, Param)]) -> R
 }
 
 fn duplicate(first_name: &str, name: &str, first: usize, second: usize) -> Error {
-    let name = if first_name == name || first_name.is_empty() {
-        name.to_string()
+    let detail = if first_name == name || first_name.is_empty() {
+        String::new()
     } else {
-        format!("{name}' (also named '{first_name}")
+        format!(" (also named '{first_name}')")
     };
     Error::DuplicateParameter {
-        name,
+        name: name.to_string(),
         first,
         second,
+        detail,
     }
 }
 

@@ -124,7 +124,8 @@ pub fn snapshot_and_save_with(
 }
 
 /// Hyper-parameters that must match for a resume to continue the same run.
-const MUST_MATCH: [&str; 9] = [
+/// `finetune` is compared without `from`: the pretrained file only seeds the first epoch.
+const MUST_MATCH: [&str; 13] = [
     "model",
     "optimizer",
     "lr",
@@ -134,19 +135,30 @@ const MUST_MATCH: [&str; 9] = [
     "seed",
     "scheduler",
     "drop_last",
+    "classes",
+    "per_class",
+    "num_classes",
+    "finetune",
 ];
 
 /// Refuses a resume whose configuration differs from the checkpoint's in a field that
-/// changes the run (model, optimizer, hyper-parameters, batch size, seed, schedule).
-/// `epochs`, `threads`, `device` and `out` may differ.
+/// changes the run (model, optimizer, hyper-parameters, batch size, seed, schedule, data
+/// selection, fine-tuning setup). `epochs`, `threads`, `device`, `out` and the pretrained
+/// file (`finetune.from`) may differ.
 ///
 /// # Errors
 /// `K0702` naming the first differing field and both values.
 pub fn check_config(saved: &serde_json::Value, current: &TrainConfig) -> Result<()> {
     let cur = serde_json::to_value(current).map_err(|e| Error::invalid("config", e, "JSON"))?;
     for field in MUST_MATCH {
-        let a = saved.get(field).cloned().unwrap_or(serde_json::Value::Null);
-        let b = cur.get(field).cloned().unwrap_or(serde_json::Value::Null);
+        let get = |v: &serde_json::Value| {
+            let mut x = v.get(field).cloned().unwrap_or(serde_json::Value::Null);
+            if let (true, Some(o)) = (field == "finetune", x.as_object_mut()) {
+                o.remove("from");
+            }
+            x
+        };
+        let (a, b) = (get(saved), get(&cur));
         if a != b {
             return Err(Error::ResumeMismatch {
                 field: field.to_string(),
@@ -179,6 +191,11 @@ pub fn restore(t: &mut Trainer, ck: &Checkpoint) -> Result<()> {
             },
             other => other,
         })?;
+    // Gradual unfreezing: the groups the run had added by then, before their state loads.
+    let due = t
+        .unfreeze
+        .due_at(ck.progress.epoch, ck.progress.step_in_epoch);
+    t.apply_unfreeze(due)?;
     t.optimizer.load_state_dict(&ck.optimizer)?;
     match (t.scheduler.as_mut(), &ck.scheduler) {
         (Some(s), Some(v)) => s.load_state_dict(v)?,

@@ -147,6 +147,21 @@ pub struct TrainConfig {
     pub drop_last: bool,
     /// Output directory (`metrics.jsonl`, `model.safetensors`, `curves.png`).
     pub out: PathBuf,
+    /// Train and test on these digit classes only, relabelled `0..k` in the order given
+    /// (None: all ten).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Vec<i64>>,
+    /// Keep only this many training images of each class, chosen by a shuffle seeded with
+    /// `seed`; the test set is then every other image of the classes (see
+    /// [`super::data::train_test`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_class: Option<usize>,
+    /// Outputs of the model (None: the number of classes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_classes: Option<usize>,
+    /// Fine-tuning: pretrained weights, frozen parameters, parameter groups, unfreezing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finetune: Option<crate::finetune::FinetuneConfig>,
 }
 
 /// Default number of epochs.
@@ -183,7 +198,23 @@ impl TrainConfig {
             device: "cpu".into(),
             drop_last: false,
             out: PathBuf::from("runs").join(model),
+            classes: None,
+            per_class: None,
+            num_classes: None,
+            finetune: None,
         }
+    }
+
+    /// The digit classes the run uses (all ten unless `classes` is set).
+    pub fn class_list(&self) -> Vec<i64> {
+        self.classes
+            .clone()
+            .unwrap_or_else(|| (0..crate::data::digits::NUM_CLASSES as i64).collect())
+    }
+
+    /// The model's number of outputs: `num_classes`, else the number of classes used.
+    pub fn outputs(&self) -> usize {
+        self.num_classes.unwrap_or(self.class_list().len())
     }
 
     /// Checks ranges and names.
@@ -229,8 +260,65 @@ impl TrainConfig {
                 "a finite value >= 0",
             ));
         }
+        self.validate_data()?;
         parse_device(&self.device).map(|_| ())
     }
+
+    fn validate_data(&self) -> Result<()> {
+        let n = crate::data::digits::NUM_CLASSES as i64;
+        if let Some(c) = &self.classes {
+            if c.is_empty() {
+                return Err(Error::invalid("classes", "(none)", "at least one digit"));
+            }
+            for (i, d) in c.iter().enumerate() {
+                if !(0..n).contains(d) || c[..i].contains(d) {
+                    return Err(Error::invalid(
+                        "classes",
+                        format!("{c:?}"),
+                        format!("distinct digits between 0 and {}", n - 1),
+                    ));
+                }
+            }
+        }
+        if self.per_class == Some(0) {
+            return Err(Error::invalid("per_class", 0, "at least 1"));
+        }
+        let used = self.class_list().len();
+        if let Some(k) = self.num_classes
+            && k < used
+        {
+            return Err(Error::invalid(
+                "num_classes",
+                k,
+                format!("at least the {used} classes trained on"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Parses a list of digit classes: `5-9`, `0,2,4`, `0-2,7`.
+///
+/// # Errors
+/// `K0003` for text that is no such list.
+pub fn parse_classes(text: &str) -> Result<Vec<i64>> {
+    let bad = || Error::invalid("classes", text, "digits or ranges, e.g. 5-9 or 0,2,4-6");
+    let mut out = Vec::new();
+    for part in text.split(',') {
+        let part = part.trim();
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let a: i64 = a.trim().parse().map_err(|_| bad())?;
+                let b: i64 = b.trim().parse().map_err(|_| bad())?;
+                if a > b {
+                    return Err(bad());
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    Ok(out)
 }
 
 /// Parses `cpu`, `cuda` or `cuda:N` into a device.
@@ -317,6 +405,30 @@ mod tests {
             assert_eq!(e.code(), "K0303");
             assert!(e.to_string().contains("cuda:1"));
         }
+    }
+
+    #[test]
+    fn classes_parse_and_validate() {
+        assert_eq!(parse_classes("5-9").unwrap(), [5, 6, 7, 8, 9]);
+        assert_eq!(parse_classes("0, 2,4-5").unwrap(), [0, 2, 4, 5]);
+        for bad in ["", "a", "9-5", "1-"] {
+            assert_eq!(parse_classes(bad).unwrap_err().code(), "K0003", "{bad}");
+        }
+        let mut c = TrainConfig::for_model("lenet");
+        assert_eq!(c.outputs(), 10);
+        c.classes = Some(vec![5, 6, 7]);
+        assert_eq!(c.outputs(), 3);
+        c.validate().unwrap();
+        // Old configurations (no data fields) still parse and compare equal.
+        let plain = serde_json::to_string(&TrainConfig::for_model("lenet")).unwrap();
+        assert!(!plain.contains("classes"));
+        for bad in [vec![5, 5], vec![10], vec![]] {
+            c.classes = Some(bad);
+            assert_eq!(c.validate().unwrap_err().code(), "K0003");
+        }
+        c.classes = Some(vec![5, 6, 7]);
+        c.num_classes = Some(2);
+        assert_eq!(c.validate().unwrap_err().code(), "K0003");
     }
 
     #[test]

@@ -12,6 +12,7 @@
 pub mod chart;
 pub mod checkpointing;
 pub mod config;
+pub mod data;
 pub mod ddp_verify;
 pub mod hooks;
 pub mod metrics;
@@ -23,7 +24,7 @@ pub mod state;
 pub mod threads;
 pub mod trainer;
 
-pub use config::{OptimizerKind, SchedulerSpec, TrainConfig, parse_device};
+pub use config::{OptimizerKind, SchedulerSpec, TrainConfig, parse_classes, parse_device};
 pub use hooks::{Hook, StepReport};
 pub use metrics::{EpochMetrics, MetricsLog};
 pub use run::{RunOptions, RunSummary, build_trainer, run, run_with};

@@ -4,7 +4,7 @@ use super::config::{OptimizerKind, SchedulerSpec, TrainConfig};
 use crate::error::Result;
 use crate::nn::Param;
 use crate::optim::scheduler::{CosineAnnealingLr, LrScheduler, StepLr};
-use crate::optim::{Adam, AdamConfig, AdamW, Optimizer, Sgd, SgdConfig};
+use crate::optim::{Adam, AdamConfig, AdamW, GroupSpec, Optimizer, Sgd, SgdConfig};
 
 /// The optimizer for `cfg` over `params` (trainable parameters with their names): PyTorch's
 /// `SGD(lr, momentum, weight_decay)`, `Adam(lr, weight_decay)` or `AdamW(lr, weight_decay)`,
@@ -13,9 +13,19 @@ use crate::optim::{Adam, AdamConfig, AdamW, Optimizer, Sgd, SgdConfig};
 /// # Errors
 /// `K0601` when there is no trainable parameter; `K0003` for an invalid setting.
 pub fn build(cfg: &TrainConfig, params: Vec<(String, Param)>) -> Result<Box<dyn Optimizer>> {
+    build_groups(cfg, vec![GroupSpec::new(params)])
+}
+
+/// [`build`] over several parameter groups (e.g. from
+/// [`crate::finetune::param_groups`]); `cfg`'s settings are the defaults each group may
+/// override.
+///
+/// # Errors
+/// As [`build`]; `K0602` when a parameter is in two groups.
+pub fn build_groups(cfg: &TrainConfig, groups: Vec<GroupSpec>) -> Result<Box<dyn Optimizer>> {
     Ok(match cfg.optimizer {
-        OptimizerKind::Sgd => Box::new(Sgd::new(
-            params,
+        OptimizerKind::Sgd => Box::new(Sgd::with_groups(
+            groups,
             SgdConfig {
                 lr: cfg.lr,
                 momentum: cfg.momentum,
@@ -23,16 +33,16 @@ pub fn build(cfg: &TrainConfig, params: Vec<(String, Param)>) -> Result<Box<dyn 
                 ..Default::default()
             },
         )?),
-        OptimizerKind::Adam => Box::new(Adam::new(
-            params,
+        OptimizerKind::Adam => Box::new(Adam::with_groups(
+            groups,
             AdamConfig {
                 lr: cfg.lr,
                 weight_decay: cfg.weight_decay,
                 ..Default::default()
             },
         )?),
-        OptimizerKind::AdamW => Box::new(AdamW::new(
-            params,
+        OptimizerKind::AdamW => Box::new(AdamW::with_groups(
+            groups,
             AdamConfig {
                 lr: cfg.lr,
                 weight_decay: cfg.weight_decay,

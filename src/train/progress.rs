@@ -38,6 +38,22 @@ impl Progress {
 impl Hook for Progress {
     fn on_epoch_start(&mut self, t: &Trainer) -> Result<()> {
         (self.loss_sum, self.correct, self.seen, self.seconds) = (0.0, 0, 0, 0.0);
+        if self.print_epochs && t.state.step_in_epoch == 0 {
+            for s in t
+                .unfreeze
+                .steps()
+                .iter()
+                .filter(|s| s.epoch == t.state.epoch)
+            {
+                println!(
+                    "epoch {:>3}: unfroze {} parameters ({} …) as a new group with lr {:.3e}",
+                    s.epoch + 1,
+                    s.names.len(),
+                    s.names.first().map_or("", String::as_str),
+                    s.lr
+                );
+            }
+        }
         if self.show_bar {
             let total = t.train_loader.num_batches() as u64;
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());

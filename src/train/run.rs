@@ -11,12 +11,13 @@ use super::save::save_state_dict;
 use super::state::TrainState;
 use super::trainer::{EVAL_BATCH_SIZE, Trainer};
 use crate::checkpoint::{Checkpoint, CheckpointManager, Policy, Resume};
-use crate::data::{DataLoader, Dataset, digits};
+use crate::data::{DataLoader, digits};
 use crate::error::{Error, Result};
+use crate::finetune::UnfreezeSchedule;
 use crate::io::LoadOptions;
+use crate::optim::GroupSpec;
 use crate::rng;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 /// File names written into the output directory.
 pub const METRICS_FILE: &str = "metrics.jsonl";
@@ -46,22 +47,34 @@ impl RunSummary {
 }
 
 /// Builds a [`Trainer`] for `cfg` on the embedded digits: seeds kiln's generator with
-/// `cfg.seed`, builds the model (its initialisation draws from that generator), the optimizer
-/// and the loaders (training shuffled with `cfg.seed`, test in order).
+/// `cfg.seed`, builds the model (its initialisation draws from that generator), applies the
+/// fine-tuning setup if any (pretrained weights, freezing, parameter groups, unfreezing
+/// schedule: [`crate::finetune::prepare`]), the optimizer and the loaders (training shuffled
+/// with `cfg.seed`, test in order).
 ///
 /// # Errors
-/// `K0003` for a bad configuration; `K0303`/`K0305` for a bad device.
+/// `K0003` for a bad configuration; `K0303`/`K0305` for a bad device; loading and pattern
+/// errors of the fine-tuning setup.
 pub fn build_trainer(cfg: &TrainConfig) -> Result<Trainer> {
     cfg.validate()?;
     let device = parse_device(&cfg.device)?;
-    let (train, test) = digits::train_test()?;
+    let (train, test) = super::data::train_test(cfg)?;
     rng::manual_seed(cfg.seed);
-    let model = crate::models::build(&cfg.model, digits::NUM_CLASSES, 1, digits::IMAGE_SIZE)?;
+    let model = crate::models::build(&cfg.model, cfg.outputs(), 1, digits::IMAGE_SIZE)?;
     model.to_device(&device)?;
-    let mut optimizer = optimizers::build(cfg, model.trainable_parameters())?;
+    let (groups, unfreeze, pretrained) = match &cfg.finetune {
+        None => (
+            vec![GroupSpec::new(model.trainable_parameters())],
+            UnfreezeSchedule::default(),
+            None,
+        ),
+        Some(ft) => {
+            let p = crate::finetune::prepare(model.as_ref(), ft, cfg.lr)?;
+            (p.groups, p.schedule, p.report)
+        }
+    };
+    let mut optimizer = optimizers::build_groups(cfg, groups)?;
     let scheduler = optimizers::build_scheduler(cfg, optimizer.as_mut())?;
-    let train: Arc<dyn Dataset> = Arc::new(train);
-    let test: Arc<dyn Dataset> = Arc::new(test);
     let train_loader = DataLoader::new(train, cfg.batch_size)?
         .shuffle(true)
         .drop_last(cfg.drop_last)
@@ -77,7 +90,57 @@ pub fn build_trainer(cfg: &TrainConfig) -> Result<Trainer> {
         state: TrainState::start(),
         device,
         comm: None,
+        unfreeze,
+        pretrained,
     })
+}
+
+/// What a fine-tuning setup did, for the console: the pretrained file's load report (what
+/// was skipped and why), the frozen parameters, the optimizer's groups and the unfreezing
+/// schedule. Empty for a plain training run.
+pub fn describe_setup(t: &Trainer) -> Vec<String> {
+    let Some(ft) = &t.config.finetune else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let (Some(r), Some(from)) = (&t.pretrained, &ft.from) {
+        out.push(format!(
+            "loaded {} tensors from {}",
+            r.report.loaded.len(),
+            from.display()
+        ));
+        out.extend(r.describe().into_iter().map(|l| format!("  {l}")));
+    }
+    let params = t.model.named_parameters();
+    let frozen = params.iter().filter(|(_, p)| !p.requires_grad()).count();
+    out.push(format!(
+        "frozen: {frozen} of {} parameter tensors; optimizer groups:",
+        params.len()
+    ));
+    let rules = &ft.groups;
+    let groups = t.optimizer.param_groups();
+    let offset = groups.len().saturating_sub(rules.len());
+    for (i, g) in groups.iter().enumerate() {
+        let what = match i.checked_sub(offset).and_then(|r| rules.get(r)) {
+            Some(rule) => format!("'{}'", rule.pattern),
+            None => "the other trainable parameters".into(),
+        };
+        let n: usize = g.params.iter().map(|p| p.elem_count()).sum();
+        out.push(format!(
+            "  group {i}: {what}: {} tensors, {n} values, lr {:.3e}",
+            g.params.len(),
+            g.lr
+        ));
+    }
+    for s in t.unfreeze.steps() {
+        out.push(format!(
+            "  at epoch {}: unfreeze {} tensors as a new group with lr {:.3e}",
+            s.epoch + 1,
+            s.names.len(),
+            s.lr
+        ));
+    }
+    out
 }
 
 /// How a run is carried out, beyond its hyper-parameters: checkpointing, resume, crash
@@ -163,6 +226,16 @@ pub fn run_with(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         }
     };
     let rank0 = comm.as_ref().is_none_or(|c| c.rank() == 0);
+    if cfg
+        .finetune
+        .as_ref()
+        .is_some_and(|f| !f.unfreeze.is_empty())
+        && (comm.is_some() || opts.devices.is_some())
+    {
+        return Err(Error::Unsupported {
+            what: "gradual unfreezing (--unfreeze-at) with --devices or --distributed".into(),
+        });
+    }
     let nccl_cfg;
     let cfg = match comm.as_ref().map(|c| c.backend()) {
         Some("nccl") => {
@@ -172,6 +245,11 @@ pub fn run_with(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         _ => cfg,
     };
     let mut trainer = build_trainer(cfg)?;
+    if rank0 && !opts.quiet {
+        for line in describe_setup(&trainer) {
+            println!("{line}");
+        }
+    }
     if let Some(c) = &comm {
         trainer.train_loader = trainer
             .train_loader

@@ -6,6 +6,7 @@ use super::metrics::EpochMetrics;
 use super::state::TrainState;
 use crate::data::{Batch, DataLoader};
 use crate::error::{Context, Result};
+use crate::finetune::{PretrainedReport, UnfreezeSchedule, frozen_batchnorm_to_eval};
 use crate::nn::Module;
 use crate::nn::loss::{correct, cross_entropy};
 use crate::optim::scheduler::LrScheduler;
@@ -38,6 +39,10 @@ pub struct Trainer {
     /// Under DistributedDataParallel: the communicator, used to sum the epoch's training
     /// totals over ranks so every rank reports the global train loss and accuracy.
     pub comm: Option<std::sync::Arc<dyn crate::parallel::Communicator>>,
+    /// Gradual unfreezing: steps applied at the start of their epoch (empty: none).
+    pub unfreeze: UnfreezeSchedule,
+    /// What loading the pretrained weights did (fine-tuning runs with `from`).
+    pub pretrained: Option<PretrainedReport>,
 }
 
 impl Trainer {
@@ -55,6 +60,8 @@ impl Trainer {
         rng::set_state(&self.state.rng)?;
         while self.state.epoch < self.config.epochs {
             let epoch = self.state.epoch;
+            let due = self.unfreeze.due_at(epoch + 1, 0);
+            self.apply_unfreeze(due)?;
             let lr = self.optimizer.param_groups().first().map_or(0.0, |g| g.lr);
             for h in hooks.iter_mut() {
                 h.on_epoch_start(self)?;
@@ -62,6 +69,9 @@ impl Trainer {
             let started = Instant::now();
             let seconds_before = self.state.epoch_seconds;
             self.model.train(true);
+            if self.config.finetune.as_ref().is_some_and(|f| f.bn_eval) {
+                frozen_batchnorm_to_eval(self.model.as_ref());
+            }
             let loader = self.train_loader.clone();
             for batch in loader.epoch_from(epoch as u64, self.state.step_in_epoch)? {
                 let report = self.train_step(&batch?)?;
@@ -106,6 +116,23 @@ impl Trainer {
             out.push(metrics);
         }
         Ok(out)
+    }
+
+    /// Applies the first `due` unfreezing steps that are not applied yet (see
+    /// [`UnfreezeSchedule::due_at`]): `fit` calls it at the start of each epoch, a resume
+    /// before it loads the optimizer state. Returns how many it applied.
+    ///
+    /// # Errors
+    /// Errors of the optimizer or the scheduler when adding a group.
+    pub fn apply_unfreeze(&mut self, due: usize) -> Result<usize> {
+        let model = crate::train::checkpointing::inner_model(self.model.as_ref());
+        let done = self.unfreeze.apply_first(
+            due,
+            model,
+            self.optimizer.as_mut(),
+            self.scheduler.as_deref_mut(),
+        )?;
+        Ok(done.len())
     }
 
     /// One optimizer step on `batch`: forward, cross-entropy, backward, update.

@@ -50,6 +50,24 @@ impl Base {
         }
     }
 
+    /// Takes in the group just appended to `opt` (see `LrScheduler::add_param_group`).
+    pub fn add_group(&mut self, opt: &mut dyn Optimizer, scheduler: &str) -> Result<()> {
+        let i = self.base_lrs.len();
+        let groups = opt.param_groups().len();
+        if groups != i + 1 {
+            return Err(Error::invalid(
+                "optimizer param groups",
+                groups,
+                format!("{} ({scheduler} knew {i}; add one group at a time)", i + 1),
+            ));
+        }
+        let lr = opt.param_groups()[i].lr;
+        opt.set_initial_lr(i, lr);
+        self.base_lrs.push(lr);
+        self.last_lr.push(lr);
+        Ok(())
+    }
+
     /// One `step()`: `_step_count += 1`, `last_epoch += 1`, new rates from `get_lr` (given
     /// this state and the groups' current rates) written into the groups, `_last_lr` read
     /// back from them.

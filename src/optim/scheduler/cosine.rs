@@ -92,6 +92,10 @@ impl LrScheduler for CosineAnnealingLr {
         &self.base.last_lr
     }
 
+    fn add_param_group(&mut self, opt: &mut dyn Optimizer) -> Result<()> {
+        self.base.add_group(opt, "CosineAnnealingLR")
+    }
+
     fn last_epoch(&self) -> i64 {
         self.base.last_epoch
     }

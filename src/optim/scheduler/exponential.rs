@@ -46,6 +46,10 @@ impl LrScheduler for ExponentialLr {
         &self.base.last_lr
     }
 
+    fn add_param_group(&mut self, opt: &mut dyn Optimizer) -> Result<()> {
+        self.base.add_group(opt, "ExponentialLR")
+    }
+
     fn last_epoch(&self) -> i64 {
         self.base.last_epoch
     }

@@ -69,6 +69,21 @@ pub trait LrScheduler: Send {
     /// # Errors
     /// `K0603` when the dict is not this scheduler's state (a key missing or mistyped).
     fn load_state_dict(&mut self, state: &Value) -> Result<()>;
+
+    /// Takes in the parameter group just appended to `opt` (gradual unfreezing): its current
+    /// rate becomes its `initial_lr` and base rate, and from the next `step` on it follows
+    /// the schedule from there (every kiln scheduler is chainable, so the new group is scaled
+    /// by the same factors as the others). PyTorch leaves such a group out of `base_lrs`.
+    ///
+    /// # Errors
+    /// `K0003` unless `opt` has exactly one group more than the scheduler knows; the provided
+    /// implementation answers `K0005`.
+    fn add_param_group(&mut self, opt: &mut dyn Optimizer) -> Result<()> {
+        let _ = opt;
+        Err(crate::Error::Unsupported {
+            what: format!("adding a parameter group under {}", self.name()),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -55,6 +55,10 @@ impl LrScheduler for StepLr {
         &self.base.last_lr
     }
 
+    fn add_param_group(&mut self, opt: &mut dyn Optimizer) -> Result<()> {
+        self.base.add_group(opt, "StepLR")
+    }
+
     fn last_epoch(&self) -> i64 {
         self.base.last_epoch
     }

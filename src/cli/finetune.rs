@@ -1,0 +1,157 @@
+//! `kiln finetune`: `kiln train` starting from pretrained weights, with a new head, frozen
+//! parameters, per-pattern learning rates and gradual unfreezing. Every flag of `kiln train`
+//! works here too (same loop, metrics, chart, checkpoints and `--resume`).
+
+use super::train::{self, print_summary};
+use crate::error::Result;
+use crate::finetune::{FinetuneConfig, GroupRule, UnfreezeRule};
+use crate::train::TrainConfig;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `kiln finetune`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Pretrained weights: a state dict or checkpoint (.pt, .pth, .safetensors) or a
+    /// whole-model file.
+    #[arg(long, value_name = "FILE")]
+    pub from: PathBuf,
+    /// Outputs of the new head (default: the number of --classes, else 10).
+    #[arg(long, short = 'k', value_name = "N")]
+    pub num_classes: Option<usize>,
+    /// Freeze the parameters these patterns select (glob `conv*`, regex `^fc\.`, or a module
+    /// name such as `layer4`); repeat or list several.
+    #[arg(long, value_name = "PATTERN", num_args = 1..)]
+    pub freeze: Vec<String>,
+    /// A parameter group with its own learning rate, PATTERN=LR (e.g. 'layer4.*=1e-4');
+    /// trainable parameters no group selects use --lr.
+    #[arg(long, value_name = "PATTERN=LR", num_args = 1..)]
+    pub group: Vec<String>,
+    /// Gradual unfreezing, EPOCH[:PATTERN][=LR]: at the start of 0-based epoch EPOCH,
+    /// unfreeze the frozen parameters PATTERN selects (default: all) as a new group with
+    /// learning rate LR (default: a tenth of --lr).
+    #[arg(long, value_name = "EPOCH[:PATTERN][=LR]")]
+    pub unfreeze_at: Vec<String>,
+    /// The head: the submodule built with --num-classes outputs and left at its new
+    /// initialisation.
+    #[arg(long, default_value = "fc")]
+    pub head: String,
+    /// Load the pretrained head too when its shape fits.
+    #[arg(long)]
+    pub keep_head: bool,
+    /// Keep BatchNorm layers whose parameters are all frozen in eval mode (running
+    /// statistics untouched).
+    #[arg(long)]
+    pub bn_eval: bool,
+    /// Everything `kiln train` takes.
+    #[command(flatten)]
+    pub train: train::Args,
+}
+
+impl Args {
+    /// The run's configuration: `kiln train`'s with the fine-tuning part.
+    ///
+    /// # Errors
+    /// `K0003` for a bad value; `K0402` for a pattern that does not compile.
+    pub fn config(&self) -> Result<TrainConfig> {
+        let mut cfg = self.train.config()?;
+        cfg.num_classes = self.num_classes;
+        if self.train.out.is_none() {
+            cfg.out = PathBuf::from("runs").join(format!("{}-finetune", cfg.model));
+        }
+        cfg.finetune = Some(FinetuneConfig {
+            from: Some(self.from.clone()),
+            head: self.head.clone(),
+            keep_head: self.keep_head,
+            freeze: self.freeze.clone(),
+            groups: self
+                .group
+                .iter()
+                .map(|g| GroupRule::parse(g))
+                .collect::<Result<_>>()?,
+            unfreeze: self
+                .unfreeze_at
+                .iter()
+                .map(|u| UnfreezeRule::parse(u))
+                .collect::<Result<_>>()?,
+            bn_eval: self.bn_eval,
+        });
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// Runs `kiln finetune`.
+///
+/// # Errors
+/// Configuration, loading, training and I/O errors.
+pub fn run(args: &Args) -> Result<ExitCode> {
+    let cfg = args.config()?;
+    let opts = args.train.run_options()?;
+    // SAFETY: `kiln finetune` runs straight from `main`; no other thread exists yet.
+    unsafe { crate::train::threads::set_threads(cfg.threads)? };
+    let summary = crate::train::run_with(&cfg, &opts)?;
+    print_summary(&args.train, &summary);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        a: Args,
+    }
+
+    fn parse(args: &[&str]) -> std::result::Result<Args, clap::Error> {
+        T::try_parse_from(std::iter::once("finetune").chain(args.iter().copied())).map(|t| t.a)
+    }
+
+    #[test]
+    fn flags_reach_the_config() {
+        let a = parse(&[
+            "--from",
+            "pre.safetensors",
+            "--classes",
+            "5-9",
+            "--per-class",
+            "20",
+            "--freeze",
+            "conv*",
+            "fc1",
+            "--group",
+            "fc2=1e-3",
+            "--unfreeze-at",
+            "3:conv*=1e-4",
+            "--bn-eval",
+        ])
+        .unwrap();
+        let c = a.config().unwrap();
+        let ft = c.finetune.clone().unwrap();
+        assert_eq!(ft.freeze, ["conv*", "fc1"]);
+        assert_eq!(ft.groups[0].lr, 1e-3);
+        assert_eq!(ft.unfreeze[0].epoch, 3);
+        assert!(ft.bn_eval && !ft.keep_head);
+        assert_eq!(ft.head, "fc");
+        assert_eq!(c.outputs(), 5);
+        assert_eq!(c.out, PathBuf::from("runs/lenet-finetune"));
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        assert!(parse(&[]).is_err(), "--from is required");
+        let e = parse(&["--from", "x", "--group", "fc"]).unwrap().config();
+        assert_eq!(e.unwrap_err().code(), "K0003");
+        let e = parse(&["--from", "x", "--unfreeze-at", "soon"])
+            .unwrap()
+            .config();
+        assert_eq!(e.unwrap_err().code(), "K0003");
+        let e = parse(&["--from", "x", "--classes", "0-4", "-k", "3"])
+            .unwrap()
+            .config();
+        assert_eq!(e.unwrap_err().code(), "K0003");
+    }
+}

@@ -1,0 +1,107 @@
+//! `FinetuneConfig`: what turns a freshly built model into a fine-tuning run — pretrained
+//! weights around a new head, frozen parameters, per-pattern parameter groups, an unfreezing
+//! schedule — and [`prepare`], which applies it. `kiln finetune` stores it in the run's
+//! [`crate::train::TrainConfig`], so `kiln train`'s loop, checkpoints and resume serve both.
+
+use super::{
+    GroupRule, PretrainedReport, Selector, UnfreezeRule, UnfreezeSchedule, freeze, load_pretrained,
+    param_groups,
+};
+use crate::error::Result;
+use crate::io::{LoadOptions, load_state_dict_file};
+use crate::nn::Module;
+use crate::optim::GroupSpec;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// The fine-tuning part of a run's configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FinetuneConfig {
+    /// Pretrained weights: a state dict or checkpoint (`.pt`, `.pth`, `.safetensors`) or a
+    /// whole-model file. None: start from the model's initialisation.
+    #[serde(default)]
+    pub from: Option<PathBuf>,
+    /// The head (a submodule path, `fc` for kiln's models): built with the run's number of
+    /// classes and left at its new initialisation.
+    pub head: String,
+    /// Load the pretrained head too when its shapes fit (same number of classes).
+    #[serde(default)]
+    pub keep_head: bool,
+    /// Patterns of parameters to freeze.
+    #[serde(default)]
+    pub freeze: Vec<String>,
+    /// `PATTERN=LR` parameter groups.
+    #[serde(default)]
+    pub groups: Vec<GroupRule>,
+    /// Gradual unfreezing.
+    #[serde(default)]
+    pub unfreeze: Vec<UnfreezeRule>,
+    /// Keep BatchNorm layers whose parameters are all frozen in eval mode (running
+    /// statistics untouched).
+    #[serde(default)]
+    pub bn_eval: bool,
+}
+
+impl Default for FinetuneConfig {
+    fn default() -> Self {
+        FinetuneConfig {
+            from: None,
+            head: "fc".into(),
+            keep_head: false,
+            freeze: Vec::new(),
+            groups: Vec::new(),
+            unfreeze: Vec::new(),
+            bn_eval: false,
+        }
+    }
+}
+
+/// What [`prepare`] did and what the optimizer needs.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The load report (None without `from`).
+    pub report: Option<PretrainedReport>,
+    /// Names of the frozen parameters.
+    pub frozen: Vec<String>,
+    /// The optimizer's parameter groups (see [`param_groups`]).
+    pub groups: Vec<GroupSpec>,
+    /// The planned unfreezing.
+    pub schedule: UnfreezeSchedule,
+}
+
+/// Applies `cfg` to `model` (already built with the run's number of classes): loads the
+/// pretrained weights non-strictly, skipping the head unless `keep_head`; freezes; builds the
+/// parameter groups and plans the unfreezing (`base_lr` sets its default rate).
+///
+/// # Errors
+/// Loading errors; `K0401` when the file shares no key with the model; `K0402` for a pattern
+/// that selects nothing; `K0404` when the model has no `head`; `K0601`/`K0602` for bad groups.
+pub fn prepare(model: &dyn Module, cfg: &FinetuneConfig, base_lr: f64) -> Result<Prepared> {
+    model.get_submodule(&cfg.head)?;
+    let report = match &cfg.from {
+        None => None,
+        Some(path) => {
+            let sd = load_state_dict_file(path, &LoadOptions::new().map_location("cpu"))?;
+            let head = Selector::new(&[cfg.head.as_str()])?;
+            let skip = (!cfg.keep_head && sd.keys().any(|k| head.matches(k))).then_some(&head);
+            let r = load_pretrained(model, &sd, skip)?;
+            if r.report.loaded.is_empty() {
+                return Err(r.report.to_error(model.type_name()));
+            }
+            Some(r)
+        }
+    };
+    let frozen = if cfg.freeze.is_empty() {
+        Vec::new()
+    } else {
+        freeze(model, &Selector::new(&cfg.freeze)?)?
+    };
+    let groups = param_groups(model, &cfg.groups)?;
+    let schedule = UnfreezeSchedule::plan(model, &cfg.unfreeze, base_lr)?;
+    Ok(Prepared {
+        report,
+        frozen,
+        groups,
+        schedule,
+    })
+}
