@@ -2,9 +2,10 @@
 //!
 //! Forward: im2col of the whole batch, one GEMM per group into `[O, N·P]`, then one pass that
 //! transposes to `[N, O, P]` and adds the bias. Backward: the output gradient is transposed
-//! once to `[O, N·P]`; the weight gradient is one GEMM per group against the (recomputed)
-//! column matrix, the input gradient one GEMM per group followed by col2im, the bias gradient
-//! a per-channel sum. A gradient is computed only for arguments that need one.
+//! once to `[O, N·P]`; the weight gradient is one GEMM per group against the column matrix
+//! (kept from the forward pass when it has at most `KEEP_COLUMNS_MAX` elements, else
+//! rebuilt), the input gradient one GEMM per group followed by col2im, the bias gradient a
+//! per-channel sum. A gradient is computed only for arguments that need one.
 
 use super::cpu::{
     Float, Grads3, dispatch, dispatch_dtype, needs_grad, slice, storage, tensor, with_slice,
@@ -14,6 +15,7 @@ use super::im2col::{col2im, im2col};
 use super::reduce::sum_per_channel;
 use crate::error::{Context, Error, Result, shape_str};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+use std::sync::Mutex;
 
 use super::im2col::Geom;
 
@@ -87,7 +89,14 @@ impl Geom {
         col
     }
 
-    fn forward<T: Float>(&self, x: &[T], w: &[T], b: Option<&[T]>) -> candle_core::Result<Vec<T>> {
+    /// The output `[N, O, P]`, and the column matrix when `keep` asks for it.
+    fn forward<T: Float>(
+        &self,
+        x: &[T],
+        w: &[T],
+        b: Option<&[T]>,
+        keep: bool,
+    ) -> candle_core::Result<(Vec<T>, Option<Vec<T>>)> {
         let (np, p, kg, og) = (self.np(), self.p(), self.kg(), self.og());
         let col = self.columns(x);
         let mut yt = vec![T::zero(); self.o * np];
@@ -115,15 +124,17 @@ impl Geom {
                 }
             }
         }
-        Ok(y)
+        Ok((y, keep.then_some(col)))
     }
 
-    /// `(gx, gw, gb)` for the requested arguments, from the output gradient `gy`.
+    /// `(gx, gw, gb)` for the requested arguments, from the output gradient `gy`; `kept` is
+    /// the forward's column matrix of `x` when it was kept (else it is recomputed).
     fn backward<T: Float>(
         &self,
         x: &[T],
         w: &[T],
         gy: &[T],
+        kept: Option<&[T]>,
         want: [bool; 3],
     ) -> candle_core::Result<Grads3<Vec<T>>> {
         let (np, p, kg, og) = (self.np(), self.p(), self.kg(), self.og());
@@ -139,7 +150,14 @@ impl Geom {
             }
         }
         let gw = if want[1] {
-            let col = self.columns(x);
+            let recomputed;
+            let col = match kept {
+                Some(col) if col.len() == self.c * self.kh * self.kw * np => col,
+                _ => {
+                    recomputed = self.columns(x);
+                    &recomputed
+                }
+            };
             let mut gw = vec![T::zero(); self.o * kg];
             for gi in 0..self.groups {
                 gemm(
@@ -180,12 +198,16 @@ impl Geom {
         w: &Tensor,
         b: Option<&Tensor>,
         gy: &Tensor,
+        kept: Option<CpuStorage>,
     ) -> candle_core::Result<Grads3<Tensor>> {
         let want = [needs_grad(x), needs_grad(w), b.is_some_and(needs_grad)];
         dispatch_dtype!(x.dtype(), "kiln-conv2d", |T| {
+            let kept = kept
+                .as_ref()
+                .and_then(|s| <T as candle_core::WithDType>::cpu_storage_as_slice(s).ok());
             let (gx, gw, gb) = with_slice::<T, _>(x, |xs| {
                 with_slice::<T, _>(w, |ws| {
-                    with_slice::<T, _>(gy, |gys| self.backward(xs, ws, gys, want))
+                    with_slice::<T, _>(gy, |gys| self.backward(xs, ws, gys, kept, want))
                 })
             })?;
             Ok((
@@ -197,8 +219,51 @@ impl Geom {
     }
 }
 
+/// Column matrices up to this many elements are kept from the forward pass for the weight
+/// gradient instead of being rebuilt in backward (im2col only copies, so the result is the
+/// same either way); larger ones are recomputed, bounding what a training graph holds.
+const KEEP_COLUMNS_MAX: usize = 1 << 22;
+
 /// The convolution as a candle op: `(x, w)` or, with a bias, `(x, w, b)`.
-struct Conv2dOp(Geom);
+struct Conv2dOp {
+    g: Geom,
+    /// Whether to keep the forward's column matrix (the weight needs a gradient and the
+    /// matrix is at most [`KEEP_COLUMNS_MAX`] elements).
+    keep: bool,
+    /// The kept column matrix, taken (and freed) by the backward pass.
+    cols: Mutex<Option<CpuStorage>>,
+}
+
+impl Conv2dOp {
+    fn new(g: Geom, w: &Tensor) -> Self {
+        let len = g.c.saturating_mul(g.kh * g.kw).saturating_mul(g.np());
+        Conv2dOp {
+            g,
+            keep: needs_grad(w) && len <= KEEP_COLUMNS_MAX,
+            cols: Mutex::new(None),
+        }
+    }
+
+    /// Runs the forward pass, keeping the column matrix when asked.
+    fn run<T: Float>(&self, x: &[T], w: &[T], b: Option<&[T]>) -> candle_core::Result<CpuStorage> {
+        let (y, col) = self.g.forward::<T>(x, w, b, self.keep)?;
+        if let Some(col) = col {
+            *self.cols.lock().unwrap_or_else(|p| p.into_inner()) = Some(storage(col));
+        }
+        Ok(storage(y))
+    }
+
+    fn grads(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+        gy: &Tensor,
+    ) -> candle_core::Result<Grads3<Tensor>> {
+        let kept = self.cols.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.g.grads(x, w, b, gy, kept)
+    }
+}
 
 impl CustomOp2 for Conv2dOp {
     fn name(&self) -> &'static str {
@@ -212,10 +277,12 @@ impl CustomOp2 for Conv2dOp {
         ws: &CpuStorage,
         wl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let y = dispatch!(xs, CustomOp2::name(self), |T| storage::<T>(
-            self.0.forward::<T>(slice(xs, xl)?, slice(ws, wl)?, None)?
-        ));
-        Ok((y, Shape::from(self.0.out_dims().to_vec())))
+        let y = dispatch!(xs, CustomOp2::name(self), |T| self.run::<T>(
+            slice(xs, xl)?,
+            slice(ws, wl)?,
+            None
+        )?);
+        Ok((y, Shape::from(self.g.out_dims().to_vec())))
     }
 
     fn bwd(
@@ -225,7 +292,7 @@ impl CustomOp2 for Conv2dOp {
         _res: &Tensor,
         gy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let (gx, gw, _) = self.0.grads(x, w, None, gy)?;
+        let (gx, gw, _) = self.grads(x, w, None, gy)?;
         Ok((gx, gw))
     }
 }
@@ -244,11 +311,12 @@ impl CustomOp3 for Conv2dOp {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let y = dispatch!(xs, CustomOp3::name(self), |T| storage::<T>(
-            self.0
-                .forward::<T>(slice(xs, xl)?, slice(ws, wl)?, Some(slice(bs, bl)?))?
-        ));
-        Ok((y, Shape::from(self.0.out_dims().to_vec())))
+        let y = dispatch!(xs, CustomOp3::name(self), |T| self.run::<T>(
+            slice(xs, xl)?,
+            slice(ws, wl)?,
+            Some(slice(bs, bl)?)
+        )?);
+        Ok((y, Shape::from(self.g.out_dims().to_vec())))
     }
 
     fn bwd(
@@ -259,7 +327,7 @@ impl CustomOp3 for Conv2dOp {
         _res: &Tensor,
         gy: &Tensor,
     ) -> candle_core::Result<Grads3<Tensor>> {
-        self.0.grads(x, w, Some(b), gy)
+        self.grads(x, w, Some(b), gy)
     }
 }
 
@@ -309,9 +377,9 @@ pub fn conv2d(
     match b {
         Some(b) => {
             let b = b.contiguous().ctx("conv2d")?;
-            x.apply_op3(&w, &b, Conv2dOp(g)).ctx("conv2d")
+            x.apply_op3(&w, &b, Conv2dOp::new(g, &w)).ctx("conv2d")
         }
-        None => x.apply_op2(&w, Conv2dOp(g)).ctx("conv2d"),
+        None => x.apply_op2(&w, Conv2dOp::new(g, &w)).ctx("conv2d"),
     }
 }
 
@@ -472,6 +540,28 @@ mod tests {
             ];
             check(1000 + seed, DType::F32, case, next(2) == 0);
         }
+    }
+
+    #[test]
+    fn kept_columns_give_the_same_gradients_as_rebuilt_ones() {
+        let g = Geom::new(&[2, 4, 6, 5], &[6, 2, 3, 3], 2, 1, 1, 2).unwrap();
+        let v = |len: usize, k: f64| -> Vec<f64> {
+            (0..len)
+                .map(|i| ((i as f64 * k).sin() * 3.0) / 7.0)
+                .collect()
+        };
+        let (x, w) = (v(2 * 4 * 6 * 5, 0.37), v(6 * 2 * 3 * 3, 1.3));
+        let (y, col) = g.forward(&x, &w, None, true).unwrap();
+        let (y2, none) = g.forward(&x, &w, None, false).unwrap();
+        assert!(none.is_none() && y == y2);
+        let gy = v(y.len(), 2.9);
+        let want = [true, true, true];
+        let kept = g.backward(&x, &w, &gy, col.as_deref(), want).unwrap();
+        let rebuilt = g.backward(&x, &w, &gy, None, want).unwrap();
+        assert_eq!(kept, rebuilt);
+        // A column matrix of the wrong size is ignored, not trusted.
+        let wrong = g.backward(&x, &w, &gy, Some(&[1.0]), want).unwrap();
+        assert_eq!(wrong, rebuilt);
     }
 
     #[test]
