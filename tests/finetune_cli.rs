@@ -3,7 +3,9 @@
 //! unfreezing that survives a crash and `--resume` bit-exactly (optimizer state of the added
 //! group included).
 
-use kiln::io::{LoadOptions, Value, load};
+mod common;
+
+use common::runs::{assert_same_run, final_optimizer_state};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -162,6 +164,10 @@ fn overlapping_groups_and_nothing_trainable_are_coded_errors() {
 }
 
 fn finetune(out: &Path, extra: &[&str]) -> std::process::ExitStatus {
+    finetune_cmd(out, "2=0.005", extra).status().unwrap()
+}
+
+fn finetune_cmd(out: &Path, unfreeze_at: &str, extra: &[&str]) -> Command {
     let mut args = vec![
         "finetune",
         "--from",
@@ -178,40 +184,18 @@ fn finetune(out: &Path, extra: &[&str]) -> std::process::ExitStatus {
         "fc1",
         "fc2",
         "--unfreeze-at",
-        "2=0.005",
+        unfreeze_at,
         "--quiet",
         "--checkpoint-every-steps",
         "4",
     ];
     args.extend_from_slice(extra);
-    Command::new(KILN)
-        .args(&args)
-        .arg("--out")
-        .arg(out)
-        .status()
-        .unwrap()
+    let mut c = Command::new(KILN);
+    c.args(&args).arg("--out").arg(out);
+    c
 }
 
-fn metrics_without_seconds(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v.as_object_mut().unwrap().remove("seconds");
-            v
-        })
-        .collect()
-}
-
-fn final_optimizer_state(dir: &Path) -> Value {
-    let ck = dir.join("checkpoints");
-    let last = std::fs::read_to_string(ck.join("last")).unwrap();
-    let v = load(ck.join(last.trim()), &LoadOptions::new()).unwrap();
-    v.get("optimizer_state_dict").unwrap().clone()
-}
-
-fn groups_of(state: &Value) -> usize {
+fn groups_of(state: &kiln::io::Value) -> usize {
     state.get("param_groups").unwrap().as_seq().unwrap().len()
 }
 
@@ -239,21 +223,10 @@ fn check_resume(name: &str, extra: &[&str]) {
             finetune(&run, &again).success(),
             "{name}: resume after {crash_at}"
         );
-        let a = std::fs::read(straight.join("model.safetensors")).unwrap();
-        let b = std::fs::read(run.join("model.safetensors")).unwrap();
-        assert!(
-            a == b,
-            "{name}: model differs after crash at step {crash_at}"
-        );
-        assert_eq!(
-            final_optimizer_state(&run),
-            want,
-            "{name}: optimizer state differs after crash at step {crash_at}"
-        );
-        assert_eq!(
-            metrics_without_seconds(&run),
-            metrics_without_seconds(&straight),
-            "{name}: metrics differ after crash at step {crash_at}"
+        assert_same_run(
+            &straight,
+            &run,
+            &format!("{name}, crash after step {crash_at}"),
         );
     }
 }
@@ -283,30 +256,7 @@ fn resume_with_another_finetune_setup_is_k0702() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
     assert!(!finetune(&run, &["--crash-after-steps", "9"]).success());
-    let out = Command::new(KILN)
-        .args([
-            "finetune",
-            "--from",
-            pretrained().to_str().unwrap(),
-            "--classes",
-            "5-9",
-            "--per-class",
-            "20",
-            "--epochs",
-            "4",
-            "--freeze",
-            "conv1",
-            "conv2",
-            "fc1",
-            "fc2",
-            "--unfreeze-at",
-            "3=0.005",
-            "--quiet",
-            "--resume",
-            "last",
-            "--out",
-        ])
-        .arg(&run)
+    let out = finetune_cmd(&run, "3=0.005", &["--resume", "last"])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

@@ -3,6 +3,9 @@
 //! but wall-clock seconds). Crash at an epoch boundary and mid-epoch, with SGD-momentum, Adam
 //! and a StepLR schedule.
 
+mod common;
+
+use common::runs::assert_same_run;
 use kiln::io::{LoadOptions, Value, load};
 use std::path::Path;
 use std::process::Command;
@@ -35,25 +38,6 @@ fn train_epochs(out: &Path, epochs: &str, extra: &[&str]) -> std::process::ExitS
         .unwrap()
 }
 
-fn metrics_without_seconds(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v.as_object_mut().unwrap().remove("seconds");
-            v
-        })
-        .collect()
-}
-
-fn final_optimizer_state(dir: &Path) -> Value {
-    let ck = dir.join("checkpoints");
-    let last = std::fs::read_to_string(ck.join("last")).unwrap();
-    let v = load(ck.join(last.trim()), &LoadOptions::new()).unwrap();
-    v.get("optimizer_state_dict").unwrap().clone()
-}
-
 fn check(name: &str, extra: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
     let straight = tmp.path().join("straight");
@@ -71,20 +55,10 @@ fn check(name: &str, extra: &[&str]) {
             train(&run, &again).success(),
             "{name}: resume after crash at {crash_at}"
         );
-        let a = std::fs::read(straight.join("model.safetensors")).unwrap();
-        let b = std::fs::read(run.join("model.safetensors")).unwrap();
-        assert!(
-            a == b,
-            "{name}: model differs after crash at step {crash_at}"
-        );
-        assert_eq!(
-            metrics_without_seconds(&straight),
-            metrics_without_seconds(&run),
-            "{name}: metrics differ after crash at step {crash_at}"
-        );
-        assert!(
-            final_optimizer_state(&straight) == final_optimizer_state(&run),
-            "{name}: optimizer state differs after crash at step {crash_at}"
+        assert_same_run(
+            &straight,
+            &run,
+            &format!("{name}, crash after step {crash_at}"),
         );
     }
 }

@@ -22,7 +22,8 @@ pub struct CheckpointBench {
     pub epoch_ms: f64,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The median (0 for no values).
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
     if n == 0 {

@@ -14,6 +14,8 @@ use crate::optim::Grads;
 use candle_core::{Device, Tensor};
 use std::time::Instant;
 
+use super::checkpoint::median;
+
 /// Median backward times in milliseconds.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct FreezeBench {
@@ -23,16 +25,6 @@ pub struct FreezeBench {
     pub frozen_ms: f64,
     /// Forward (training mode) with nothing frozen, for scale.
     pub forward_ms: f64,
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 /// Times `steps` backward passes of each variant (after one warm-up each), alternating the

@@ -110,6 +110,14 @@ mod tests {
         T::try_parse_from(std::iter::once("finetune").chain(args.iter().copied())).map(|t| t.a)
     }
 
+    /// clap's own consistency checks (duplicate flags between `kiln finetune` and the
+    /// flattened `kiln train` flags, short-flag clashes), which release builds skip.
+    #[test]
+    fn the_whole_command_line_is_consistent() {
+        use clap::CommandFactory;
+        crate::cli::Cli::command().debug_assert();
+    }
+
     #[test]
     fn flags_reach_the_config() {
         let a = parse(&[
