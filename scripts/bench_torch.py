@@ -60,6 +60,8 @@ def main():
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="f32", choices=["f32", "bf16"])
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--momentum", type=float, default=0.9)
     ap.add_argument("--image-size", type=int, default=8)
@@ -67,7 +69,9 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    model = build(a.model, a.image_size)
+    dev = torch.device(a.device)
+    dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[a.dtype]
+    model = build(a.model, a.image_size).to(dev, dtype)
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=a.lr, momentum=a.momentum)
     x, y = digits_batch(a.data, a.batch_size)
@@ -76,6 +80,7 @@ def main():
             raise SystemExit(f"image size {a.image_size} is not a multiple of {x.shape[-1]}")
         f = a.image_size // x.shape[-1]
         x = x.repeat_interleave(f, dim=2).repeat_interleave(f, dim=3).contiguous()
+    x, y = x.to(dev, dtype), y.to(dev)
     times, cpu = [], []
     for i in range(a.warmup + a.steps):
         t0, c0 = time.perf_counter(), time.process_time()
@@ -93,7 +98,7 @@ def main():
     print(json.dumps({"median_ms": statistics.median(times), "p10_ms": q(0.1), "p90_ms": q(0.9),
                       "cpu_median_ms": statistics.median(cpu),
                       "steps": a.steps, "torch": torch.__version__,
-                      "threads": torch.get_num_threads()}))
+                      "threads": torch.get_num_threads(), "device": str(dev), "dtype": a.dtype}))
 
 
 if __name__ == "__main__":

@@ -194,6 +194,12 @@ pub struct TrainArgs {
     /// Time kiln only (for profiling); no ratio is printed.
     #[arg(long)]
     pub kiln_only: bool,
+    /// Device for both sides: cpu, cuda or cuda:N (kiln needs a `--features cuda` build).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Parameter and input dtype for both sides: f32 or bf16.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16"])]
+    pub dtype: String,
 }
 
 /// A benchmark's settings with every default filled in.
@@ -209,6 +215,10 @@ pub struct BenchSpec {
     pub threads: usize,
     /// Square image size (a multiple of 8).
     pub image_size: usize,
+    /// Device (`cpu`, `cuda:N`).
+    pub device: String,
+    /// `f32` or `bf16`.
+    pub dtype: String,
 }
 
 impl TrainArgs {
@@ -225,6 +235,8 @@ impl TrainArgs {
             steps: self.steps.unwrap_or(if resnet { 20 } else { 100 }),
             threads: self.threads,
             image_size: self.image_size.unwrap_or(if resnet { 32 } else { 8 }),
+            device: self.device.clone(),
+            dtype: self.dtype.clone(),
         };
         if spec.threads == 0 {
             return Err(Error::invalid("threads", 0, "at least 1"));
@@ -313,6 +325,26 @@ pub fn time_kiln(
     steps: usize,
     image_size: usize,
 ) -> Result<Timing> {
+    time_kiln_on(model, batch_size, steps, image_size, "cpu", "f32")
+}
+
+/// [`time_kiln`] on `device` with parameters and inputs in `dtype` (`f32` or `bf16`).
+///
+/// # Errors
+/// As [`time_kiln`]; device errors (`K0303`, `K0304`, `K0305`).
+pub fn time_kiln_on(
+    model: &str,
+    batch_size: usize,
+    steps: usize,
+    image_size: usize,
+    device: &str,
+    dtype: &str,
+) -> Result<Timing> {
+    let dtype = match dtype {
+        "f32" => candle_core::DType::F32,
+        "bf16" => candle_core::DType::BF16,
+        other => return Err(Error::invalid("dtype", other, "f32 or bf16")),
+    };
     if steps == 0 {
         return Err(Error::invalid("steps", 0, "at least 1"));
     }
@@ -341,12 +373,14 @@ pub fn time_kiln(
             .upsample_nearest2d(image_size, image_size)
             .ctx("enlarge the digits")?
     };
+    let inputs = inputs.to_dtype(dtype).ctx("inputs to the dtype")?;
     let batch = crate::data::Batch {
         inputs,
         targets,
         indices,
     };
     let mut cfg = TrainConfig::for_model(model);
+    cfg.device = device.to_string();
     cfg.batch_size = batch_size;
     cfg.optimizer = OptimizerKind::Sgd;
     cfg.lr = LR;
@@ -356,6 +390,12 @@ pub fn time_kiln(
     if image_size != digits::IMAGE_SIZE {
         rng::manual_seed(cfg.seed);
         trainer.model = crate::models::build(model, digits::NUM_CLASSES, 1, image_size)?;
+        trainer.model.to_device(&trainer.device)?;
+    }
+    if dtype != candle_core::DType::F32 {
+        trainer.model.to_dtype(dtype)?;
+    }
+    if image_size != digits::IMAGE_SIZE || dtype != candle_core::DType::F32 {
         trainer.optimizer = optimizers::build(&cfg, trainer.model.trainable_parameters())?;
     }
     trainer.model.train(true);
@@ -414,6 +454,7 @@ pub fn time_torch(a: &BenchSpec) -> Result<(Timing, String)> {
         .args(["--warmup", &WARMUP.to_string()])
         .args(["--threads", &a.threads.to_string()])
         .args(["--image-size", &a.image_size.to_string()])
+        .args(["--device", &a.device, "--dtype", &a.dtype])
         .args(["--lr", &LR.to_string(), "--momentum", &MOMENTUM.to_string()])
         .output()
         .map_err(|e| Error::io("run", &py, e))?;
@@ -449,8 +490,10 @@ pub fn time_torch(a: &BenchSpec) -> Result<(Timing, String)> {
 
 fn line(who: &str, a: &BenchSpec, t: &Timing) -> String {
     format!(
-        "{who:<8} {} batch {} image {}x{} threads {}: {:.3} ms/step median (p10 {:.3}, p90 {:.3}; cpu {:.3}) over {} steps",
+        "{who:<8} {} {} {} batch {} image {}x{} threads {}: {:.3} ms/step median (p10 {:.3}, p90 {:.3}; cpu {:.3}) over {} steps",
         a.model,
+        a.device,
+        a.dtype,
         a.batch_size,
         a.image_size,
         a.image_size,
@@ -478,7 +521,14 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             } else {
                 Some(find_python()?)
             };
-            let kiln = time_kiln(&spec.model, spec.batch_size, spec.steps, spec.image_size)?;
+            let kiln = time_kiln_on(
+                &spec.model,
+                spec.batch_size,
+                spec.steps,
+                spec.image_size,
+                &spec.device,
+                &spec.dtype,
+            )?;
             println!("{}", line("kiln", &spec, &kiln));
             let Some(py) = py else {
                 return Ok(ExitCode::SUCCESS);
@@ -524,6 +574,19 @@ mod tests {
         assert_eq!(time_kiln("mlp", 0, 2, 8).unwrap_err().code(), "K0003");
         assert_eq!(time_kiln("mlp", 8, 0, 8).unwrap_err().code(), "K0003");
         assert_eq!(time_kiln("mlp", 8, 1, 12).unwrap_err().code(), "K0003");
+        // bf16 parameters and inputs train on the CPU too; a bad dtype is K0003.
+        assert!(
+            time_kiln_on("mlp", 8, 1, 8, "cpu", "bf16")
+                .unwrap()
+                .median_ms
+                > 0.0
+        );
+        assert_eq!(
+            time_kiln_on("mlp", 8, 1, 8, "cpu", "f16")
+                .unwrap_err()
+                .code(),
+            "K0003"
+        );
     }
 
     #[test]
@@ -535,6 +598,8 @@ mod tests {
             threads: 1,
             image_size: None,
             kiln_only: false,
+            device: "cpu".into(),
+            dtype: "f32".into(),
         };
         let r = args("resnet18").spec().unwrap();
         assert_eq!((r.batch_size, r.steps, r.image_size), (16, 20, 32));

@@ -161,7 +161,11 @@ impl Trainer {
             ddp.reduce_gradients(&mut grads)?;
         }
         self.optimizer.step(&grads)?;
-        let loss = loss.to_scalar::<f32>().ctx("loss value")? as f64;
+        // bf16/f16 models give a loss in their dtype: read it as f32.
+        let loss = loss
+            .to_dtype(candle_core::DType::F32)
+            .and_then(|l| l.to_scalar::<f32>())
+            .ctx("loss value")? as f64;
         Ok(StepReport {
             loss,
             correct: correct(&logits, &y)?,
@@ -211,7 +215,8 @@ pub fn evaluate(model: &dyn Module, loader: &DataLoader, device: &Device) -> Res
         let y = batch.targets.to_device(device).ctx("batch to device")?;
         let logits = model.forward(&x)?.detach();
         let loss = cross_entropy(&logits, &y)?
-            .to_scalar::<f32>()
+            .to_dtype(candle_core::DType::F32)
+            .and_then(|l| l.to_scalar::<f32>())
             .ctx("loss value")?;
         loss_sum += loss as f64 * batch.len() as f64;
         right += correct(&logits, &y)?;
