@@ -7,6 +7,13 @@ use crate::nn::ops::BatchStats;
 use crate::nn::{Buffer, Module, ModuleSpec, Param};
 use candle_core::{DType, Device, Tensor};
 
+/// Whether training-mode BatchNorm uses kiln's fused CPU op (`nn::ops::batch_norm_train`).
+/// Off: together with kiln's conv2d op it gives ResNet-18 input gradients that differ from
+/// torchvision's by up to 3e-2 from `layer2.0` down (scripts/nn_interop.sh, real PyTorch),
+/// although each op alone matches PyTorch (tests/nn_parity.rs). Until that is found, the
+/// layer builds training-mode BatchNorm from candle ops, which match torchvision.
+const FUSED_TRAIN_OP: bool = false;
+
 /// Which input layout a [`BatchNorm`] takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BatchNormKind {
@@ -227,7 +234,7 @@ impl Module for BatchNorm {
             );
             let mut all = vec![x];
             all.extend(w.iter().chain(b.iter()));
-            if crate::nn::ops::supported(&all) {
+            if FUSED_TRAIN_OP && crate::nn::ops::supported(&all) {
                 let affine = w.as_ref().zip(b.as_ref());
                 let (y, st) = crate::nn::ops::batch_norm_train(x, affine, self.eps)?;
                 if training {
