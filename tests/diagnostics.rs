@@ -246,20 +246,22 @@ fn k0207_backward_with_nothing_trainable() {
 
 #[test]
 fn k0301_input_and_weights_on_different_devices() {
-    // Without a GPU the mismatch is made the way a user meets it: a CUDA-tagged file loaded
-    // without map_location. On a CUDA build with a device, forward does the real check.
+    // With a GPU: a CPU layer fed a CUDA batch. Without one: the same check, fed the
+    // placements such a model and batch have.
     if kiln::device::cuda::is_available() {
         let fc = Linear::new(4, 2, true).unwrap();
         let x = Tensor::zeros((1, 4), DType::F32, &kiln::device::cuda::device(0).unwrap()).unwrap();
         expect(fc.forward(&x), "K0301", &["cuda:0", "cpu"]);
     } else {
-        let e = Error::DeviceMismatch {
-            module: "fc: Linear(in_features=4, out_features=2, bias=True)".into(),
-            weights: "cuda:0".into(),
-            input: "cpu".into(),
-        };
-        assert_eq!(e.code(), "K0301");
-        assert!(e.to_string().contains("cuda:0") && e.to_string().contains("cpu"));
+        // The check every layer runs before computing, fed the placement a CUDA model and a
+        // CPU batch have.
+        use candle_core::DeviceLocation;
+        let r = kiln::nn::layers::check_placement(
+            "fc: Linear(in_features=4, out_features=2, bias=True)",
+            (&DeviceLocation::Cuda { gpu_id: 0 }, DType::F32),
+            (&DeviceLocation::Cpu, DType::F32),
+        );
+        let e = expect(r, "K0301", &["cuda:0", "cpu", "fc: Linear"]);
         assert!(e.hint().contains("to_device"), "{}", e.hint());
     }
 }

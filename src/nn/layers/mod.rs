@@ -28,9 +28,13 @@ pub(crate) fn check_input(module: &str, x: &Tensor, weight: &Tensor) -> Result<(
     )
 }
 
-/// The comparison behind [`check_input`], on device locations and dtypes (testable without
-/// a GPU).
-pub(crate) fn check_placement(
+/// The comparison every layer makes before computing ([`check_input`]), on device locations
+/// and dtypes: `K0301` when the devices differ, `K0302` when the dtypes do. Public so the
+/// check can be exercised (and reused) without a GPU.
+///
+/// # Errors
+/// `K0301` / `K0302` naming the module, both devices or dtypes, and the fix.
+pub fn check_placement(
     module: &str,
     weights: (&DeviceLocation, DType),
     input: (&DeviceLocation, DType),
