@@ -8,10 +8,10 @@ use crate::nn::{Buffer, Module, ModuleSpec, Param};
 use candle_core::{DType, Device, Tensor};
 
 /// Whether training-mode BatchNorm uses kiln's fused CPU op (`nn::ops::batch_norm_train`).
-/// Off: together with kiln's conv2d op it gives ResNet-18 input gradients that differ from
-/// torchvision's by up to 3e-2 from `layer2.0` down (scripts/nn_interop.sh, real PyTorch),
-/// although each op alone matches PyTorch (tests/nn_parity.rs). Until that is found, the
-/// layer builds training-mode BatchNorm from candle ops, which match torchvision.
+/// Off: with it, the torchvision ResNet-18 training-step check (scripts/nn_interop.sh) fails,
+/// because its ~1e-6 rounding differences flip one ReLU mask bit at a near-zero activation in
+/// `layer2.0` of that fixed input (gradients below it then differ by up to 3e-2). The op
+/// itself matches PyTorch (tests/nn_parity.rs); see docs/BENCHMARKS.md, issue 10.
 const FUSED_TRAIN_OP: bool = false;
 
 /// Which input layout a [`BatchNorm`] takes.
