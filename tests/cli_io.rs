@@ -233,17 +233,25 @@ fn forward_with_arch_and_weights_and_with_whole_model() {
     let x = dir.path().join("x.safetensors");
     write_input(&x);
     let y = dir.path().join("y.safetensors");
-    let (code, _, err) = kiln(&[
-        "forward",
-        "--model",
-        "lenet",
-        "--weights",
-        &s(&w),
-        "--input",
-        &s(&x),
-        "--output",
-        &s(&y),
-    ]);
+    let (ws, xs) = (s(&w), s(&x));
+    // `kiln forward --model lenet --weights w --input x --output OUT EXTRA…`
+    let forward_lenet = |out: &Path, extra: &[&str]| {
+        let out = s(out);
+        let mut args = vec![
+            "forward",
+            "--model",
+            "lenet",
+            "--weights",
+            &ws,
+            "--input",
+            &xs,
+            "--output",
+            &out,
+        ];
+        args.extend_from_slice(extra);
+        kiln(&args)
+    };
+    let (code, _, err) = forward_lenet(&y, &[]);
     assert_eq!(code, 0, "{err}");
     let out = load(&y, &LoadOptions::new()).unwrap();
     assert_eq!(
@@ -266,65 +274,22 @@ fn forward_with_arch_and_weights_and_with_whole_model() {
     assert_eq!(kiln(&["diff", &s(&y), &s(&y2)]).0, 0);
     // --device: cpu gives the same output; cuda without CUDA is K0303 with the reason.
     let y3 = dir.path().join("y3.safetensors");
-    let args = |out: &str, dev: &str| {
-        vec![
-            "forward".to_string(),
-            "--model".into(),
-            "lenet".into(),
-            "--weights".into(),
-            s(&w),
-            "--input".into(),
-            s(&x),
-            "--output".into(),
-            out.to_string(),
-            "--device".into(),
-            dev.to_string(),
-        ]
-    };
-    let a: Vec<String> = args(&s(&y3), "cpu");
-    let (code, _, err) = kiln(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let (code, _, err) = forward_lenet(&y3, &["--device", "cpu"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(kiln(&["diff", &s(&y), &s(&y3)]).0, 0);
     if !kiln::device::cuda::is_available() {
-        let a: Vec<String> = args(&s(&y3), "cuda:0");
-        let (code, _, err) = kiln(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        let (code, _, err) = forward_lenet(&y3, &["--device", "cuda:0"]);
         assert_eq!(code, 1);
         assert!(err.contains("K0303"), "{err}");
     }
     // Explicit --num-classes that does not fit the weights: strict load error.
-    let (code, _, err) = kiln(&[
-        "forward",
-        "--model",
-        "lenet",
-        "--weights",
-        &s(&w),
-        "--input",
-        &s(&x),
-        "--output",
-        &s(&y),
-        "--num-classes",
-        "3",
-    ]);
+    let (code, _, err) = forward_lenet(&y, &["--num-classes", "3"]);
     assert_eq!(code, 1);
     assert!(
         err.contains("K0401") && err.contains("size mismatch for fc.weight"),
         "{err}"
     );
-    let (code, _, err) = kiln(&[
-        "forward",
-        "--model",
-        "lenet",
-        "--weights",
-        &s(&w),
-        "--input",
-        &s(&x),
-        "--output",
-        &s(&y),
-        "--in-channels",
-        "3",
-        "--image-size",
-        "8",
-    ]);
+    let (code, _, err) = forward_lenet(&y, &["--in-channels", "3", "--image-size", "8"]);
     assert_eq!(code, 1, "{err}");
 }
 

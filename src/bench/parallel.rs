@@ -5,7 +5,8 @@
 //! and splits each step into compute (forward + backward), the gradient all-reduce and the
 //! optimizer update, so the cost of communication is visible beside the work it overlaps.
 
-use crate::error::{Error, Result};
+use super::checkpoint::median;
+use crate::error::{Context, Error, Result};
 use crate::nn::Module;
 use crate::nn::loss::cross_entropy;
 use crate::optim::Grads;
@@ -13,16 +14,6 @@ use crate::parallel::{Communicator, DataParallel, DdpOptions, DistributedDataPar
 use crate::train::{TrainConfig, build_trainer};
 use std::sync::Arc;
 use std::time::Instant;
-
-/// The median of `v` (0 for an empty list).
-pub fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
 
 /// One row of `kiln bench dp`.
 #[derive(Clone, Debug)]
@@ -64,7 +55,7 @@ pub fn data_parallel(
         }
         let mut t = build_trainer(&config(model, batch)?)?;
         let devices = vec!["cpu"; n];
-        let inner = std::mem::replace(&mut t.model, Box::new(crate::nn::Identity));
+        let inner = t.take_model();
         t.model = Box::new(DataParallel::new(inner, &devices, None)?);
         let b = t.train_loader.batch(0, 0)?;
         let mut times = Vec::with_capacity(steps);
@@ -95,7 +86,6 @@ pub struct DpCheck {
 }
 
 fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> Result<f64> {
-    use crate::error::Context;
     let cpu = candle_core::Device::Cpu;
     let a = a
         .to_device(&cpu)
@@ -126,9 +116,8 @@ pub fn check_data_parallel(devices: &[&str], batch: usize) -> Result<DpCheck> {
     let device = crate::train::parse_device(first)?;
     let mut t = build_trainer(&config("lenet", batch)?)?;
     let b = t.train_loader.batch(0, 0)?;
-    let model = std::mem::replace(&mut t.model, Box::new(crate::nn::Identity));
+    let model = t.take_model();
     model.to_device(&device)?;
-    use crate::error::Context;
     let x = b.inputs.to_device(&device).ctx("batch to device")?;
     let y = b.targets.to_device(&device).ctx("batch to device")?;
     let out = model.forward(&x)?;
@@ -200,7 +189,7 @@ pub fn ddp(
     }
     let mut t = build_trainer(&config(model, batch)?)?;
     let world = comm.world_size();
-    let inner = std::mem::replace(&mut t.model, Box::new(crate::nn::Identity));
+    let inner = t.take_model();
     let ddp = DistributedDataParallel::new(inner, comm.clone(), DdpOptions::default())?;
     let loader = t.train_loader.clone().distributed(world, comm.rank())?;
     let b = loader.batch(0, 0)?;

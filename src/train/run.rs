@@ -297,7 +297,7 @@ pub fn run_with(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
     }
     if let Some(c) = &comm {
         c.barrier()?;
-        let model = std::mem::replace(&mut trainer.model, Box::new(crate::nn::Identity));
+        let model = trainer.take_model();
         trainer.model = Box::new(crate::parallel::DistributedDataParallel::new(
             model,
             c.clone(),
@@ -306,7 +306,7 @@ pub fn run_with(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         trainer.comm = Some(c.clone());
     } else if let Some(devices) = &opts.devices {
         let ids: Vec<&str> = devices.iter().map(String::as_str).collect();
-        let model = std::mem::replace(&mut trainer.model, Box::new(crate::nn::Identity));
+        let model = trainer.take_model();
         trainer.model = Box::new(crate::parallel::DataParallel::new(model, &ids, None)?);
     }
     let manager = match &opts.checkpoint {

@@ -46,6 +46,12 @@ pub struct Trainer {
 }
 
 impl Trainer {
+    /// Takes the model out (leaving an `Identity` in its place), to wrap it — in
+    /// `DataParallel` or DDP — and put the wrapper back in `self.model`.
+    pub fn take_model(&mut self) -> Box<dyn Module> {
+        std::mem::replace(&mut self.model, Box::new(crate::nn::Identity))
+    }
+
     /// Runs the remaining epochs (from `state.epoch`, batch `state.step_in_epoch`) up to
     /// `config.epochs`, calling the hooks, and returns the metrics of the epochs it ran.
     ///
