@@ -1,10 +1,10 @@
 //! `kiln bench checkpoint`: how long training stalls per checkpoint, synchronous vs
 //! asynchronous, against the time of an epoch.
 
-use crate::checkpoint::{CheckpointManager, Policy};
-use crate::error::{Error, Result};
-use crate::train::checkpointing::snapshot_and_save;
-use crate::train::{TrainConfig, build_trainer};
+use kiln::checkpoint::{CheckpointManager, Policy};
+use kiln::error::{Error, Result};
+use kiln::train::checkpointing::snapshot_and_save;
+use kiln::train::{TrainConfig, build_trainer};
 use std::time::{Duration, Instant};
 
 /// Results of one benchmark run.

@@ -5,13 +5,13 @@
 //! visits the layers that only frozen parameters feed nor computes their weight gradients:
 //! with a frozen backbone, backward is the head's matrix product alone.
 
-use crate::error::{Context, Error, Result};
-use crate::finetune::{Selector, freeze, unfreeze};
-use crate::models::{ResNet, ResNetConfig};
-use crate::nn::Module;
-use crate::nn::loss::cross_entropy;
-use crate::optim::Grads;
 use candle_core::{Device, Tensor};
+use kiln::error::{Context, Error, Result};
+use kiln::finetune::{Selector, freeze, unfreeze};
+use kiln::models::{ResNet, ResNetConfig};
+use kiln::nn::Module;
+use kiln::nn::loss::cross_entropy;
+use kiln::optim::Grads;
 use std::time::Instant;
 
 use super::checkpoint::median;
@@ -39,7 +39,7 @@ pub fn run(batch: usize, image: usize, steps: usize) -> Result<FreezeBench> {
             return Err(Error::invalid(what, 0, "at least 1"));
         }
     }
-    crate::rng::manual_seed(0);
+    kiln::rng::manual_seed(0);
     let cfg = ResNetConfig {
         num_classes: 10,
         in_channels: 3,
@@ -48,7 +48,7 @@ pub fn run(batch: usize, image: usize, steps: usize) -> Result<FreezeBench> {
     let frozen = ResNet::resnet18(cfg)?;
     freeze(&frozen, &Selector::new(&["*"])?)?;
     unfreeze(&frozen, &Selector::new(&["fc"])?)?;
-    let mut g = crate::rng::Generator::new(1);
+    let mut g = kiln::rng::Generator::new(1);
     let x = Tensor::from_vec(
         g.uniform_vec(batch * 3 * image * image, -1.0, 1.0),
         (batch, 3, image, image),

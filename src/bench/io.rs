@@ -9,9 +9,9 @@
 //! an untimed load precedes each timed one.
 //! Each figure is the median of `repeat` runs.
 
-use crate::StateDict;
-use crate::error::{Error, Result};
-use crate::io::{LoadOptions, TensorValue, Value, load, save};
+use kiln::StateDict;
+use kiln::error::{Error, Result};
+use kiln::io::{LoadOptions, TensorValue, Value, load, save};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -59,7 +59,7 @@ pub fn state_dict_value(size_mib: usize) -> Result<Value> {
         entries.push((
             format!("layer{i}.weight"),
             Value::Tensor(TensorValue::from_bytes(
-                crate::io::Dtype::F32,
+                kiln::io::Dtype::F32,
                 vec![n],
                 bytes,
                 "cpu",
@@ -177,7 +177,7 @@ pub fn run_kiln_with(cfg: &Config, v: &Value) -> Result<Vec<Measurement>> {
     m(
         "kiln load_state_dict_file .pt (→ candle tensors)",
         warm(cfg.repeat, || {
-            crate::io::load_state_dict_file(&pt, &LoadOptions::new()).map(|s: StateDict| drop(s))
+            kiln::io::load_state_dict_file(&pt, &LoadOptions::new()).map(|s: StateDict| drop(s))
         })?,
     );
     for p in [&pt, &st] {

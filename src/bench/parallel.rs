@@ -6,12 +6,12 @@
 //! optimizer update, so the cost of communication is visible beside the work it overlaps.
 
 use super::checkpoint::median;
-use crate::error::{Context, Error, Result};
-use crate::nn::Module;
-use crate::nn::loss::cross_entropy;
-use crate::optim::Grads;
-use crate::parallel::{Communicator, DataParallel, DdpOptions, DistributedDataParallel};
-use crate::train::{TrainConfig, build_trainer};
+use kiln::error::{Context, Error, Result};
+use kiln::nn::Module;
+use kiln::nn::loss::cross_entropy;
+use kiln::optim::Grads;
+use kiln::parallel::{Communicator, DataParallel, DdpOptions, DistributedDataParallel};
+use kiln::train::{TrainConfig, build_trainer};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -113,7 +113,7 @@ pub fn check_data_parallel(devices: &[&str], batch: usize) -> Result<DpCheck> {
     let first = devices
         .first()
         .ok_or_else(|| Error::invalid("devices", "empty", "at least one device"))?;
-    let device = crate::train::parse_device(first)?;
+    let device = kiln::train::parse_device(first)?;
     let mut t = build_trainer(&config("lenet", batch)?)?;
     let b = t.train_loader.batch(0, 0)?;
     let model = t.take_model();
@@ -267,7 +267,7 @@ mod tests {
 
     #[test]
     fn ddp_single_process_has_no_allreduce_cost_to_speak_of() {
-        let t = ddp("mlp", 8, 2, Arc::new(crate::parallel::SingleProcess)).unwrap();
+        let t = ddp("mlp", 8, 2, Arc::new(kiln::parallel::SingleProcess)).unwrap();
         assert_eq!(t.world_size, 1);
         assert!(t.grad_bytes > 0 && t.step_ms >= t.compute_ms);
         assert!(t.allreduce_ms < t.step_ms);

@@ -6,11 +6,11 @@
 //! prints both; the last line is `ratio kiln/pytorch: X` (below 1 means kiln is faster).
 //! `--model resnet18` defaults to batch 16 on the digits enlarged to 32×32.
 
-use crate::data::Dataset;
-use crate::data::digits::{self, Digits};
-use crate::error::{Context, Error, Result};
-use crate::rng;
-use crate::train::{OptimizerKind, TrainConfig, build_trainer, optimizers};
+use kiln::data::Dataset;
+use kiln::data::digits::{self, Digits};
+use kiln::error::{Context, Error, Result};
+use kiln::rng;
+use kiln::train::{OptimizerKind, TrainConfig, build_trainer, optimizers};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
@@ -64,7 +64,7 @@ fn bench_freeze(a: &FreezeArgs) -> Result<ExitCode> {
         return Err(Error::invalid("threads", 0, "at least 1"));
     }
     // SAFETY: `kiln bench` runs straight from `main`; no other thread exists yet.
-    unsafe { crate::train::threads::set_threads(a.threads)? };
+    unsafe { kiln::train::threads::set_threads(a.threads)? };
     let r = crate::bench::freeze::run(a.batch_size, a.image_size, a.steps)?;
     println!(
         "resnet18 batch {} 3x{}x{}, {} thread(s), median of {} steps (forward {:.1} ms)",
@@ -314,7 +314,7 @@ fn process_cpu_ms() -> f64 {
 
 /// Times `steps` kiln training steps (after [`WARMUP`]) of `model` on the first
 /// `batch_size` digits enlarged to `image_size`², with SGD (lr 0.01, momentum 0.9) in
-/// training mode, through [`crate::train::Trainer::train_step`].
+/// training mode, through [`kiln::train::Trainer::train_step`].
 ///
 /// # Errors
 /// `K0003` for a zero batch size or step count, more images than the data set has, or an
@@ -374,7 +374,7 @@ pub fn time_kiln_on(
             .ctx("enlarge the digits")?
     };
     let inputs = inputs.to_dtype(dtype).ctx("inputs to the dtype")?;
-    let batch = crate::data::Batch {
+    let batch = kiln::data::Batch {
         inputs,
         targets,
         indices,
@@ -389,7 +389,7 @@ pub fn time_kiln_on(
     let mut trainer = build_trainer(&cfg)?;
     if image_size != digits::IMAGE_SIZE {
         rng::manual_seed(cfg.seed);
-        trainer.model = crate::models::build(model, digits::NUM_CLASSES, 1, image_size)?;
+        trainer.model = kiln::models::build(model, digits::NUM_CLASSES, 1, image_size)?;
         trainer.model.to_device(&trainer.device)?;
     }
     if dtype != candle_core::DType::F32 {
@@ -515,7 +515,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         What::Train(a) => {
             let spec = a.spec()?;
             // SAFETY: `kiln bench` runs straight from `main`; no other thread exists yet.
-            unsafe { crate::train::threads::set_threads(spec.threads)? };
+            unsafe { kiln::train::threads::set_threads(spec.threads)? };
             let py = if a.kiln_only {
                 None
             } else {

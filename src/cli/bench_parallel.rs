@@ -1,6 +1,6 @@
 //! `kiln bench dp` and `kiln bench ddp` (see [`crate::bench::parallel`]).
 
-use crate::error::Result;
+use kiln::error::Result;
 use std::process::ExitCode;
 
 /// Arguments of `kiln bench dp`.
@@ -91,10 +91,10 @@ pub fn run_dp(a: &DpArgs) -> Result<ExitCode> {
 /// # Errors
 /// Benchmark and communication errors.
 pub fn run_ddp(a: &DdpArgs) -> Result<ExitCode> {
-    let comm: std::sync::Arc<dyn crate::parallel::Communicator> =
-        match crate::parallel::launcher_env() {
-            Some((_, _, size)) if size > 1 => crate::parallel::connect("mpi")?,
-            _ => std::sync::Arc::new(crate::parallel::SingleProcess),
+    let comm: std::sync::Arc<dyn kiln::parallel::Communicator> =
+        match kiln::parallel::launcher_env() {
+            Some((_, _, size)) if size > 1 => kiln::parallel::connect("mpi")?,
+            _ => std::sync::Arc::new(kiln::parallel::SingleProcess),
         };
     let t = crate::bench::parallel::ddp(&a.model, a.batch_size, a.steps, comm.clone())?;
     if comm.rank() == 0 {

@@ -7,9 +7,9 @@
 //! dict of tensors: the state dict of a checkpoint is picked (`state_dict`,
 //! `model_state_dict`…).
 
-use crate::error::{Error, Result};
-use crate::io::value::key_string;
-use crate::io::{
+use kiln::error::{Error, Result};
+use kiln::io::value::key_string;
+use kiln::io::{
     Dtype, LoadOptions, MapLocation, Value, load, pick_state_dict, save, save_safetensors,
 };
 use std::collections::BTreeMap;
@@ -139,7 +139,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     }
     let mut value = load(&args.input, &opts)?;
     let input = args.input.display().to_string();
-    let to_st = crate::io::Format::for_path(&args.output) == crate::io::Format::Safetensors;
+    let to_st = kiln::io::Format::for_path(&args.output) == kiln::io::Format::Safetensors;
     let editing =
         args.strip_prefix.is_some() || args.add_prefix.is_some() || !args.rename.is_empty();
     if to_st || editing {
@@ -148,7 +148,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         let mut sd = sd;
         edit_keys(&mut sd, args)?;
         if to_st {
-            let tensors = crate::io::safetensors::flat_tensors(&sd)?;
+            let tensors = kiln::io::safetensors::flat_tensors(&sd)?;
             save_safetensors(&tensors, &BTreeMap::new(), &args.output)?;
             eprintln!(
                 "wrote {} tensors to {}",
@@ -169,7 +169,7 @@ fn replace_state_dict(value: &mut Value, sd: Value, input: &str) -> Result<()> {
         *value = sd;
         return Ok(());
     }
-    let key = crate::io::load::STATE_DICT_KEYS
+    let key = kiln::io::load::STATE_DICT_KEYS
         .iter()
         .find(|k| {
             value

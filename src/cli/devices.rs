@@ -1,7 +1,7 @@
 //! `kiln devices`: the devices kiln can use, with logical → physical GPU mapping.
 
-use crate::device::{Visible, cuda};
-use crate::error::{Result, human_bytes};
+use kiln::device::{Visible, cuda};
+use kiln::error::{Result, human_bytes};
 use std::process::ExitCode;
 
 /// Arguments of `kiln devices`.

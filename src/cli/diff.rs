@@ -4,10 +4,10 @@
 //! compared with a safetensors file: the state dict of a checkpoint is then compared, and
 //! `dict` vs `OrderedDict`, views vs copies and storage sharing do not count as differences.
 
-use crate::error::{Error, Result};
-use crate::io::cast::to_f64_vec;
-use crate::io::value::key_string;
-use crate::io::{Format, LoadOptions, TensorValue, Value, load_file, pick_state_dict};
+use kiln::error::{Error, Result};
+use kiln::io::cast::to_f64_vec;
+use kiln::io::value::key_string;
+use kiln::io::{Format, LoadOptions, TensorValue, Value, load_file, pick_state_dict};
 use std::path::PathBuf;
 use std::process::ExitCode;
 

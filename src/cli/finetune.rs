@@ -3,9 +3,9 @@
 //! works here too (same loop, metrics, chart, checkpoints and `--resume`).
 
 use super::train::{self, print_summary};
-use crate::error::Result;
-use crate::finetune::{FinetuneConfig, GroupRule, UnfreezeRule};
-use crate::train::TrainConfig;
+use kiln::error::Result;
+use kiln::finetune::{FinetuneConfig, GroupRule, UnfreezeRule};
+use kiln::train::TrainConfig;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -89,8 +89,8 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     let cfg = args.config()?;
     let opts = args.train.run_options()?;
     // SAFETY: `kiln finetune` runs straight from `main`; no other thread exists yet.
-    unsafe { crate::train::threads::set_threads(cfg.threads)? };
-    let summary = crate::train::run_with(&cfg, &opts)?;
+    unsafe { kiln::train::threads::set_threads(cfg.threads)? };
+    let summary = super::train::run_job(&cfg, &opts)?;
     print_summary(&args.train, &summary);
     Ok(ExitCode::SUCCESS)
 }

@@ -3,12 +3,12 @@
 //! strictly, runs an eval-mode forward pass on the tensor named `input` and writes the
 //! result as the tensor named `output`.
 
-use crate::error::{Error, Result};
-use crate::io::{
+use candle_core::Device;
+use kiln::error::{Error, Result};
+use kiln::io::{
     LoadOptions, TensorValue, Value, load, load_model, load_state_dict_file, save_safetensors,
 };
-use crate::nn::Module;
-use candle_core::Device;
+use kiln::nn::Module;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,7 +62,7 @@ fn input_tensor(path: &PathBuf) -> Result<candle_core::Tensor> {
 /// unknown architecture; layer errors for an input of the wrong shape; `K0303`/`K0304`/`K0305`
 /// for a device that is not there or does not parse.
 pub fn run(args: &Args) -> Result<ExitCode> {
-    let device = crate::train::parse_device(&args.device)?;
+    let device = kiln::train::parse_device(&args.device)?;
     let x = input_tensor(&args.input)?;
     let opts = LoadOptions::new().map_location("cpu");
     let model: Box<dyn Module> = match &args.model {
@@ -101,7 +101,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
                     ));
                 }
             };
-            let m = crate::models::build(
+            let m = kiln::models::build(
                 arch,
                 num_classes,
                 args.in_channels.unwrap_or(c),

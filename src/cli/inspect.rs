@@ -2,8 +2,8 @@
 //! device tags, element counts — with total elements and bytes. Reads any PyTorch checkpoint
 //! (zip or legacy, nested dicts included) or safetensors file; CUDA-tagged files need no GPU.
 
-use crate::error::Result;
-use crate::io::{LoadOptions, inspect, load_file};
+use kiln::error::Result;
+use kiln::io::{LoadOptions, inspect, load_file};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -20,7 +20,7 @@ pub struct Args {
 /// Runs `kiln inspect`.
 ///
 /// # Errors
-/// The loading errors of [`crate::io::load()`] (K05xx, K0002).
+/// The loading errors of [`kiln::io::load()`] (K05xx, K0002).
 pub fn run(args: &Args) -> Result<ExitCode> {
     let opts = LoadOptions {
         raw_locations: true,
@@ -56,7 +56,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         "total: {} tensors, {} elements, {} in {} storages ({})",
         t.tensors,
         t.elements,
-        crate::error::human_bytes(t.bytes),
+        kiln::error::human_bytes(t.bytes),
         t.storages,
         locs.join(", ")
     );

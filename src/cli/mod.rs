@@ -61,7 +61,7 @@ pub fn main() -> ExitCode {
         }
     };
     let verbose = cli.verbose;
-    let result: crate::Result<ExitCode> = match cli.command {
+    let result: kiln::Result<ExitCode> = match cli.command {
         Command::Devices(a) => devices::run(&a),
         Command::Explain(a) => explain::run(&a),
         Command::Inspect(a) => inspect::run(&a),
@@ -80,7 +80,7 @@ pub fn main() -> ExitCode {
 
 /// Prints `error[K0301]: message`, the hint, and with `verbose` the source chain; returns
 /// exit code 2 for usage errors and 1 otherwise.
-pub fn report(e: &crate::Error, verbose: bool) -> ExitCode {
+pub fn report(e: &kiln::Error, verbose: bool) -> ExitCode {
     eprintln!("error[{}]: {e}", e.code());
     let hint = e.hint();
     if !hint.is_empty() {

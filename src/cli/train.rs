@@ -1,9 +1,9 @@
 //! `kiln train`: trains a model on the embedded digits data set.
 
-use crate::checkpoint::{CheckpointFormat, MonitorMode, Policy};
-use crate::error::Result;
-use crate::train::RunOptions;
-use crate::train::config::{
+use kiln::checkpoint::{CheckpointFormat, MonitorMode, Policy};
+use kiln::error::Result;
+use kiln::train::RunOptions;
+use kiln::train::config::{
     DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_MOMENTUM, DEFAULT_THREADS, OptimizerKind,
     SchedulerSpec, TrainConfig,
 };
@@ -134,7 +134,7 @@ impl Args {
         cfg.classes = self
             .classes
             .as_deref()
-            .map(crate::train::parse_classes)
+            .map(kiln::train::parse_classes)
             .transpose()?;
         cfg.per_class = self.per_class;
         if let Some(out) = &self.out {
@@ -190,15 +190,34 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     let cfg = args.config()?;
     let opts = args.run_options()?;
     // SAFETY: `kiln train` runs straight from `main`; no other thread exists yet.
-    unsafe { crate::train::threads::set_threads(cfg.threads)? };
-    let summary = crate::train::run_with(&cfg, &opts)?;
+    unsafe { kiln::train::threads::set_threads(cfg.threads)? };
+    let summary = run_job(&cfg, &opts)?;
     print_summary(args, &summary);
     Ok(ExitCode::SUCCESS)
 }
 
+/// The library's run with the CLI's progress view, then `curves.png` (rank 0): what
+/// `kiln train` and `kiln finetune` both do.
+pub(crate) fn run_job(
+    cfg: &kiln::train::TrainConfig,
+    opts: &kiln::train::RunOptions,
+) -> Result<kiln::train::RunSummary> {
+    let progress: Box<dyn kiln::train::Hook> = Box::new(crate::progress::Progress::new(opts.quiet));
+    let summary = kiln::train::run_with_hooks(cfg, opts, vec![progress])?;
+    if kiln::parallel::launcher_env().is_none_or(|(_, rank, _)| rank == 0) {
+        crate::chart::write_curves(&summary.epochs, &curves_path(cfg))?;
+    }
+    Ok(summary)
+}
+
+/// Where `kiln train` draws its loss and accuracy chart.
+pub(crate) fn curves_path(cfg: &kiln::train::TrainConfig) -> std::path::PathBuf {
+    cfg.out.join(crate::chart::CURVES_FILE)
+}
+
 /// The last line of `kiln train` and `kiln finetune` (rank 0, unless quiet).
-pub(crate) fn print_summary(args: &Args, summary: &crate::train::RunSummary) {
-    let rank0 = crate::parallel::launcher_env().is_none_or(|(_, rank, _)| rank == 0);
+pub(crate) fn print_summary(args: &Args, summary: &kiln::train::RunSummary) {
+    let rank0 = kiln::parallel::launcher_env().is_none_or(|(_, rank, _)| rank == 0);
     if !args.quiet && rank0 {
         let last = summary.epochs.last();
         println!(
@@ -207,7 +226,10 @@ pub(crate) fn print_summary(args: &Args, summary: &crate::train::RunSummary) {
             last.map_or(0, |m| m.epoch),
             summary.model_path.display(),
             summary.metrics_path.display(),
-            summary.curves_path.display()
+            summary
+                .metrics_path
+                .with_file_name(crate::chart::CURVES_FILE)
+                .display()
         );
     }
 }

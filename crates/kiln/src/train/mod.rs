@@ -1,5 +1,5 @@
-//! Training: configuration, the loop with explicit state and hook points, metrics, the
-//! final model file and the loss/accuracy chart.
+//! Training: configuration, the loop with explicit state and hook points, metrics and the
+//! final model file.
 //!
 //! ```no_run
 //! let mut cfg = kiln::train::TrainConfig::for_model("lenet");
@@ -9,7 +9,7 @@
 //! # Ok::<(), kiln::Error>(())
 //! ```
 
-pub mod chart;
+pub mod builder;
 pub mod checkpointing;
 pub mod config;
 pub mod data;
@@ -17,16 +17,18 @@ pub mod ddp_verify;
 pub mod hooks;
 pub mod metrics;
 pub mod optimizers;
-pub mod progress;
 pub mod run;
 pub mod save;
+pub mod setup;
 pub mod state;
 pub mod threads;
 pub mod trainer;
 
+pub use builder::{IntoDataset, IntoModel, OptimizerChoice, SchedulerFn, TrainerBuilder};
 pub use config::{OptimizerKind, SchedulerSpec, TrainConfig, parse_classes, parse_device};
 pub use hooks::{Hook, StepReport};
 pub use metrics::{EpochMetrics, MetricsLog};
-pub use run::{RunOptions, RunSummary, build_trainer, run, run_with};
+pub use run::{RunOptions, RunSummary, build_trainer, run, run_with, run_with_hooks};
+pub use setup::RunSetup;
 pub use state::TrainState;
-pub use trainer::{Trainer, evaluate};
+pub use trainer::{EvalResult, LossFn, MetricFn, Trainer, evaluate, evaluate_with};

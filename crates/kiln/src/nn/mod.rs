@@ -1,5 +1,7 @@
 //! Modules, parameters, layers, losses and state dicts: kiln's `torch.nn`.
 
+#[doc(hidden)]
+pub mod derive_support;
 pub mod functional;
 pub mod init;
 pub mod layers;
@@ -11,9 +13,11 @@ pub mod registry;
 pub mod spec;
 pub mod state_dict;
 
+/// `#[derive(Module)]`: see [`kiln_derive`](https://docs.rs/kiln-derive) and the library guide.
+pub use kiln_derive::Module;
 pub use layers::{
     AdaptiveAvgPool2d, AvgPool2d, BatchNorm, Conv2d, Dropout, Flatten, Identity, Linear, MaxPool2d,
-    ReLU, Sequential,
+    ModuleList, ReLU, Sequential,
 };
 pub use module::Module;
 pub use param::{Buffer, Param, ParamId};

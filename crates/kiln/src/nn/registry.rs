@@ -20,6 +20,9 @@ use crate::error::{Error, Result};
 use indexmap::IndexMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
+/// A plain-function constructor (what `#[derive(Module)]` registers).
+pub type BuildFn = fn(&ModuleSpec, Vec<(String, Box<dyn Module>)>) -> Result<Box<dyn Module>>;
+
 /// A constructor: the spec's config plus the already-built children → the module.
 pub type Builder = Arc<
     dyn Fn(&ModuleSpec, Vec<(String, Box<dyn Module>)>) -> Result<Box<dyn Module>> + Send + Sync,
@@ -108,7 +111,18 @@ fn builtins() -> IndexMap<String, Builder> {
         "DataParallel".into(),
         Arc::new(crate::parallel::data_parallel_from_spec),
     );
+    t.insert(
+        "ModuleList".into(),
+        Arc::new(|_, children| {
+            Ok(Box::new(super::layers::ModuleList::from_children(children)?) as Box<dyn Module>)
+        }),
+    );
     crate::models::register_builtins(&mut t);
+    // Every `#[derive(Module)]` struct linked into the program.
+    for r in inventory::iter::<crate::nn::derive_support::Registration> {
+        let build = r.build;
+        t.insert(r.name.to_string(), Arc::new(build));
+    }
     t
 }
 

@@ -1,14 +1,17 @@
 //! `curves.png`: loss and accuracy per epoch, drawn with plotters and the embedded DejaVu Sans.
 
-use super::metrics::EpochMetrics;
-use crate::error::{Error, Result};
+use kiln::error::{Error, Result};
+use kiln::train::metrics::EpochMetrics;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 use std::path::Path;
 use std::sync::OnceLock;
 
 /// DejaVu Sans (Debian's `fonts-dejavu-core`; licence in `assets/fonts/LICENSE-DejaVu.txt`).
-static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+/// The chart's file name in a run's output directory.
+pub const CURVES_FILE: &str = "curves.png";
+
+static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
 
 fn register_font() -> Result<()> {
     static DONE: OnceLock<bool> = OnceLock::new();
@@ -149,6 +152,7 @@ mod tests {
                 seconds: 1.0,
                 train_acc: 0.6 + 0.1 * e as f64,
                 global_step: 10 * e as u64,
+                metrics: Default::default(),
             })
             .collect();
         write_curves(&m, &p).unwrap();

@@ -9,9 +9,7 @@
 //! Tensors, autograd and device kernels come from `candle-core`; everything about the
 //! model's life cycle is kiln's.
 
-pub mod bench;
 pub mod checkpoint;
-pub mod cli;
 pub mod data;
 pub mod device;
 pub mod error;
@@ -27,6 +25,12 @@ pub mod train;
 pub use error::{Error, Result};
 pub use io::{LoadOptions, load, save};
 pub use nn::{Module, Param, StateDict};
+
+/// What `#[derive(Module)]` expands to; not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::nn::derive_support::*;
+}
 
 /// Re-export of the tensor library kiln is built on.
 pub use candle_core as candle;

@@ -11,7 +11,7 @@ pub mod alloc;
 mod catalog;
 mod context;
 
-pub use catalog::{CATALOG, CodeInfo, lookup};
+pub use catalog::{CATALOG, CodeInfo, lookup, markdown};
 pub use context::{Context, shape_str};
 
 use std::path::PathBuf;
@@ -213,6 +213,21 @@ pub enum Error {
     /// A whole-model spec that cannot be turned into a model.
     #[error("bad model spec: {detail}")]
     BadSpec { detail: String },
+    /// A typed child field was given a replacement of another module type.
+    #[error(
+        "{model}.{name} is a {expected} field; a {got} cannot replace it (PyTorch would allow any module there)"
+    )]
+    ReplaceType {
+        model: String,
+        name: String,
+        expected: String,
+        got: String,
+    },
+    /// A `#[derive(Module)]` struct without an inherent `forward`.
+    #[error(
+        "{model} has no inherent `fn forward(&self, x: &Tensor) -> kiln::Result<Tensor>`: #[derive(Module)] calls {model}::forward"
+    )]
+    NoForward { model: String },
 
     // ---------------------------------------------------------------- K05xx files and formats
     /// The file ends before the data it announces.
@@ -320,6 +335,8 @@ impl Error {
             UnknownArchitecture { .. } => "K0403",
             NoSuchModule { .. } => "K0404",
             BadSpec { .. } => "K0405",
+            ReplaceType { .. } => "K0406",
+            NoForward { .. } => "K0407",
             Truncated { .. } => "K0501",
             Corrupt { .. } => "K0502",
             NotAModelFile { .. } => "K0503",
@@ -380,7 +397,10 @@ impl Error {
                 }
             }
             UnknownArchitecture { registered, .. } => format!(
-                "register the architecture by name before loading (kiln::models::register), or load the weights into a model you construct; registered: {registered}"
+                "link the crate that defines it (a #[derive(Module)] struct registers itself), register a builder with kiln::nn::registry::register, or load the weights into a model you construct; registered: {registered}"
+            ),
+            ReplaceType { expected, name, .. } => format!(
+                "build a {expected} for '{name}' (e.g. a new {expected} with other sizes), or declare the field as Box<dyn Module> to hold any module"
             ),
             NoSuchDevice { count, .. } => format!(
                 "use one of cuda:0..cuda:{} or cpu; when loading a file, remap its storages with map_location",

@@ -7,25 +7,41 @@ use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// What one epoch produced; one line of `metrics.jsonl`.
+/// Reads `null` (how JSON writes NaN and infinities) back as NaN, so a diverged run's log
+/// stays readable.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+/// What one epoch produced; one line of `metrics.jsonl`. NaN values (a diverged loss, no
+/// accuracy for regression, no evaluation set) are written as `null` and read back as NaN.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochMetrics {
     /// Epoch number, 1-based (the first epoch is 1).
     pub epoch: usize,
     /// Mean training loss over the epoch's samples (in training mode, before each step).
+    #[serde(deserialize_with = "nan_if_null")]
     pub train_loss: f64,
     /// Mean test loss (evaluation mode).
+    #[serde(deserialize_with = "nan_if_null")]
     pub test_loss: f64,
     /// Test accuracy in `[0, 1]`.
+    #[serde(deserialize_with = "nan_if_null")]
     pub test_acc: f64,
     /// Learning rate used during the epoch.
+    #[serde(deserialize_with = "nan_if_null")]
     pub lr: f64,
     /// Wall-clock seconds of the epoch (training and evaluation).
+    #[serde(deserialize_with = "nan_if_null")]
     pub seconds: f64,
     /// Training accuracy over the epoch (in training mode).
+    #[serde(deserialize_with = "nan_if_null")]
     pub train_acc: f64,
     /// Optimizer steps since the start of the run, at the end of the epoch.
     pub global_step: u64,
+    /// The trainer's named metrics on the evaluation set (empty: none).
+    #[serde(default, skip_serializing_if = "indexmap::IndexMap::is_empty")]
+    pub metrics: indexmap::IndexMap<String, f64>,
 }
 
 /// Appends one JSON line per epoch to a file (a [`Hook`]).

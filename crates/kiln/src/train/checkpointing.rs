@@ -57,7 +57,7 @@ pub fn checkpoint_of(t: &Trainer, last_loss: f64) -> Result<Checkpoint> {
         correct: st.epoch_correct,
         seen: st.epoch_seen,
     };
-    ck.config = serde_json::to_value(&t.config).ok();
+    ck.config = t.config.as_ref().and_then(|c| serde_json::to_value(c).ok());
     ck.extra = Some(Value::dict([
         (
             "best_epoch",
@@ -66,6 +66,12 @@ pub fn checkpoint_of(t: &Trainer, last_loss: f64) -> Result<Checkpoint> {
                 .unwrap_or(Value::None),
         ),
         ("epoch_seconds", Value::Float(st.epoch_seconds)),
+        (
+            super::setup::SETUP_KEY,
+            serde_json::to_string(&t.setup)
+                .map(Value::Str)
+                .unwrap_or(Value::None),
+        ),
     ]));
     Ok(ck)
 }
@@ -178,15 +184,33 @@ pub fn check_config(saved: &serde_json::Value, current: &TrainConfig) -> Result<
 /// `K0702` for a different configuration; `K0401` when the model's keys or shapes differ;
 /// `K0603` when the optimizer state does not fit.
 pub fn restore(t: &mut Trainer, ck: &Checkpoint) -> Result<()> {
-    if let Some(saved) = &ck.config {
-        check_config(saved, &t.config)?;
+    if let (Some(saved), Some(current)) = (&ck.config, &t.config) {
+        check_config(saved, current)?;
     }
+    let saved_setup = ck
+        .extra
+        .as_ref()
+        .and_then(|e| e.get(super::setup::SETUP_KEY))
+        .and_then(|v| match v {
+            Value::Str(s) => serde_json::from_str::<super::setup::RunSetup>(s).ok(),
+            _ => None,
+        });
+    if let Some(saved) = &saved_setup {
+        t.setup.check_resume(saved)?;
+    }
+    let what = match &t.config {
+        Some(c) => format!("weights that do not fit --model {}", c.model),
+        None => format!(
+            "weights that do not fit this {}",
+            inner_model(t.model.as_ref()).type_name()
+        ),
+    };
     inner_model(t.model.as_ref())
         .load_state_dict(&ck.model, true)
         .map_err(|e| match e {
             Error::StateDictMismatch { .. } => Error::ResumeMismatch {
                 field: "model".into(),
-                checkpoint: format!("weights that do not fit --model {}", t.config.model),
+                checkpoint: what.clone(),
                 current: e.to_string(),
             },
             other => other,

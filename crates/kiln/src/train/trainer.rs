@@ -3,6 +3,7 @@
 use super::config::TrainConfig;
 use super::hooks::{Hook, StepReport};
 use super::metrics::EpochMetrics;
+use super::setup::RunSetup;
 use super::state::TrainState;
 use crate::data::{Batch, DataLoader};
 use crate::error::{Context, Result};
@@ -12,16 +13,44 @@ use crate::nn::loss::{correct, cross_entropy};
 use crate::optim::scheduler::LrScheduler;
 use crate::optim::{Grads, Optimizer};
 use crate::rng;
-use candle_core::Device;
+use candle_core::{Device, Tensor};
+use indexmap::IndexMap;
+use std::sync::Arc;
 use std::time::Instant;
+
+/// A loss: the model's outputs and the batch's targets → a scalar tensor to minimise
+/// (`kiln::nn::loss::cross_entropy`, `mse_loss`, or any closure of the two).
+pub type LossFn = Arc<dyn Fn(&Tensor, &Tensor) -> Result<Tensor> + Send + Sync>;
+
+/// A metric: outputs and targets of one evaluation batch → its mean value over the batch
+/// (kiln weights batches by their size, so the epoch's value is the mean over samples).
+pub type MetricFn = Arc<dyn Fn(&Tensor, &Tensor) -> Result<f64> + Send + Sync>;
 
 /// Batch size used for evaluation (it changes nothing but speed and memory).
 pub const EVAL_BATCH_SIZE: usize = 512;
 
 /// A model, its optimizer, the data and the run's position.
 pub struct Trainer {
-    /// The run's hyper-parameters.
-    pub config: TrainConfig,
+    /// The `kiln train` configuration the run was built from (None for a run built with
+    /// [`Trainer::builder`]); stored in checkpoints and compared on resume.
+    pub config: Option<TrainConfig>,
+    /// Epochs to train in total.
+    pub epochs: usize,
+    /// The loss minimised by each step.
+    pub loss: LossFn,
+    /// Whether to count correct predictions (classification: outputs `[B, C]`, integer
+    /// targets `[B]`); off for regression.
+    pub accuracy: bool,
+    /// Named metrics computed on the evaluation set after each epoch.
+    pub metrics: Vec<(String, MetricFn)>,
+    /// Keep frozen BatchNorm layers in evaluation mode while training (fine-tuning).
+    pub bn_eval: bool,
+    /// What was built (model spec, optimizer and groups, data order): written into
+    /// checkpoints and compared on resume.
+    pub setup: RunSetup,
+    /// Hooks the trainer owns (added with [`super::TrainerBuilder::hook`]), called before
+    /// the hooks passed to [`Trainer::fit_with`].
+    pub hooks: Vec<Box<dyn Hook>>,
     /// The model being trained.
     pub model: Box<dyn Module>,
     /// Its optimizer (over the model's trainable parameters).
@@ -30,8 +59,8 @@ pub struct Trainer {
     pub scheduler: Option<Box<dyn LrScheduler>>,
     /// Training batches (shuffled, seeded with `config.seed`).
     pub train_loader: DataLoader,
-    /// Test batches (never shuffled).
-    pub test_loader: DataLoader,
+    /// Evaluation batches (never shuffled), if there is an evaluation set.
+    pub test_loader: Option<DataLoader>,
     /// Where the run is.
     pub state: TrainState,
     /// The device batches are moved to (the model must already be there).
@@ -52,8 +81,17 @@ impl Trainer {
         std::mem::replace(&mut self.model, Box::new(crate::nn::Identity))
     }
 
+    /// Runs the remaining epochs with the trainer's own hooks (see [`Trainer::fit_with`]).
+    ///
+    /// # Errors
+    /// Any error of a step, of evaluation or of a hook.
+    pub fn fit(&mut self) -> Result<Vec<EpochMetrics>> {
+        self.fit_with(&mut [])
+    }
+
     /// Runs the remaining epochs (from `state.epoch`, batch `state.step_in_epoch`) up to
-    /// `config.epochs`, calling the hooks, and returns the metrics of the epochs it ran.
+    /// `epochs`, calling the trainer's hooks and then `hooks`, and returns the metrics of the
+    /// epochs it ran.
     ///
     /// The model is put in training mode for the training batches and in evaluation mode for
     /// the test set; the scheduler (if any) steps after each epoch's evaluation, as in
@@ -61,10 +99,27 @@ impl Trainer {
     ///
     /// # Errors
     /// Any error of a step, of evaluation or of a hook.
-    pub fn fit(&mut self, hooks: &mut [&mut dyn Hook]) -> Result<Vec<EpochMetrics>> {
+    pub fn fit_with(&mut self, extra: &mut [&mut dyn Hook]) -> Result<Vec<EpochMetrics>> {
+        let mut owned = std::mem::take(&mut self.hooks);
+        let result = {
+            let mut hooks: Vec<&mut dyn Hook> = owned
+                .iter_mut()
+                .map(|h| h.as_mut() as &mut dyn Hook)
+                .collect();
+            for h in extra.iter_mut() {
+                hooks.push(&mut **h);
+            }
+            self.fit_hooks(&mut hooks)
+        };
+        owned.append(&mut self.hooks);
+        self.hooks = owned;
+        result
+    }
+
+    fn fit_hooks(&mut self, hooks: &mut [&mut dyn Hook]) -> Result<Vec<EpochMetrics>> {
         let mut out = Vec::new();
         rng::set_state(&self.state.rng)?;
-        while self.state.epoch < self.config.epochs {
+        while self.state.epoch < self.epochs {
             let epoch = self.state.epoch;
             let due = self.unfreeze.due_at(epoch + 1, 0);
             self.apply_unfreeze(due)?;
@@ -75,7 +130,7 @@ impl Trainer {
             let started = Instant::now();
             let seconds_before = self.state.epoch_seconds;
             self.model.train(true);
-            if self.config.finetune.as_ref().is_some_and(|f| f.bn_eval) {
+            if self.bn_eval {
                 frozen_batchnorm_to_eval(self.model.as_ref());
             }
             let loader = self.train_loader.clone();
@@ -93,7 +148,8 @@ impl Trainer {
                     h.on_step(self, &report)?;
                 }
             }
-            let (test_loss, test_acc) = self.evaluate()?;
+            let eval = self.evaluate_all()?;
+            let (test_loss, test_acc) = (eval.loss, eval.accuracy.unwrap_or(f64::NAN));
             let (loss_sum, correct, seen) = self.epoch_totals()?;
             let s = &self.state;
             let seen = seen.max(1.0);
@@ -104,11 +160,18 @@ impl Trainer {
                 test_acc,
                 lr,
                 seconds: seconds_before + started.elapsed().as_secs_f64(),
-                train_acc: correct / seen,
+                train_acc: if self.accuracy {
+                    correct / seen
+                } else {
+                    f64::NAN
+                },
                 global_step: s.global_step,
+                metrics: eval.metrics,
             };
-            if self.state.best_metric.is_none_or(|b| test_acc > b) {
-                self.state.best_metric = Some(test_acc);
+            // Higher is better: accuracy, or the negated loss when there is none.
+            let score = eval.accuracy.unwrap_or(-test_loss);
+            if !score.is_nan() && self.state.best_metric.is_none_or(|b| score > b) {
+                self.state.best_metric = Some(score);
                 self.state.best_epoch = Some(epoch + 1);
             }
             if let Some(s) = self.scheduler.as_mut() {
@@ -141,7 +204,7 @@ impl Trainer {
         Ok(done.len())
     }
 
-    /// One optimizer step on `batch`: forward, cross-entropy, backward, update.
+    /// One optimizer step on `batch`: forward, loss, backward, update.
     ///
     /// # Errors
     /// Errors of the model, the loss, backward or the optimizer.
@@ -156,7 +219,7 @@ impl Trainer {
             .to_device(&self.device)
             .ctx("batch to device")?;
         let logits = self.model.forward(&x)?;
-        let loss = cross_entropy(&logits, &y)?;
+        let loss = (self.loss)(&logits, &y)?;
         let params = self.model.parameters();
         let mut grads = Grads::backward(&loss, &params)?;
         if let Some(ddp) = self
@@ -174,7 +237,11 @@ impl Trainer {
             .ctx("loss value")? as f64;
         Ok(StepReport {
             loss,
-            correct: correct(&logits, &y)?,
+            correct: if self.accuracy {
+                correct(&logits, &y)?
+            } else {
+                0
+            },
             batch_len: batch.len(),
             seconds: t0.elapsed().as_secs_f64(),
         })
@@ -194,18 +261,56 @@ impl Trainer {
         Ok((v[0], v[1], v[2]))
     }
 
-    /// Mean loss and accuracy on the test set, in evaluation mode (the previous mode is
-    /// restored afterwards).
+    /// Mean loss and accuracy (NaN without accuracy) on the evaluation set, in evaluation
+    /// mode (the previous mode is restored afterwards); NaN for both without an evaluation set.
     ///
     /// # Errors
     /// Errors of the model or the loss.
     pub fn evaluate(&self) -> Result<(f64, f64)> {
+        let r = self.evaluate_all()?;
+        Ok((r.loss, r.accuracy.unwrap_or(f64::NAN)))
+    }
+
+    /// Loss, accuracy and every named metric on the evaluation set (see [`Self::evaluate`]).
+    ///
+    /// # Errors
+    /// Errors of the model, the loss or a metric.
+    pub fn evaluate_all(&self) -> Result<EvalResult> {
+        let Some(loader) = &self.test_loader else {
+            return Ok(EvalResult {
+                loss: f64::NAN,
+                accuracy: None,
+                metrics: self
+                    .metrics
+                    .iter()
+                    .map(|(n, _)| (n.clone(), f64::NAN))
+                    .collect(),
+            });
+        };
         let was_training = self.model.is_training();
         self.model.eval();
-        let result = evaluate(self.model.as_ref(), &self.test_loader, &self.device);
+        let result = evaluate_with(
+            self.model.as_ref(),
+            loader,
+            &self.device,
+            &self.loss,
+            self.accuracy,
+            &self.metrics,
+        );
         self.model.train(was_training);
         result
     }
+}
+
+/// What an evaluation pass measured.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalResult {
+    /// Mean loss over the samples.
+    pub loss: f64,
+    /// Accuracy in `[0, 1]`, when counted.
+    pub accuracy: Option<f64>,
+    /// Each named metric, averaged over the samples.
+    pub metrics: IndexMap<String, f64>,
 }
 
 /// Mean cross-entropy and accuracy of `model` over every batch of `loader` (epoch 0's order),
@@ -214,20 +319,53 @@ impl Trainer {
 /// # Errors
 /// Errors of the model or the loss; `K0101` for an empty loader.
 pub fn evaluate(model: &dyn Module, loader: &DataLoader, device: &Device) -> Result<(f64, f64)> {
+    let ce: LossFn = Arc::new(cross_entropy);
+    let r = evaluate_with(model, loader, device, &ce, true, &[])?;
+    Ok((r.loss, r.accuracy.unwrap_or(f64::NAN)))
+}
+
+/// Mean `loss`, accuracy (when `accuracy`) and `metrics` of `model` over every batch of
+/// `loader` (epoch 0's order), in whatever mode the model is in.
+///
+/// # Errors
+/// Errors of the model, the loss or a metric.
+pub fn evaluate_with(
+    model: &dyn Module,
+    loader: &DataLoader,
+    device: &Device,
+    loss_fn: &LossFn,
+    accuracy: bool,
+    metrics: &[(String, MetricFn)],
+) -> Result<EvalResult> {
     let (mut loss_sum, mut right, mut seen) = (0.0f64, 0usize, 0usize);
+    let mut sums = vec![0.0f64; metrics.len()];
     for batch in loader.epoch(0)? {
         let batch = batch?;
         let x = batch.inputs.to_device(device).ctx("batch to device")?;
         let y = batch.targets.to_device(device).ctx("batch to device")?;
         let logits = model.forward(&x)?.detach();
-        let loss = cross_entropy(&logits, &y)?
+        let loss = loss_fn(&logits, &y)?
             .to_dtype(candle_core::DType::F32)
             .and_then(|l| l.to_scalar::<f32>())
             .ctx("loss value")?;
-        loss_sum += loss as f64 * batch.len() as f64;
-        right += correct(&logits, &y)?;
+        let n = batch.len() as f64;
+        loss_sum += loss as f64 * n;
+        if accuracy {
+            right += correct(&logits, &y)?;
+        }
+        for (sum, (_, m)) in sums.iter_mut().zip(metrics) {
+            *sum += m(&logits, &y)? * n;
+        }
         seen += batch.len();
     }
     let n = seen.max(1) as f64;
-    Ok((loss_sum / n, right as f64 / n))
+    Ok(EvalResult {
+        loss: loss_sum / n,
+        accuracy: accuracy.then(|| right as f64 / n),
+        metrics: metrics
+            .iter()
+            .zip(sums)
+            .map(|((name, _), s)| (name.clone(), s / n))
+            .collect(),
+    })
 }

@@ -74,6 +74,26 @@ pub trait Module: Send + Sync + Any {
     /// For downcasting to the concrete type.
     fn as_any(&self) -> &dyn Any;
 
+    /// Takes a boxed module back as this concrete type (used by `#[derive(Module)]` fields
+    /// and whole-model rebuilding); the box is returned when it holds another type.
+    ///
+    /// # Errors
+    /// The original box, when it holds another type.
+    fn from_boxed(b: Box<dyn Module>) -> std::result::Result<Self, Box<dyn Module>>
+    where
+        Self: Sized,
+    {
+        if !b.as_any().is::<Self>() {
+            return Err(b);
+        }
+        let any: Box<dyn Any> = b;
+        match any.downcast::<Self>() {
+            Ok(m) => Ok(*m),
+            // Unreachable after the `is` check; an Identity keeps this free of panics.
+            Err(_) => Err(Box::new(crate::nn::Identity)),
+        }
+    }
+
     // ------------------------------------------------------------------ provided
 
     /// All parameters with dotted names, shared ones listed once (PyTorch's

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::rng::Generator;
 
 /// The embedded file (`data/digits.bin`).
-pub static DIGITS_BIN: &[u8] = include_bytes!("../../data/digits.bin");
+pub static DIGITS_BIN: &[u8] = include_bytes!("../../../../data/digits.bin");
 
 /// Seed of the fixed train/test split (see [`train_test`]).
 pub const DIGITS_SPLIT_SEED: u64 = 2026;

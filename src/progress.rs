@@ -1,11 +1,11 @@
 //! The console view of a run: an `indicatif` progress bar per epoch (loss, accuracy,
 //! samples/s) on stderr when it is a terminal, and one summary line per epoch on stdout.
 
-use super::hooks::{Hook, StepReport};
-use super::metrics::EpochMetrics;
-use super::trainer::Trainer;
-use crate::error::Result;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use kiln::error::Result;
+use kiln::train::hooks::{Hook, StepReport};
+use kiln::train::metrics::EpochMetrics;
+use kiln::train::trainer::Trainer;
 use std::io::IsTerminal;
 
 /// Prints progress; quiet mode prints nothing.
@@ -61,7 +61,7 @@ impl Hook for Progress {
                 .map(|s| s.progress_chars("=> "))
                 .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);
-            bar.set_prefix(format!("{}/{}", t.state.epoch + 1, t.config.epochs));
+            bar.set_prefix(format!("{}/{}", t.state.epoch + 1, t.epochs));
             bar.set_position(t.state.step_in_epoch as u64);
             self.bar = Some(bar);
         }
@@ -94,7 +94,7 @@ impl Hook for Progress {
             println!(
                 "epoch {:>3}/{}  train_loss {:.4}  train_acc {:.2}%  test_loss {:.4}  test_acc {:.2}%  lr {:.3e}  {:.0} samples/s  {:.2}s",
                 m.epoch,
-                t.config.epochs,
+                t.epochs,
                 m.train_loss,
                 100.0 * m.train_acc,
                 m.test_loss,

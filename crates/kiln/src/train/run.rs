@@ -1,17 +1,15 @@
 //! The whole `kiln train` job: seed, data, model, optimizer, loop, and the files in `out`.
 
-use super::chart::write_curves;
+use super::builder::OptimizerChoice;
 use super::checkpointing::{CheckpointHook, inner_model, restore, truncate_metrics};
 use super::config::{TrainConfig, parse_device};
 use super::hooks::Hook;
 use super::metrics::{EpochMetrics, MetricsLog};
 use super::optimizers;
-use super::progress::Progress;
 use super::save::save_state_dict;
-use super::state::TrainState;
-use super::trainer::{EVAL_BATCH_SIZE, Trainer};
+use super::trainer::Trainer;
 use crate::checkpoint::{Checkpoint, CheckpointManager, Policy, Resume};
-use crate::data::{DataLoader, digits};
+use crate::data::digits;
 use crate::error::{Error, Result};
 use crate::finetune::UnfreezeSchedule;
 use crate::io::LoadOptions;
@@ -23,8 +21,6 @@ use std::path::PathBuf;
 pub const METRICS_FILE: &str = "metrics.jsonl";
 /// The final state dict.
 pub const MODEL_FILE: &str = "model.safetensors";
-/// The chart.
-pub const CURVES_FILE: &str = "curves.png";
 
 /// What a finished run left behind.
 #[derive(Clone, Debug)]
@@ -35,8 +31,6 @@ pub struct RunSummary {
     pub model_path: PathBuf,
     /// Path of `metrics.jsonl`.
     pub metrics_path: PathBuf,
-    /// Path of `curves.png`.
-    pub curves_path: PathBuf,
 }
 
 impl RunSummary {
@@ -73,33 +67,35 @@ pub fn build_trainer(cfg: &TrainConfig) -> Result<Trainer> {
             (p.groups, p.schedule, p.report)
         }
     };
-    let mut optimizer = optimizers::build_groups(cfg, groups)?;
-    let scheduler = optimizers::build_scheduler(cfg, optimizer.as_mut())?;
-    let train_loader = DataLoader::new(train, cfg.batch_size)?
-        .shuffle(true)
+    let mut optimizer = Some(optimizers::build_groups(cfg, groups)?);
+    let sched_cfg = cfg.clone();
+    let mut t = Trainer::builder(model, train)
+        .optimizer(OptimizerChoice::Custom(Box::new(move |_| {
+            optimizer
+                .take()
+                .ok_or_else(|| Error::invalid("optimizer", "built twice", "one build"))
+        })))
+        .eval_set(test)
+        .batch_size(cfg.batch_size)
         .drop_last(cfg.drop_last)
-        .seed(cfg.seed);
-    let test_loader = DataLoader::new(test, EVAL_BATCH_SIZE)?;
-    Ok(Trainer {
-        config: cfg.clone(),
-        model,
-        optimizer,
-        scheduler,
-        train_loader,
-        test_loader,
-        state: TrainState::start(),
-        device,
-        comm: None,
-        unfreeze,
-        pretrained,
-    })
+        .seed(cfg.seed)
+        .seed_generator(false)
+        .epochs(cfg.epochs)
+        .device(device)
+        .frozen_batchnorm_eval(cfg.finetune.as_ref().is_some_and(|f| f.bn_eval))
+        .unfreeze(unfreeze)
+        .pretrained(pretrained)
+        .scheduler_opt(move |opt| optimizers::build_scheduler(&sched_cfg, opt))
+        .build()?;
+    t.config = Some(cfg.clone());
+    Ok(t)
 }
 
 /// What a fine-tuning setup did, for the console: the pretrained file's load report (what
 /// was skipped and why), the frozen parameters, the optimizer's groups and the unfreezing
 /// schedule. Empty for a plain training run.
 pub fn describe_setup(t: &Trainer) -> Vec<String> {
-    let Some(ft) = &t.config.finetune else {
+    let Some(ft) = t.config.as_ref().and_then(|c| c.finetune.as_ref()) else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -168,8 +164,8 @@ pub struct RunOptions {
 pub const CHECKPOINT_DIR: &str = "checkpoints";
 
 /// Runs `kiln train`: trains `cfg` from scratch and writes `metrics.jsonl` (one line per
-/// epoch, appended as each ends), `model.safetensors` (the final state dict) and
-/// `curves.png` into `cfg.out` (created if needed). For hooks of your own, call
+/// epoch, appended as each ends) and `model.safetensors` (the final state dict) into
+/// `cfg.out` (created if needed); the `kiln` command adds its progress bar and `curves.png`. For hooks of your own, call
 /// [`build_trainer`] and [`Trainer::fit`] directly.
 ///
 /// # Errors
@@ -209,6 +205,19 @@ fn nccl_config(cfg: &TrainConfig) -> TrainConfig {
 /// configuration; `K0701` when `resume` names no checkpoint; `K0801` for a distributed
 /// backend that is not built in.
 pub fn run_with(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
+    run_with_hooks(cfg, opts, Vec::new())
+}
+
+/// [`run_with`] with hooks of the caller's (a progress view, a logger), called on rank 0
+/// after kiln's metrics log and before the checkpoint hook.
+///
+/// # Errors
+/// As [`run_with`], plus the hooks' errors.
+pub fn run_with_hooks(
+    cfg: &TrainConfig,
+    opts: &RunOptions,
+    extra_hooks: Vec<Box<dyn Hook>>,
+) -> Result<RunSummary> {
     let comm = match &opts.distributed {
         Some(backend) => Some(crate::parallel::connect(backend)?),
         None => {
@@ -325,14 +334,19 @@ pub fn run_with(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
     }
     if rank0 {
         hooks.push(Box::new(MetricsLog::new(&metrics_path, fresh)?));
-        hooks.push(Box::new(Progress::new(opts.quiet)));
+    }
+    let is_rank0 = rank0;
+    for h in extra_hooks {
+        if is_rank0 {
+            hooks.push(h);
+        }
     }
     let mut hook_refs: Vec<&mut dyn Hook> = hooks
         .iter_mut()
         .map(|h| h.as_mut() as &mut dyn Hook)
         .collect();
     hook_refs.push(&mut ckpt);
-    let ran = trainer.fit(&mut hook_refs)?;
+    let ran = trainer.fit_with(&mut hook_refs)?;
     drop(hook_refs);
     ckpt.finish()?;
     if let (Some(c), true) = (&comm, opts.ddp_verify) {
@@ -344,7 +358,6 @@ pub fn run_with(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         }
     }
     let model_path = cfg.out.join(MODEL_FILE);
-    let curves_path = cfg.out.join(CURVES_FILE);
     let epochs = if metrics_path.exists() && rank0 {
         MetricsLog::read(&metrics_path)?
     } else {
@@ -355,7 +368,6 @@ pub fn run_with(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
             &inner_model(trainer.model.as_ref()).state_dict(),
             &model_path,
         )?;
-        write_curves(&epochs, &curves_path)?;
     }
     if let Some(c) = &comm {
         c.barrier()?;
@@ -364,6 +376,5 @@ pub fn run_with(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
         epochs,
         model_path,
         metrics_path,
-        curves_path,
     })
 }
