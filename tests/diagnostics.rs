@@ -154,6 +154,75 @@ fn k0103_labels_and_inputs_disagree() {
     expect(r, "K0103", &["x"]);
 }
 
+#[test]
+fn k0104_truncated_image_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data/transforms/src.png");
+    let bytes = std::fs::read(src).unwrap();
+    let p = write(dir.path(), "cut.png", &bytes[..bytes.len() / 3]);
+    let r = kiln::data::sources::decode_image(&p, false, Default::default());
+    expect(r, "K0104", &["cut.png"]);
+}
+
+#[test]
+fn k0105_image_declaring_100000_by_100000_pixels() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    png.extend_from_slice(&13u32.to_be_bytes());
+    png.extend_from_slice(&ihdr);
+    png.extend_from_slice(&crc32fast::hash(&ihdr).to_be_bytes());
+    png.extend_from_slice(&0u32.to_be_bytes()); // an empty IDAT ends the header chunks
+    png.extend_from_slice(b"IDAT");
+    png.extend_from_slice(&crc32fast::hash(b"IDAT").to_be_bytes());
+    let p = write(dir.path(), "bomb.png", &png);
+    let r = kiln::data::sources::decode_image(&p, false, Default::default());
+    expect(r, "K0105", &["bomb.png", "100000x100000"]);
+}
+
+#[test]
+fn k0106_bad_csv_cell_with_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "t.csv", b"x,y,target\n1,2,a\n3,four,b\n");
+    let r = kiln::data::sources::open(&p, &Default::default());
+    expect(r, "K0106", &["line 3", "column 2", "'y'", "four"]);
+}
+
+#[test]
+fn k0107_idx_dims_longer_than_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut idx = vec![0, 0, 8, 3];
+    for d in [60_000u32, 28, 28] {
+        idx.extend_from_slice(&d.to_be_bytes());
+    }
+    idx.extend_from_slice(&[0; 784]);
+    let p = write(dir.path(), "train-images-idx3-ubyte", &idx);
+    let r = kiln::data::sources::idx::read_idx(&p, 3);
+    expect(r, "K0107", &["[60000, 28, 28]", "47040000", "784"]);
+}
+
+#[test]
+fn k0108_panicking_data_set_in_a_worker() {
+    struct Boom;
+    impl Dataset for Boom {
+        fn name(&self) -> String {
+            "boom".into()
+        }
+        fn len(&self) -> usize {
+            4
+        }
+        fn get(&self, _i: usize) -> kiln::Result<(Tensor, i64)> {
+            panic!("decoder bug")
+        }
+    }
+    let l = DataLoader::new(Arc::new(Boom), 2).unwrap().workers(2);
+    let first = l.epoch(0).unwrap().next().unwrap();
+    expect(first, "K0108", &["batch 0", "decoder bug"]);
+}
+
 // ------------------------------------------------------------------ K02xx: shapes and targets
 
 #[test]

@@ -1,9 +1,37 @@
 //! The `Dataset` trait (PyTorch's map-style `Dataset`) and an in-memory `TensorDataset`.
+//!
+//! # Targets: class labels and regression values
+//! A sample is `(input, label)` with an `i64` class label, as it always was. A data set whose
+//! targets are real numbers (regression: a CSV with a numeric target, a tensors file with
+//! float `targets`) says so through the provided method [`Dataset::task`] and gives each
+//! sample's target as a tensor through [`Dataset::target`]; its `get_batch` then returns an
+//! `f32` targets tensor (`[B]` or `[B, k]`) in place of the `i64` labels. The `i64` of
+//! [`Dataset::get`] is `0` for such a set. Every method added has a default that keeps the
+//! old meaning (classification, the label as an `i64` scalar), so existing implementors and
+//! callers compile unchanged.
+//!
+//! # Epochs
+//! Random transforms draw from a generator keyed by `(seed, epoch, sample index)`. The epoch
+//! is an argument ([`Dataset::get_at_epoch`], [`Dataset::get_batch_at_epoch`]), not state set
+//! on the data set, so loader workers preparing batches of two epochs never race; the
+//! defaults ignore it.
 
 use crate::error::{Context, Error, Result, shape_str};
 use candle_core::{Device, Tensor};
 
-/// A map-style data set: `len` samples, each an input tensor and an integer class label.
+/// What a data set's targets are.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// Integer class labels (`i64`), the default.
+    #[default]
+    Classification,
+    /// Real-valued targets (`f32`).
+    Regression,
+}
+
+/// A map-style data set: `len` samples, each an input tensor and an integer class label
+/// (or, for [`Task::Regression`], a real-valued target; see the module docs).
 pub trait Dataset: Send + Sync {
     /// A short name used in messages (`"digits/train"`).
     fn name(&self) -> String;
@@ -42,6 +70,86 @@ pub trait Dataset: Send + Sync {
             .collect::<Result<Vec<_>>>()?;
         stack_samples(&samples)
     }
+
+    /// What the targets are; [`Task::Classification`] unless the data set says otherwise.
+    fn task(&self) -> Task {
+        Task::Classification
+    }
+
+    /// The target of sample `i` as a tensor: the label as an `i64` scalar by default; an
+    /// `f32` scalar or vector for regression sets.
+    ///
+    /// # Errors
+    /// `K0003` when `i >= len()`.
+    fn target(&self, i: usize) -> Result<Tensor> {
+        let l = self.label(i)?;
+        Tensor::new(l, &Device::Cpu).ctx("target")
+    }
+
+    /// Sample `i` as epoch `epoch` sees it (random transforms depend on the epoch); the
+    /// default ignores the epoch.
+    ///
+    /// # Errors
+    /// As [`Dataset::get`].
+    fn get_at_epoch(&self, i: usize, epoch: u64) -> Result<(Tensor, i64)> {
+        let _ = epoch;
+        self.get(i)
+    }
+
+    /// [`Dataset::get_batch`] as epoch `epoch` sees it; the default ignores the epoch.
+    /// `DataLoader` calls this one.
+    ///
+    /// # Errors
+    /// As [`Dataset::get_batch`].
+    fn get_batch_at_epoch(&self, indices: &[usize], epoch: u64) -> Result<(Tensor, Tensor)> {
+        let _ = epoch;
+        self.get_batch(indices)
+    }
+}
+
+/// Stacks per-sample target tensors (`f32` scalars or vectors) into `[B]` / `[B, k]`.
+///
+/// # Errors
+/// `K0102` when targets differ in shape; `K0101` for an empty list.
+pub fn stack_targets(targets: &[Tensor]) -> Result<Tensor> {
+    let Some(first) = targets.first() else {
+        return Err(Error::EmptyDataset {
+            name: "batch".into(),
+            len: 0,
+            batch_size: 0,
+            drop_last: false,
+        });
+    };
+    for (index, t) in targets.iter().enumerate().skip(1) {
+        if t.dims() != first.dims() {
+            return Err(Error::RaggedBatch {
+                first: shape_str(first.dims()),
+                other: shape_str(t.dims()),
+                index,
+            });
+        }
+    }
+    Tensor::stack(targets, 0).ctx("stack targets")
+}
+
+/// The batch of a regression data set: inputs stacked from `get_at_epoch`, targets from
+/// [`Dataset::target`] stacked with [`stack_targets`] (what regression sets' `get_batch` use).
+///
+/// # Errors
+/// As [`Dataset::get`] and [`stack_targets`].
+pub fn regression_batch<D: Dataset + ?Sized>(
+    ds: &D,
+    indices: &[usize],
+    epoch: u64,
+) -> Result<(Tensor, Tensor)> {
+    let mut samples = Vec::with_capacity(indices.len());
+    let mut targets = Vec::with_capacity(indices.len());
+    for &i in indices {
+        samples.push(ds.get_at_epoch(i, epoch)?);
+        targets.push(ds.target(i)?);
+    }
+    let (x, _) = stack_samples(&samples)?;
+    Ok((x, stack_targets(&targets)?))
 }
 
 /// Stacks samples into a batch like PyTorch's `default_collate`.

@@ -4,8 +4,14 @@
 //! Each epoch's order is `Generator::derived(seed, epoch).permutation(len)` when shuffling
 //! (`0..len` otherwise), so any batch of any epoch can be rebuilt without replaying earlier
 //! ones: this is what a mid-epoch resume needs ([`DataLoader::epoch_from`]).
+//!
+//! With [`DataLoader::workers`]`(n)`, `n` threads build the batches of an epoch ahead of the
+//! consumer (at most `prefetch_factor · n` batches ahead; see [`super::prefetch`]). A batch is
+//! a pure function of `(seed, epoch, k)` — random transforms are keyed by the sample index,
+//! not by a shared stream — so the batches are bit-identical for every `n`.
 
 use super::dataset::Dataset;
+use super::prefetch::Prefetcher;
 use crate::error::{Error, Result};
 use crate::rng::Generator;
 use candle_core::Tensor;
@@ -16,7 +22,7 @@ use std::sync::Arc;
 pub struct Batch {
     /// Stacked inputs.
     pub inputs: Tensor,
-    /// Labels (i64).
+    /// Labels (i64), or f32 targets for a regression data set.
     pub targets: Tensor,
     /// Which samples of the data set, in batch order.
     pub indices: Vec<usize>,
@@ -44,6 +50,10 @@ pub struct DataLoader {
     seed: u64,
     /// `(world_size, rank)` when each process loads only its share (DDP).
     distributed: Option<(usize, usize)>,
+    /// Worker threads building batches ahead (0: in the caller's thread).
+    workers: usize,
+    /// Batches each worker may have ready ahead of the consumer.
+    prefetch_factor: usize,
 }
 
 impl std::fmt::Debug for DataLoader {
@@ -55,6 +65,7 @@ impl std::fmt::Debug for DataLoader {
             .field("shuffle", &self.shuffle)
             .field("drop_last", &self.drop_last)
             .field("seed", &self.seed)
+            .field("workers", &self.workers)
             .finish()
     }
 }
@@ -79,7 +90,35 @@ impl DataLoader {
             drop_last: false,
             seed: 0,
             distributed: None,
+            workers: 0,
+            prefetch_factor: 2,
         })
+    }
+
+    /// Builds batches in `n` worker threads ahead of the consumer (builder; PyTorch's
+    /// `num_workers`). `0` (the default) builds them in the caller's thread. The batches are
+    /// identical for every `n`; errors of a worker reach the consumer with their own codes,
+    /// in batch order.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
+        self
+    }
+
+    /// Batches each worker may prepare ahead (builder; PyTorch's `prefetch_factor`, default
+    /// 2): at most `prefetch_factor · workers` batches wait in memory. Values below 1 count as 1.
+    pub fn prefetch_factor(mut self, k: usize) -> Self {
+        self.prefetch_factor = k.max(1);
+        self
+    }
+
+    /// The number of worker threads.
+    pub fn num_workers(&self) -> usize {
+        self.workers
+    }
+
+    /// Batches prepared ahead at most (`prefetch_factor · workers`).
+    pub fn prefetch_capacity(&self) -> usize {
+        self.prefetch_factor * self.workers
     }
 
     /// Loads only rank `rank`'s share of each epoch, as PyTorch's `DistributedSampler`
@@ -211,10 +250,10 @@ impl DataLoader {
     pub fn batch(&self, epoch: u64, k: usize) -> Result<Batch> {
         self.check_nonempty()?;
         let order = self.order(epoch);
-        self.batch_in(&order, k)
+        self.batch_in(&order, k, epoch)
     }
 
-    fn batch_in(&self, order: &[usize], k: usize) -> Result<Batch> {
+    pub(crate) fn batch_in(&self, order: &[usize], k: usize, epoch: u64) -> Result<Batch> {
         if k >= self.num_batches() {
             return Err(Error::invalid(
                 "batch index",
@@ -225,7 +264,7 @@ impl DataLoader {
         let start = k * self.batch_size;
         let end = (start + self.batch_size).min(order.len());
         let indices = order[start..end].to_vec();
-        let (inputs, targets) = self.dataset.get_batch(&indices)?;
+        let (inputs, targets) = self.dataset.get_batch_at_epoch(&indices, epoch)?;
         Ok(Batch {
             inputs,
             targets,
@@ -256,19 +295,27 @@ impl DataLoader {
                 format!("at most the number of batches {}", self.num_batches()),
             ));
         }
+        let order = Arc::new(self.order(epoch));
+        let prefetch = (self.workers > 0)
+            .then(|| Prefetcher::start(self, order.clone(), epoch, start, self.num_batches()));
         Ok(EpochIter {
             loader: self,
-            order: self.order(epoch),
+            order,
+            epoch,
             next: start,
+            prefetch,
         })
     }
 }
 
-/// The batches of one epoch; yields `Result<Batch>`.
+/// The batches of one epoch; yields `Result<Batch>`. With workers, dropping the iterator
+/// stops and joins them.
 pub struct EpochIter<'a> {
     loader: &'a DataLoader,
-    order: Vec<usize>,
+    order: Arc<Vec<usize>>,
+    epoch: u64,
     next: usize,
+    prefetch: Option<Prefetcher>,
 }
 
 impl EpochIter<'_> {
@@ -285,7 +332,10 @@ impl Iterator for EpochIter<'_> {
         if self.next >= self.loader.num_batches() {
             return None;
         }
-        let b = self.loader.batch_in(&self.order, self.next);
+        let b = match &self.prefetch {
+            Some(p) => p.take(self.next),
+            None => self.loader.batch_in(&self.order, self.next, self.epoch),
+        };
         self.next += 1;
         Some(b)
     }

@@ -1,5 +1,7 @@
-//! Data: the embedded scikit-learn digits data set, datasets, subsets and a `DataLoader`
-//! whose order is a pure function of `(seed, epoch)`.
+//! Data: the embedded scikit-learn digits data set, datasets, subsets, a `DataLoader`
+//! whose order is a pure function of `(seed, epoch)` (with optional worker threads),
+//! data sources ([`sources::open`]: image folders, CSV, MNIST, CIFAR, tensors files) and
+//! torchvision-style [`transforms`].
 //!
 //! ```
 //! use kiln::data::{DataLoader, Dataset, digits};
@@ -14,8 +16,11 @@
 pub mod dataset;
 pub mod digits;
 pub mod loader;
+mod prefetch;
+pub mod sources;
 pub mod subset;
+pub mod transforms;
 
-pub use dataset::{Dataset, TensorDataset, stack_samples};
+pub use dataset::{Dataset, Task, TensorDataset, regression_batch, stack_samples, stack_targets};
 pub use loader::{Batch, DataLoader, EpochIter};
 pub use subset::Subset;

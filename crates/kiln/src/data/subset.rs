@@ -1,7 +1,7 @@
 //! `Subset`: a selection of another data set's samples, optionally with relabelled classes
 //! (e.g. "digits 0–4", or "digits 5–9, 20 per class, labelled 0–4" for fine-tuning).
 
-use super::dataset::Dataset;
+use super::dataset::{Dataset, Task};
 use crate::error::{Context, Error, Result};
 use crate::rng::Generator;
 use candle_core::Tensor;
@@ -138,8 +138,7 @@ impl Dataset for Subset {
     }
 
     fn get(&self, i: usize) -> Result<(Tensor, i64)> {
-        let (x, _) = self.parent.get(self.parent_index(i)?)?;
-        Ok((x, self.labels[i]))
+        self.get_at_epoch(i, 0)
     }
 
     fn label(&self, i: usize) -> Result<i64> {
@@ -148,11 +147,37 @@ impl Dataset for Subset {
     }
 
     fn get_batch(&self, indices: &[usize]) -> Result<(Tensor, Tensor)> {
+        self.get_batch_at_epoch(indices, 0)
+    }
+
+    fn task(&self) -> Task {
+        self.parent.task()
+    }
+
+    fn target(&self, i: usize) -> Result<Tensor> {
+        match self.parent.task() {
+            Task::Regression => self.parent.target(self.parent_index(i)?),
+            Task::Classification => {
+                let l = self.label(i)?;
+                Tensor::new(l, &candle_core::Device::Cpu).ctx("Subset target")
+            }
+        }
+    }
+
+    fn get_at_epoch(&self, i: usize, epoch: u64) -> Result<(Tensor, i64)> {
+        let (x, _) = self.parent.get_at_epoch(self.parent_index(i)?, epoch)?;
+        Ok((x, self.labels[i]))
+    }
+
+    fn get_batch_at_epoch(&self, indices: &[usize], epoch: u64) -> Result<(Tensor, Tensor)> {
         let parent: Vec<usize> = indices
             .iter()
             .map(|&i| self.parent_index(i))
             .collect::<Result<_>>()?;
-        let (x, _) = self.parent.get_batch(&parent)?;
+        let (x, y) = self.parent.get_batch_at_epoch(&parent, epoch)?;
+        if self.parent.task() == Task::Regression {
+            return Ok((x, y));
+        }
         let labels: Vec<i64> = indices.iter().map(|&i| self.labels[i]).collect();
         let n = labels.len();
         let y = Tensor::from_vec(labels, n, x.device()).ctx("Subset labels")?;

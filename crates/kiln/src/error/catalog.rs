@@ -92,6 +92,41 @@ pub static CATALOG: &[CodeInfo] = &[
         "check the data file named in the message"
     ),
     entry!(
+        "K0104",
+        "BadImage",
+        "an image file cannot be decoded",
+        "A file of an image folder (or another image source) is unreadable, truncated or not an image of the format its extension says. torchvision's ImageFolder raises PIL's error (UnidentifiedImageError, image file is truncated); kiln names the file.",
+        "replace or delete the file named in the message, or open the source with skip_bad=true to skip bad images and count them"
+    ),
+    entry!(
+        "K0105",
+        "ImageTooLarge",
+        "an image declares more pixels than the decoding limits",
+        "The image's header announces dimensions whose decoded pixels would exceed kiln's limits; kiln refuses before decoding so a hostile or broken file cannot exhaust memory (PIL: DecompressionBombError).",
+        "shrink the image, or raise SourceOptions::max_image_side / max_image_bytes if the size is genuine"
+    ),
+    entry!(
+        "K0106",
+        "CsvCell",
+        "a CSV cell or line cannot be used",
+        "A feature cell is not a number, the target is missing, a row has the wrong number of fields, or a line is longer than the bounded maximum; the message gives the 1-based line and column and the header name.",
+        "fix the cell named in the message, or choose another target column"
+    ),
+    entry!(
+        "K0107",
+        "DataFormat",
+        "a data-set file does not match its format",
+        "An IDX (MNIST), CIFAR or tensors file has a bad magic number, dimensions that disagree with its length, or lacks the arrays its format requires; kiln checks the header against the file length before allocating.",
+        "re-download or re-extract the data set; check that the directory is laid out as the archive unpacks"
+    ),
+    entry!(
+        "K0108",
+        "DataWorker",
+        "a data loader worker failed",
+        "A worker thread of DataLoader::workers(n) stopped without a kiln error (a panic in a data set or transform). Errors a worker returns keep their own codes; this code only reports the rest.",
+        "run with workers(0) to see the failure in the main thread, and report it"
+    ),
+    entry!(
         "K0201",
         "ConvChannels",
         "conv input channels differ from in_channels",

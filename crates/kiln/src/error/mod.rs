@@ -81,6 +81,43 @@ pub enum Error {
     /// A data file or data argument could not be used.
     #[error("bad data in {source_name}: {detail}")]
     BadData { source_name: String, detail: String },
+    /// An image file that cannot be decoded (unreadable, truncated, not an image).
+    #[error("cannot decode image '{path}': {detail}")]
+    BadImage { path: String, detail: String },
+    /// An image whose header declares more pixels than the decoding limits allow.
+    #[error(
+        "image '{path}' declares {width}x{height} pixels, over the limit of {max_side} pixels a side / {max_bytes} bytes decoded"
+    )]
+    ImageTooLarge {
+        path: String,
+        width: u64,
+        height: u64,
+        max_side: u32,
+        max_bytes: u64,
+    },
+    /// A CSV cell (or line) that cannot be used, with its 1-based line and column.
+    #[error("'{path}' line {line}, column {column} ('{header}'): {detail}")]
+    CsvCell {
+        path: String,
+        line: u64,
+        column: usize,
+        header: String,
+        detail: String,
+    },
+    /// A data-set file (IDX, CIFAR batch, tensors file) whose layout is not what its format says.
+    #[error("'{path}' is not a valid {format} file: {detail}")]
+    DataFormat {
+        path: String,
+        format: String,
+        detail: String,
+    },
+    /// A loader worker thread failed without a kiln error (it panicked).
+    #[error("data loader worker {worker} failed on batch {batch}: {detail}")]
+    DataWorker {
+        worker: usize,
+        batch: usize,
+        detail: String,
+    },
 
     // ---------------------------------------------------------------- K02xx layers, shapes, losses
     /// Conv input channels differ from the layer's `in_channels`.
@@ -317,6 +354,11 @@ impl Error {
             EmptyDataset { .. } => "K0101",
             RaggedBatch { .. } => "K0102",
             BadData { .. } => "K0103",
+            BadImage { .. } => "K0104",
+            ImageTooLarge { .. } => "K0105",
+            CsvCell { .. } => "K0106",
+            DataFormat { .. } => "K0107",
+            DataWorker { .. } => "K0108",
             ConvChannels { .. } => "K0201",
             LinearInFeatures { .. } => "K0202",
             InputRank { .. } => "K0203",
