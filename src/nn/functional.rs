@@ -1,3 +1,6 @@
+//! Functional forms of kiln's layers (PyTorch's `torch.nn.functional`): pooling and the
+//! activations ([`gelu`]).
+//!
 //! Pooling with PyTorch's forward *and backward* semantics (`F.max_pool2d`, `F.avg_pool2d`).
 //!
 //! candle 0.11.1's own pooling backward is wrong for training: `max_pool2d`'s gradient is
@@ -13,6 +16,7 @@
 //! when `kernel != stride`).
 
 use crate::error::{Context, Error, Result, shape_str};
+use crate::nn::layers::pointwise::{Pointwise, apply};
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor, WithDType};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -225,6 +229,96 @@ pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> R
 /// As [`max_pool2d`].
 pub fn avg_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
     pool(Kind::Avg, x, kernel, stride, padding)
+}
+
+// ------------------------------------------------------------------------------ activations
+
+/// Which formula [`gelu`] uses: PyTorch's `approximate='none'` (the exact `erf` form) or
+/// `approximate='tanh'`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GeluApproximate {
+    /// `x · Φ(x)` with the exact normal CDF (`erf`), PyTorch's default.
+    #[default]
+    None,
+    /// `0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))`.
+    Tanh,
+}
+
+impl GeluApproximate {
+    /// Parses PyTorch's spelling, `"none"` or `"tanh"`.
+    ///
+    /// # Errors
+    /// `K0003` for any other string (PyTorch: approximate argument must be either none or
+    /// tanh).
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "none" => Ok(GeluApproximate::None),
+            "tanh" => Ok(GeluApproximate::Tanh),
+            other => Err(Error::invalid(
+                "GELU approximate",
+                format!("'{other}'"),
+                "'none' or 'tanh' (PyTorch: approximate argument must be either none or tanh)",
+            )),
+        }
+    }
+
+    /// PyTorch's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GeluApproximate::None => "none",
+            GeluApproximate::Tanh => "tanh",
+        }
+    }
+}
+
+fn pointwise(
+    name: &'static str,
+    f: impl Fn(f64) -> f64 + Send + Sync + 'static,
+    df: impl Fn(f64, f64) -> f64 + Send + Sync + 'static,
+) -> Pointwise {
+    Pointwise {
+        name,
+        f: Box::new(f),
+        df: Box::new(df),
+    }
+}
+
+/// `F.gelu(x, approximate)`: `x · Φ(x)` (exact, with `erf`) or its tanh approximation, with
+/// PyTorch's gradient (computed per element in f64 on the CPU).
+///
+/// # Errors
+/// Backend errors only.
+pub fn gelu(x: &Tensor, approximate: GeluApproximate) -> Result<Tensor> {
+    use candle_core::cpu::erf::erf_f64;
+    use std::f64::consts::{FRAC_1_SQRT_2, FRAC_2_SQRT_PI};
+    match approximate {
+        GeluApproximate::None => {
+            let alpha = FRAC_2_SQRT_PI * FRAC_1_SQRT_2 * 0.5;
+            let op = pointwise(
+                "gelu",
+                |x| 0.5 * x * (1.0 + erf_f64(x * FRAC_1_SQRT_2)),
+                move |x, _| {
+                    let cdf = 0.5 * (1.0 + erf_f64(x * FRAC_1_SQRT_2));
+                    cdf + x * alpha * (-0.5 * x * x).exp()
+                },
+            );
+            apply(x, op, |x| x.gelu_erf())
+        }
+        GeluApproximate::Tanh => {
+            const KAPPA: f64 = 0.044715;
+            let beta = std::f64::consts::SQRT_2 * FRAC_2_SQRT_PI * 0.5;
+            let op = pointwise(
+                "gelu_tanh",
+                move |x| 0.5 * x * (1.0 + (beta * (x + KAPPA * x * x * x)).tanh()),
+                move |x, _| {
+                    let t = (beta * (x + KAPPA * x * x * x)).tanh();
+                    let inner = beta * (1.0 + 3.0 * KAPPA * x * x);
+                    0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * inner
+                },
+            );
+            apply(x, op, |x| x.gelu())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,10 @@ pub use layers::{
     AdaptiveAvgPool2d, AvgPool2d, BatchNorm, Conv2d, Dropout, Flatten, Identity, Linear, MaxPool2d,
     ReLU, Sequential,
 };
+pub use layers::{
+    BatchNorm1d, BatchNorm2d, BatchNormConfig, Embedding, Gelu, GeluApproximate, LayerNorm,
+    LayerNormConfig,
+};
 pub use module::Module;
 pub use param::{Buffer, Param, ParamId};
 pub use spec::{ModuleSpec, NamedSpec};

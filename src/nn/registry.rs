@@ -100,6 +100,7 @@ fn builtins() -> IndexMap<String, Builder> {
             }
         }),
     );
+    register_layers(&mut t);
     t.insert(
         "Sequential".into(),
         Arc::new(|_, children| Ok(Box::new(sequential::from_children(children)?))),
@@ -110,6 +111,16 @@ fn builtins() -> IndexMap<String, Builder> {
     );
     crate::models::register_builtins(&mut t);
     t
+}
+
+/// The layers of issue 13 (LayerNorm, Embedding, GELU); `BatchNorm1d` and
+/// `BatchNorm2d` above build [`super::BatchNorm`], which [`super::BatchNorm1d`] /
+/// [`super::BatchNorm2d`] wrap (same type name, spec and state dict).
+fn register_layers(t: &mut IndexMap<String, Builder>) {
+    use super::layers::{Embedding, Gelu, LayerNorm};
+    t.insert("LayerNorm".into(), leaf(LayerNorm::from_spec));
+    t.insert("Embedding".into(), leaf(Embedding::from_spec));
+    t.insert("GELU".into(), leaf(Gelu::from_spec));
 }
 
 /// Registers (or replaces) a builder for `type_name`, so `load_model` can rebuild files
