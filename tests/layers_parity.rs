@@ -1,5 +1,5 @@
 //! Parity with real PyTorch for the layers of issue 13 (BatchNorm1d/2d, LayerNorm, Embedding,
-//! GELU), against fixtures made by
+//! GELU) and the activations of issue 14, against fixtures made by
 //! `scripts/gen_layer_fixtures.py` (the torch version is in
 //! `tests/fixtures/layers/manifest.json`).
 //!
@@ -16,8 +16,9 @@ use candle_core::{DType, Device, Tensor, Var};
 use common::{get, load, state_dict};
 use kiln::Module;
 use kiln::nn::{
-    BatchNorm1d, BatchNorm2d, BatchNormConfig, Embedding, Gelu, LayerNorm, LayerNormConfig,
-    registry,
+    BatchNorm1d, BatchNorm2d, BatchNormConfig, Elu, Embedding, Gelu, Hardsigmoid, Hardswish,
+    LayerNorm, LayerNormConfig, LeakyReLU, LogSoftmax, Mish, ReLU6, SiLU, Sigmoid, Softmax,
+    Softplus, Tanh, registry,
 };
 use serde_json::Value;
 use std::collections::HashMap;
@@ -249,6 +250,21 @@ fn build(case: &str) -> Box<dyn Module> {
             .unwrap(),
         ),
         "gelu" => Box::new(Gelu::new(c["approximate"].as_str().unwrap()).unwrap()),
+        "SiLU" => Box::new(SiLU::new()),
+        "Sigmoid" => Box::new(Sigmoid),
+        "Tanh" => Box::new(Tanh),
+        "LeakyReLU" => Box::new(LeakyReLU {
+            negative_slope: f(&c, "negative_slope"),
+            inplace: c["inplace"] == true,
+        }),
+        "ELU" => Box::new(Elu::new(f(&c, "alpha"))),
+        "Hardswish" => Box::new(Hardswish::new()),
+        "Hardsigmoid" => Box::new(Hardsigmoid::new()),
+        "Mish" => Box::new(Mish::new()),
+        "Softplus" => Box::new(Softplus::new(f(&c, "beta"), f(&c, "threshold")).unwrap()),
+        "ReLU6" => Box::new(ReLU6::new()),
+        "Softmax" => Box::new(Softmax::new(c["dim"].as_i64().unwrap() as isize)),
+        "LogSoftmax" => Box::new(LogSoftmax::new(c["dim"].as_i64().unwrap() as isize)),
         other => panic!("{case}: unknown kind {other}"),
     }
 }
@@ -261,6 +277,18 @@ fn run(case: &str) {
     assert_eq!(rebuilt.type_name(), m.type_name(), "{case}: rebuilt type");
     assert_eq!(rebuilt.repr(), m.repr(), "{case}: rebuilt repr");
     check_state_keys(case, rebuilt.as_ref());
+}
+
+fn cases_with_prefix(prefix: &str) -> Vec<String> {
+    let m = manifest();
+    let cases = m["cases"].as_object().unwrap();
+    let v: Vec<String> = cases
+        .keys()
+        .filter(|k| k.starts_with(prefix))
+        .cloned()
+        .collect();
+    assert!(!v.is_empty(), "no fixture case starts with {prefix}");
+    v
 }
 
 // ------------------------------------------------------------------------------ BatchNorm
@@ -489,6 +517,15 @@ fn functional_gelu_matches_the_module() {
     cmp.finish("functional gelu tanh");
 }
 
+// ------------------------------------------------------------------------------ activations
+
+#[test]
+fn activations_forward_and_input_gradient() {
+    for case in cases_with_prefix("act_") {
+        run(&case);
+    }
+}
+
 #[test]
 fn layers_are_plain_send_sync_fields() {
     fn assert_field<T: Module + Send + Sync + 'static>() {}
@@ -497,4 +534,6 @@ fn layers_are_plain_send_sync_fields() {
     assert_field::<LayerNorm>();
     assert_field::<Embedding>();
     assert_field::<Gelu>();
+    assert_field::<SiLU>();
+    assert_field::<Softmax>();
 }

@@ -1,5 +1,5 @@
 //! Functional forms of kiln's layers (PyTorch's `torch.nn.functional`): pooling and the
-//! activations ([`gelu`]).
+//! activations (`gelu`, `silu`, `sigmoid`, `softmax`, …; see [`gelu`]).
 //!
 //! Pooling with PyTorch's forward *and backward* semantics (`F.max_pool2d`, `F.avg_pool2d`).
 //!
@@ -283,6 +283,10 @@ fn pointwise(
     }
 }
 
+fn sigmoid_f64(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
 /// `F.gelu(x, approximate)`: `x · Φ(x)` (exact, with `erf`) or its tanh approximation, with
 /// PyTorch's gradient (computed per element in f64 on the CPU).
 ///
@@ -319,6 +323,227 @@ pub fn gelu(x: &Tensor, approximate: GeluApproximate) -> Result<Tensor> {
             apply(x, op, |x| x.gelu())
         }
     }
+}
+
+/// `F.silu(x)` = `x · σ(x)`.
+///
+/// # Errors
+/// Backend errors only.
+pub fn silu(x: &Tensor) -> Result<Tensor> {
+    let op = pointwise(
+        "silu",
+        |x| x * sigmoid_f64(x),
+        |x, _| {
+            let s = sigmoid_f64(x);
+            s * (1.0 + x * (1.0 - s))
+        },
+    );
+    apply(x, op, |x| x.silu())
+}
+
+/// `torch.sigmoid(x)` = `1 / (1 + e^(−x))`, saturating cleanly at both ends.
+///
+/// # Errors
+/// Backend errors only.
+pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
+    let op = pointwise("sigmoid", sigmoid_f64, |_, y| y * (1.0 - y));
+    apply(x, op, |x| (x.neg()?.exp()? + 1.0)?.recip())
+}
+
+/// `torch.tanh(x)`.
+///
+/// # Errors
+/// Backend errors only.
+pub fn tanh(x: &Tensor) -> Result<Tensor> {
+    let op = pointwise("tanh", f64::tanh, |_, y| 1.0 - y * y);
+    apply(x, op, |x| x.tanh())
+}
+
+/// `F.leaky_relu(x, negative_slope)`: `x` where `x > 0`, else `negative_slope · x` (the
+/// gradient at 0 is `negative_slope`, as in PyTorch).
+///
+/// # Errors
+/// Backend errors only.
+pub fn leaky_relu(x: &Tensor, negative_slope: f64) -> Result<Tensor> {
+    let s = negative_slope;
+    let op = pointwise(
+        "leaky_relu",
+        move |x| if x > 0.0 { x } else { x * s },
+        move |x, _| if x > 0.0 { 1.0 } else { s },
+    );
+    apply(x, op, |x| x.gt(0.0)?.where_cond(x, &(x * s)?))
+}
+
+/// `F.elu(x, alpha)`: `x` where `x > 0`, else `alpha · (e^x − 1)`.
+///
+/// # Errors
+/// Backend errors only.
+pub fn elu(x: &Tensor, alpha: f64) -> Result<Tensor> {
+    let op = pointwise(
+        "elu",
+        move |x| if x > 0.0 { x } else { alpha * x.exp_m1() },
+        move |x, _| if x > 0.0 { 1.0 } else { alpha * x.exp() },
+    );
+    apply(x, op, |x| x.elu(alpha))
+}
+
+/// `F.hardsigmoid(x)` = `relu6(x + 3) / 6`.
+///
+/// # Errors
+/// Backend errors only.
+pub fn hardsigmoid(x: &Tensor) -> Result<Tensor> {
+    let op = pointwise(
+        "hardsigmoid",
+        |x| (x + 3.0).clamp(0.0, 6.0) / 6.0,
+        |x, _| if x > -3.0 && x < 3.0 { 1.0 / 6.0 } else { 0.0 },
+    );
+    apply(x, op, |x| (x + 3.0)?.clamp(0.0, 6.0)? / 6.0)
+}
+
+/// `F.hardswish(x)` = `x · relu6(x + 3) / 6`.
+///
+/// # Errors
+/// Backend errors only.
+pub fn hardswish(x: &Tensor) -> Result<Tensor> {
+    let op = pointwise(
+        "hardswish",
+        |x| x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
+        |x, _| {
+            // PyTorch's kernel: 0 up to and including -3, 1 from 3 on.
+            if x <= -3.0 {
+                0.0
+            } else if x < 3.0 {
+                x / 3.0 + 0.5
+            } else {
+                1.0
+            }
+        },
+    );
+    apply(x, op, |x| x * ((x + 3.0)?.clamp(0.0, 6.0)? / 6.0)?)
+}
+
+/// `F.relu6(x)` = `min(max(x, 0), 6)` (PyTorch's `hardtanh(0, 6)`: no gradient at 0 and 6).
+///
+/// # Errors
+/// Backend errors only.
+pub fn relu6(x: &Tensor) -> Result<Tensor> {
+    let op = pointwise(
+        "relu6",
+        |x| x.clamp(0.0, 6.0),
+        |x, _| if x > 0.0 && x < 6.0 { 1.0 } else { 0.0 },
+    );
+    apply(x, op, |x| x.clamp(0.0, 6.0))
+}
+
+/// `F.softplus(x, beta, threshold)` = `log(1 + e^(beta·x)) / beta`, and `x` itself where
+/// `beta · x > threshold`.
+///
+/// # Errors
+/// `K0003` for `beta == 0`.
+pub fn softplus(x: &Tensor, beta: f64, threshold: f64) -> Result<Tensor> {
+    if beta == 0.0 {
+        return Err(Error::invalid("softplus beta", beta, "a non-zero number"));
+    }
+    let op = pointwise(
+        "softplus",
+        move |x| {
+            if x * beta > threshold {
+                x
+            } else {
+                (x * beta).exp().ln_1p() / beta
+            }
+        },
+        move |x, _| {
+            if x * beta > threshold {
+                1.0
+            } else {
+                let z = (x * beta).exp();
+                z / (z + 1.0)
+            }
+        },
+    );
+    apply(x, op, |x| {
+        let soft = ((x * beta)?.exp()? + 1.0)?.log()? / beta;
+        (x * beta)?.gt(threshold)?.where_cond(x, &soft?)
+    })
+}
+
+/// `F.mish(x)` = `x · tanh(softplus(x))`.
+///
+/// # Errors
+/// Backend errors only.
+pub fn mish(x: &Tensor) -> Result<Tensor> {
+    let op = pointwise(
+        "mish",
+        |x| x * x.exp().ln_1p().tanh(),
+        |x, _| {
+            let t = x.exp().ln_1p().tanh();
+            t + x * sigmoid_f64(x) * (1.0 - t * t)
+        },
+    );
+    apply(x, op, |x| x * (x.exp()? + 1.0)?.log()?.tanh()?)
+}
+
+/// Resolves a PyTorch dim (negative counts from the end) for a tensor of `rank`.
+fn resolve_dim(op: &str, dim: isize, rank: usize) -> Result<usize> {
+    let r = rank.max(1) as isize;
+    let d = if dim < 0 { dim + r } else { dim };
+    if !(0..r).contains(&d) {
+        return Err(Error::invalid(
+            format!("{op} dim"),
+            dim,
+            format!(
+                "Dimension out of range (expected to be in range of [{}, {}], but got {dim})",
+                -r,
+                r - 1
+            ),
+        ));
+    }
+    Ok(d as usize)
+}
+
+/// `log_softmax` along `dim`, shifted by the (detached) maximum so large logits do not
+/// overflow; differentiable through candle's ops.
+fn log_softmax_impl(op: &str, x: &Tensor, dim: isize) -> Result<Tensor> {
+    if x.rank() == 0 {
+        let y = log_softmax_impl(op, &x.reshape(1).ctx(op)?, dim)?;
+        return y.reshape(()).ctx(op);
+    }
+    let d = resolve_dim(op, dim, x.rank())?;
+    let max = x.max_keepdim(d).ctx(op)?.detach();
+    let shifted = x.broadcast_sub(&max).ctx(op)?;
+    let lse = shifted
+        .exp()
+        .and_then(|e| e.sum_keepdim(d))
+        .and_then(|s| s.log())
+        .ctx(op)?;
+    shifted.broadcast_sub(&lse).ctx(op)
+}
+
+/// `F.log_softmax(x, dim)`: `x − log Σ e^x` along `dim` (negative dims count from the end),
+/// numerically stable.
+///
+/// # Errors
+/// `K0003` when `dim` is out of range (PyTorch's wording).
+pub fn log_softmax(x: &Tensor, dim: isize) -> Result<Tensor> {
+    log_softmax_impl("log_softmax", x, dim)
+}
+
+/// `F.softmax(x, dim)`: `e^x / Σ e^x` along `dim`, numerically stable.
+///
+/// # Errors
+/// `K0003` when `dim` is out of range.
+pub fn softmax(x: &Tensor, dim: isize) -> Result<Tensor> {
+    if x.rank() == 0 {
+        return softmax(&x.reshape(1).ctx("softmax")?, dim)?
+            .reshape(())
+            .ctx("softmax");
+    }
+    let d = resolve_dim("softmax", dim, x.rank())?;
+    let max = x.max_keepdim(d).ctx("softmax")?.detach();
+    let e = x.broadcast_sub(&max).and_then(|s| s.exp()).ctx("softmax")?;
+    let sum = e.sum_keepdim(d).ctx("softmax")?;
+    e.broadcast_div(&sum).ctx("softmax")
 }
 
 #[cfg(test)]

@@ -16,8 +16,9 @@ pub use layers::{
     ReLU, Sequential,
 };
 pub use layers::{
-    BatchNorm1d, BatchNorm2d, BatchNormConfig, Embedding, Gelu, GeluApproximate, LayerNorm,
-    LayerNormConfig,
+    BatchNorm1d, BatchNorm2d, BatchNormConfig, Elu, Embedding, Gelu, GeluApproximate, Hardsigmoid,
+    Hardswish, LayerNorm, LayerNormConfig, LeakyReLU, LogSoftmax, Mish, ReLU6, SiLU, Sigmoid,
+    Softmax, Softplus, Tanh,
 };
 pub use module::Module;
 pub use param::{Buffer, Param, ParamId};

@@ -1,5 +1,6 @@
 //! The layers kiln ships, with PyTorch's names, defaults and state-dict keys.
 
+mod activation;
 pub(crate) mod batchnorm;
 mod batchnorm_nd;
 pub(crate) mod conv;
@@ -14,6 +15,10 @@ pub(crate) mod sequential;
 mod simple;
 
 pub use crate::nn::functional::GeluApproximate;
+pub use activation::{
+    Elu, Hardsigmoid, Hardswish, LeakyReLU, LogSoftmax, Mish, ReLU6, SiLU, Sigmoid, Softmax,
+    Softplus, Tanh,
+};
 pub use batchnorm::{BatchNorm, BatchNormKind};
 pub use batchnorm_nd::{BatchNorm1d, BatchNorm2d, BatchNormConfig};
 pub use conv::{Conv2d, Conv2dConfig};
