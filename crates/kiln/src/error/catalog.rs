@@ -176,6 +176,27 @@ pub static CATALOG: &[CodeInfo] = &[
         "unfreeze at least one parameter (the head), or skip backward for this model"
     ),
     entry!(
+        "K0208",
+        "NormalizedShape",
+        "LayerNorm input does not end in normalized_shape",
+        "LayerNorm(normalized_shape) normalises over the input's last len(normalized_shape) dimensions, so they must equal normalized_shape (PyTorch: Given normalized_shape=[6], expected input with shape [*, 6], but got input of size[3, 4, 5]).",
+        "set normalized_shape to the input's trailing dimensions, or reshape the input"
+    ),
+    entry!(
+        "K0209",
+        "EmbeddingIndex",
+        "an embedding id outside [0, num_embeddings)",
+        "Embedding looks up row `id` of its [num_embeddings, embedding_dim] weight; a negative id or one >= num_embeddings has no row (PyTorch: IndexError: index out of range in self). kiln checks every id before indexing, so no wrong row is ever returned.",
+        "raise num_embeddings above the largest id, or remap the ids (e.g. a vocabulary with an unknown-token id)"
+    ),
+    entry!(
+        "K0210",
+        "IndexDtype",
+        "ids or indices of a floating-point dtype",
+        "Embedding ids must be an integer tensor (i64, u32, i32, i16 or u8); a float tensor of ids is usually a data-loading mistake (PyTorch: Expected tensor for argument #1 'indices' to have one of the following scalar types: Long, Int).",
+        "convert the ids with ids.to_dtype(DType::I64) (PyTorch: ids.long())"
+    ),
+    entry!(
         "K0301",
         "DeviceMismatch",
         "a module's weights and its input are on different devices",

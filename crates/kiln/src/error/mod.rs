@@ -179,6 +179,33 @@ pub enum Error {
         "backward: the loss does not depend on any parameter that requires grad ({frozen} frozen, {trainable} trainable parameters)"
     )]
     NothingRequiresGrad { frozen: usize, trainable: usize },
+    /// A LayerNorm input whose trailing dimensions differ from `normalized_shape`.
+    #[error(
+        "{module}: Given normalized_shape={normalized_shape}, expected input with shape [*, {trailing}], but got input of size {shape}"
+    )]
+    NormalizedShape {
+        module: String,
+        normalized_shape: String,
+        /// The expected trailing dims, comma separated (`4, 6`).
+        trailing: String,
+        shape: String,
+    },
+    /// An embedding id outside `[0, num_embeddings)`.
+    #[error(
+        "{module}: index out of range in self: id {id} at position {position} of ids {shape}, but num_embeddings={num_embeddings} (ids must be in [0, {num_embeddings}))"
+    )]
+    EmbeddingIndex {
+        module: String,
+        id: i64,
+        position: usize,
+        shape: String,
+        num_embeddings: usize,
+    },
+    /// Ids (or class indices) of a non-integer dtype.
+    #[error(
+        "{module}: Expected tensor for argument #1 'indices' to have one of the following scalar types: Long, Int; but got {dtype} instead"
+    )]
+    IndexDtype { module: String, dtype: String },
 
     // ---------------------------------------------------------------- K03xx devices and dtypes
     /// A module's weights and its input live on different devices.
@@ -366,6 +393,9 @@ impl Error {
             TargetOutOfBounds { .. } => "K0205",
             TargetShape { .. } => "K0206",
             NothingRequiresGrad { .. } => "K0207",
+            NormalizedShape { .. } => "K0208",
+            EmbeddingIndex { .. } => "K0209",
+            IndexDtype { .. } => "K0210",
             DeviceMismatch { .. } => "K0301",
             DtypeMismatch { .. } => "K0302",
             CudaUnavailable { .. } => "K0303",
@@ -443,6 +473,16 @@ impl Error {
             ),
             ReplaceType { expected, name, .. } => format!(
                 "build a {expected} for '{name}' (e.g. a new {expected} with other sizes), or declare the field as Box<dyn Module> to hold any module"
+            ),
+            NormalizedShape { shape, .. } => format!(
+                "build the LayerNorm with normalized_shape equal to the input's trailing dimensions (input {shape}), or reshape the input"
+            ),
+            EmbeddingIndex {
+                id, num_embeddings, ..
+            } => format!(
+                "id {id} does not fit num_embeddings={num_embeddings}: raise num_embeddings to at least {} or remap the ids to 0..{}",
+                id.saturating_add(1).max(1),
+                num_embeddings.saturating_sub(1)
             ),
             NoSuchDevice { count, .. } => format!(
                 "use one of cuda:0..cuda:{} or cpu; when loading a file, remap its storages with map_location",

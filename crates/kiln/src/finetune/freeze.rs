@@ -44,7 +44,11 @@ fn set_requires_grad(model: &dyn Module, selector: &Selector, value: bool) -> Re
 pub fn frozen_batchnorm_to_eval(model: &dyn Module) -> Vec<String> {
     let mut out = Vec::new();
     for (path, m) in model.named_modules() {
-        if m.as_any().downcast_ref::<BatchNorm>().is_none() {
+        let any = m.as_any();
+        if !(any.is::<BatchNorm>()
+            || any.is::<crate::nn::BatchNorm1d>()
+            || any.is::<crate::nn::BatchNorm2d>())
+        {
             continue;
         }
         let params = m.parameters();

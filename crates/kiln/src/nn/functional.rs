@@ -1,3 +1,6 @@
+//! Functional forms of kiln's layers (PyTorch's `torch.nn.functional`): pooling and the
+//! activations (`gelu`, `silu`, `sigmoid`, `softmax`, …; see [`gelu`]).
+//!
 //! Pooling with PyTorch's forward *and backward* semantics (`F.max_pool2d`, `F.avg_pool2d`).
 //!
 //! candle 0.11.1's own pooling backward is wrong for training: `max_pool2d`'s gradient is
@@ -13,6 +16,7 @@
 //! when `kernel != stride`).
 
 use crate::error::{Context, Error, Result, shape_str};
+use crate::nn::layers::pointwise::{Pointwise, apply};
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor, WithDType};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -225,6 +229,321 @@ pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> R
 /// As [`max_pool2d`].
 pub fn avg_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
     pool(Kind::Avg, x, kernel, stride, padding)
+}
+
+// ------------------------------------------------------------------------------ activations
+
+/// Which formula [`gelu`] uses: PyTorch's `approximate='none'` (the exact `erf` form) or
+/// `approximate='tanh'`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GeluApproximate {
+    /// `x · Φ(x)` with the exact normal CDF (`erf`), PyTorch's default.
+    #[default]
+    None,
+    /// `0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))`.
+    Tanh,
+}
+
+impl GeluApproximate {
+    /// Parses PyTorch's spelling, `"none"` or `"tanh"`.
+    ///
+    /// # Errors
+    /// `K0003` for any other string (PyTorch: approximate argument must be either none or
+    /// tanh).
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "none" => Ok(GeluApproximate::None),
+            "tanh" => Ok(GeluApproximate::Tanh),
+            other => Err(Error::invalid(
+                "GELU approximate",
+                format!("'{other}'"),
+                "'none' or 'tanh' (PyTorch: approximate argument must be either none or tanh)",
+            )),
+        }
+    }
+
+    /// PyTorch's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GeluApproximate::None => "none",
+            GeluApproximate::Tanh => "tanh",
+        }
+    }
+}
+
+fn pointwise(
+    name: &'static str,
+    f: impl Fn(f64) -> f64 + Send + Sync + 'static,
+    df: impl Fn(f64, f64) -> f64 + Send + Sync + 'static,
+) -> Pointwise {
+    Pointwise {
+        name,
+        f: Box::new(f),
+        df: Box::new(df),
+    }
+}
+
+fn sigmoid_f64(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// `F.gelu(x, approximate)`: `x · Φ(x)` (exact, with `erf`) or its tanh approximation, with
+/// PyTorch's gradient (computed per element in f64 on the CPU).
+///
+/// # Errors
+/// Backend errors only.
+pub fn gelu(x: &Tensor, approximate: GeluApproximate) -> Result<Tensor> {
+    use candle_core::cpu::erf::erf_f64;
+    use std::f64::consts::{FRAC_1_SQRT_2, FRAC_2_SQRT_PI};
+    match approximate {
+        GeluApproximate::None => {
+            let alpha = FRAC_2_SQRT_PI * FRAC_1_SQRT_2 * 0.5;
+            let op = pointwise(
+                "gelu",
+                |x| 0.5 * x * (1.0 + erf_f64(x * FRAC_1_SQRT_2)),
+                move |x, _| {
+                    let cdf = 0.5 * (1.0 + erf_f64(x * FRAC_1_SQRT_2));
+                    cdf + x * alpha * (-0.5 * x * x).exp()
+                },
+            );
+            apply(x, op, |x| x.gelu_erf())
+        }
+        GeluApproximate::Tanh => {
+            const KAPPA: f64 = 0.044715;
+            let beta = std::f64::consts::SQRT_2 * FRAC_2_SQRT_PI * 0.5;
+            let op = pointwise(
+                "gelu_tanh",
+                move |x| 0.5 * x * (1.0 + (beta * (x + KAPPA * x * x * x)).tanh()),
+                move |x, _| {
+                    let t = (beta * (x + KAPPA * x * x * x)).tanh();
+                    let inner = beta * (1.0 + 3.0 * KAPPA * x * x);
+                    0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * inner
+                },
+            );
+            apply(x, op, |x| x.gelu())
+        }
+    }
+}
+
+/// `F.silu(x)` = `x · σ(x)`.
+///
+/// # Errors
+/// Backend errors only.
+pub fn silu(x: &Tensor) -> Result<Tensor> {
+    let op = pointwise(
+        "silu",
+        |x| x * sigmoid_f64(x),
+        |x, _| {
+            let s = sigmoid_f64(x);
+            s * (1.0 + x * (1.0 - s))
+        },
+    );
+    apply(x, op, |x| x.silu())
+}
+
+/// `torch.sigmoid(x)` = `1 / (1 + e^(−x))`, saturating cleanly at both ends.
+///
+/// # Errors
+/// Backend errors only.
+pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
+    let op = pointwise("sigmoid", sigmoid_f64, |_, y| y * (1.0 - y));
+    apply(x, op, |x| (x.neg()?.exp()? + 1.0)?.recip())
+}
+
+/// `torch.tanh(x)`.
+///
+/// # Errors
+/// Backend errors only.
+pub fn tanh(x: &Tensor) -> Result<Tensor> {
+    let op = pointwise("tanh", f64::tanh, |_, y| 1.0 - y * y);
+    apply(x, op, |x| x.tanh())
+}
+
+/// `F.leaky_relu(x, negative_slope)`: `x` where `x > 0`, else `negative_slope · x` (the
+/// gradient at 0 is `negative_slope`, as in PyTorch).
+///
+/// # Errors
+/// Backend errors only.
+pub fn leaky_relu(x: &Tensor, negative_slope: f64) -> Result<Tensor> {
+    let s = negative_slope;
+    let op = pointwise(
+        "leaky_relu",
+        move |x| if x > 0.0 { x } else { x * s },
+        move |x, _| if x > 0.0 { 1.0 } else { s },
+    );
+    apply(x, op, |x| x.gt(0.0)?.where_cond(x, &(x * s)?))
+}
+
+/// `F.elu(x, alpha)`: `x` where `x > 0`, else `alpha · (e^x − 1)`.
+///
+/// # Errors
+/// Backend errors only.
+pub fn elu(x: &Tensor, alpha: f64) -> Result<Tensor> {
+    let op = pointwise(
+        "elu",
+        move |x| if x > 0.0 { x } else { alpha * x.exp_m1() },
+        move |x, _| if x > 0.0 { 1.0 } else { alpha * x.exp() },
+    );
+    apply(x, op, |x| x.elu(alpha))
+}
+
+/// `F.hardsigmoid(x)` = `relu6(x + 3) / 6`.
+///
+/// # Errors
+/// Backend errors only.
+pub fn hardsigmoid(x: &Tensor) -> Result<Tensor> {
+    let op = pointwise(
+        "hardsigmoid",
+        |x| (x + 3.0).clamp(0.0, 6.0) / 6.0,
+        |x, _| if x > -3.0 && x < 3.0 { 1.0 / 6.0 } else { 0.0 },
+    );
+    apply(x, op, |x| (x + 3.0)?.clamp(0.0, 6.0)? / 6.0)
+}
+
+/// `F.hardswish(x)` = `x · relu6(x + 3) / 6`.
+///
+/// # Errors
+/// Backend errors only.
+pub fn hardswish(x: &Tensor) -> Result<Tensor> {
+    let op = pointwise(
+        "hardswish",
+        |x| x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
+        |x, _| {
+            // PyTorch's kernel: 0 up to and including -3, 1 from 3 on.
+            if x <= -3.0 {
+                0.0
+            } else if x < 3.0 {
+                x / 3.0 + 0.5
+            } else {
+                1.0
+            }
+        },
+    );
+    apply(x, op, |x| x * ((x + 3.0)?.clamp(0.0, 6.0)? / 6.0)?)
+}
+
+/// `F.relu6(x)` = `min(max(x, 0), 6)` (PyTorch's `hardtanh(0, 6)`: no gradient at 0 and 6).
+///
+/// # Errors
+/// Backend errors only.
+pub fn relu6(x: &Tensor) -> Result<Tensor> {
+    let op = pointwise(
+        "relu6",
+        |x| x.clamp(0.0, 6.0),
+        |x, _| if x > 0.0 && x < 6.0 { 1.0 } else { 0.0 },
+    );
+    apply(x, op, |x| x.clamp(0.0, 6.0))
+}
+
+/// `F.softplus(x, beta, threshold)` = `log(1 + e^(beta·x)) / beta`, and `x` itself where
+/// `beta · x > threshold`.
+///
+/// # Errors
+/// `K0003` for `beta == 0`.
+pub fn softplus(x: &Tensor, beta: f64, threshold: f64) -> Result<Tensor> {
+    if beta == 0.0 {
+        return Err(Error::invalid("softplus beta", beta, "a non-zero number"));
+    }
+    let op = pointwise(
+        "softplus",
+        move |x| {
+            if x * beta > threshold {
+                x
+            } else {
+                (x * beta).exp().ln_1p() / beta
+            }
+        },
+        move |x, _| {
+            if x * beta > threshold {
+                1.0
+            } else {
+                let z = (x * beta).exp();
+                z / (z + 1.0)
+            }
+        },
+    );
+    apply(x, op, |x| {
+        let soft = ((x * beta)?.exp()? + 1.0)?.log()? / beta;
+        (x * beta)?.gt(threshold)?.where_cond(x, &soft?)
+    })
+}
+
+/// `F.mish(x)` = `x · tanh(softplus(x))`.
+///
+/// # Errors
+/// Backend errors only.
+pub fn mish(x: &Tensor) -> Result<Tensor> {
+    let op = pointwise(
+        "mish",
+        |x| x * x.exp().ln_1p().tanh(),
+        |x, _| {
+            let t = x.exp().ln_1p().tanh();
+            t + x * sigmoid_f64(x) * (1.0 - t * t)
+        },
+    );
+    apply(x, op, |x| x * (x.exp()? + 1.0)?.log()?.tanh()?)
+}
+
+/// Resolves a PyTorch dim (negative counts from the end) for a tensor of `rank`.
+fn resolve_dim(op: &str, dim: isize, rank: usize) -> Result<usize> {
+    let r = rank.max(1) as isize;
+    let d = if dim < 0 { dim + r } else { dim };
+    if !(0..r).contains(&d) {
+        return Err(Error::invalid(
+            format!("{op} dim"),
+            dim,
+            format!(
+                "Dimension out of range (expected to be in range of [{}, {}], but got {dim})",
+                -r,
+                r - 1
+            ),
+        ));
+    }
+    Ok(d as usize)
+}
+
+/// `log_softmax` along `dim`, shifted by the (detached) maximum so large logits do not
+/// overflow; differentiable through candle's ops.
+fn log_softmax_impl(op: &str, x: &Tensor, dim: isize) -> Result<Tensor> {
+    if x.rank() == 0 {
+        let y = log_softmax_impl(op, &x.reshape(1).ctx(op)?, dim)?;
+        return y.reshape(()).ctx(op);
+    }
+    let d = resolve_dim(op, dim, x.rank())?;
+    let max = x.max_keepdim(d).ctx(op)?.detach();
+    let shifted = x.broadcast_sub(&max).ctx(op)?;
+    let lse = shifted
+        .exp()
+        .and_then(|e| e.sum_keepdim(d))
+        .and_then(|s| s.log())
+        .ctx(op)?;
+    shifted.broadcast_sub(&lse).ctx(op)
+}
+
+/// `F.log_softmax(x, dim)`: `x − log Σ e^x` along `dim` (negative dims count from the end),
+/// numerically stable.
+///
+/// # Errors
+/// `K0003` when `dim` is out of range (PyTorch's wording).
+pub fn log_softmax(x: &Tensor, dim: isize) -> Result<Tensor> {
+    log_softmax_impl("log_softmax", x, dim)
+}
+
+/// `F.softmax(x, dim)`: `e^x / Σ e^x` along `dim`, numerically stable.
+///
+/// # Errors
+/// `K0003` when `dim` is out of range.
+pub fn softmax(x: &Tensor, dim: isize) -> Result<Tensor> {
+    if x.rank() == 0 {
+        return softmax(&x.reshape(1).ctx("softmax")?, dim)?
+            .reshape(())
+            .ctx("softmax");
+    }
+    let d = resolve_dim("softmax", dim, x.rank())?;
+    let max = x.max_keepdim(d).ctx("softmax")?.detach();
+    let e = x.broadcast_sub(&max).and_then(|s| s.exp()).ctx("softmax")?;
+    let sum = e.sum_keepdim(d).ctx("softmax")?;
+    e.broadcast_div(&sum).ctx("softmax")
 }
 
 #[cfg(test)]

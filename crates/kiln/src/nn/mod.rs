@@ -19,6 +19,12 @@ pub use layers::{
     AdaptiveAvgPool2d, AvgPool2d, BatchNorm, Conv2d, Dropout, Flatten, Identity, Linear, MaxPool2d,
     ModuleList, ReLU, Sequential,
 };
+pub use layers::{
+    BatchNorm1d, BatchNorm2d, BatchNormConfig, Elu, Embedding, Gelu, GeluApproximate, Hardsigmoid,
+    Hardswish, LayerNorm, LayerNormConfig, LeakyReLU, LogSoftmax, Mish, ReLU6, SiLU, Sigmoid,
+    Softmax, Softplus, Tanh,
+};
+pub use layers::Conv2dConfig;
 pub use module::Module;
 pub use param::{Buffer, Param, ParamId};
 pub use spec::{ModuleSpec, NamedSpec};

@@ -103,6 +103,7 @@ fn builtins() -> IndexMap<String, Builder> {
             }
         }),
     );
+    register_layers(&mut t);
     t.insert(
         "Sequential".into(),
         Arc::new(|_, children| Ok(Box::new(sequential::from_children(children)?))),
@@ -124,6 +125,31 @@ fn builtins() -> IndexMap<String, Builder> {
         t.insert(r.name.to_string(), Arc::new(build));
     }
     t
+}
+
+/// The layers of issues 13 and 14 (LayerNorm, Embedding, activations); `BatchNorm1d` and
+/// `BatchNorm2d` above build [`super::BatchNorm`], which [`super::BatchNorm1d`] /
+/// [`super::BatchNorm2d`] wrap (same type name, spec and state dict).
+fn register_layers(t: &mut IndexMap<String, Builder>) {
+    use super::layers::{
+        Elu, Embedding, Gelu, Hardsigmoid, Hardswish, LayerNorm, LeakyReLU, LogSoftmax, Mish,
+        ReLU6, SiLU, Sigmoid, Softmax, Softplus, Tanh,
+    };
+    t.insert("LayerNorm".into(), leaf(LayerNorm::from_spec));
+    t.insert("Embedding".into(), leaf(Embedding::from_spec));
+    t.insert("GELU".into(), leaf(Gelu::from_spec));
+    t.insert("SiLU".into(), leaf(SiLU::from_spec));
+    t.insert("Sigmoid".into(), leaf(|_| Ok(Sigmoid)));
+    t.insert("Tanh".into(), leaf(|_| Ok(Tanh)));
+    t.insert("LeakyReLU".into(), leaf(LeakyReLU::from_spec));
+    t.insert("ELU".into(), leaf(Elu::from_spec));
+    t.insert("Hardswish".into(), leaf(Hardswish::from_spec));
+    t.insert("Hardsigmoid".into(), leaf(Hardsigmoid::from_spec));
+    t.insert("Mish".into(), leaf(Mish::from_spec));
+    t.insert("Softplus".into(), leaf(Softplus::from_spec));
+    t.insert("ReLU6".into(), leaf(ReLU6::from_spec));
+    t.insert("Softmax".into(), leaf(Softmax::from_spec));
+    t.insert("LogSoftmax".into(), leaf(LogSoftmax::from_spec));
 }
 
 /// Registers (or replaces) a builder for `type_name`, so `load_model` can rebuild files

@@ -1,7 +1,7 @@
 //! `BatchNorm1d` / `BatchNorm2d` with running statistics, momentum (or cumulative average)
 //! and `num_batches_tracked`, behaving like PyTorch's in training and evaluation mode.
 
-use super::{ModeFlag, check_input, impl_as_any};
+use super::{ModeFlag, check_input, impl_as_any, py_bool, py_float};
 use crate::error::{Context, Error, Result, shape_str};
 use crate::nn::ops::BatchStats;
 use crate::nn::{Buffer, Module, ModuleSpec, Param};
@@ -369,24 +369,17 @@ impl Module for BatchNorm {
     }
 
     fn extra_repr(&self) -> String {
-        let momentum = self
-            .momentum
-            .map(|m| m.to_string())
-            .unwrap_or_else(|| "None".into());
+        let momentum = self.momentum.map(py_float).unwrap_or_else(|| "None".into());
         format!(
-            "{}, eps={:e}, momentum={momentum}, affine={}, track_running_stats={}",
+            "{}, eps={}, momentum={momentum}, affine={}, track_running_stats={}",
             self.num_features,
-            self.eps,
+            py_float(self.eps),
             py_bool(self.weight.is_some()),
             py_bool(self.running_mean.is_some())
         )
     }
 
     impl_as_any!();
-}
-
-fn py_bool(b: bool) -> &'static str {
-    if b { "True" } else { "False" }
 }
 
 fn unreachable_stats<T>() -> Result<T> {

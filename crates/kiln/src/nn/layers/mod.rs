@@ -1,17 +1,32 @@
 //! The layers kiln ships, with PyTorch's names, defaults and state-dict keys.
 
+mod activation;
 pub(crate) mod batchnorm;
+mod batchnorm_nd;
 pub(crate) mod conv;
 mod dropout;
+mod embedding;
+mod gelu;
+mod layernorm;
 mod linear;
 mod module_list;
+pub(crate) mod pointwise;
 pub(crate) mod pool;
 pub(crate) mod sequential;
 mod simple;
 
+pub use crate::nn::functional::GeluApproximate;
+pub use activation::{
+    Elu, Hardsigmoid, Hardswish, LeakyReLU, LogSoftmax, Mish, ReLU6, SiLU, Sigmoid, Softmax,
+    Softplus, Tanh,
+};
 pub use batchnorm::{BatchNorm, BatchNormKind};
+pub use batchnorm_nd::{BatchNorm1d, BatchNorm2d, BatchNormConfig};
 pub use conv::{Conv2d, Conv2dConfig};
 pub use dropout::Dropout;
+pub use embedding::Embedding;
+pub use gelu::Gelu;
+pub use layernorm::{LayerNorm, LayerNormConfig};
 pub use linear::Linear;
 pub use module_list::ModuleList;
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
@@ -68,6 +83,62 @@ pub fn check_placement(
     Ok(())
 }
 
+/// A float the way Python's `repr` prints it (`1.0`, `0.01`, `1e-05`), for `extra_repr`.
+pub(crate) fn py_float(v: f64) -> String {
+    if !v.is_finite() {
+        return if v.is_nan() {
+            "nan".into()
+        } else if v > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        };
+    }
+    let exp = if v == 0.0 {
+        0
+    } else {
+        v.abs().log10().floor() as i32
+    };
+    if (-4..16).contains(&exp) {
+        let s = v.to_string();
+        if s.contains('.') { s } else { format!("{s}.0") }
+    } else {
+        let s = format!("{v:e}");
+        match s.split_once('e') {
+            Some((m, e)) => {
+                let (sign, digits) = match e.strip_prefix('-') {
+                    Some(d) => ('-', d),
+                    None => ('+', e),
+                };
+                format!("{m}e{sign}{digits:0>2}")
+            }
+            None => s,
+        }
+    }
+}
+
+/// Python's `True` / `False`.
+pub(crate) fn py_bool(b: bool) -> &'static str {
+    if b { "True" } else { "False" }
+}
+
+/// Checks that an activation's input is a float tensor (PyTorch: "not implemented for
+/// 'Long'").
+pub(crate) fn check_float(module: &dyn crate::nn::Module, x: &Tensor) -> Result<()> {
+    if x.dtype().is_float() {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        format!("{} input dtype", module.repr()),
+        format!(
+            "{} ({})",
+            crate::device::torch_dtype_word(x.dtype()),
+            crate::device::dtype_name(x.dtype())
+        ),
+        "a floating-point tensor (convert with x.to_dtype(DType::F32))",
+    ))
+}
+
 /// `as_any` for a concrete module type.
 macro_rules! impl_as_any {
     () => {
@@ -100,6 +171,17 @@ impl ModeFlag {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn floats_print_like_python() {
+        assert_eq!(py_float(1.0), "1.0");
+        assert_eq!(py_float(0.01), "0.01");
+        assert_eq!(py_float(1e-5), "1e-05");
+        assert_eq!(py_float(1.5e-7), "1.5e-07");
+        assert_eq!(py_float(20.0), "20.0");
+        assert_eq!(py_float(-0.2), "-0.2");
+        assert_eq!(py_float(1e16), "1e+16");
+    }
 
     #[test]
     fn device_mismatch_names_both_devices() {
