@@ -565,6 +565,44 @@ fn k0507_file_without_what_was_asked() {
     );
 }
 
+#[test]
+fn k0508_pickle_referencing_one_string_two_million_times() {
+    // "Billion laughs": a 1 MiB str in the memo, nested in 21 tuples that each reference the
+    // level below twice — 2^21 references, 2 TiB if every one were copied.
+    let mut p = b"\x80\x02X\x00\x00\x10\x00".to_vec();
+    p.extend(std::iter::repeat_n(b'a', 1 << 20));
+    p.extend_from_slice(b"q\x00");
+    for l in 1..=21u8 {
+        p.extend_from_slice(&[b'h', l - 1, b'h', l - 1, 0x86, b'q', l]);
+    }
+    p.push(b'.');
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("laughs.pt");
+    torch_zip_with_pickle(&f, &p);
+    let e = expect(
+        kiln::load(&f, &LoadOptions::new()),
+        "K0508",
+        &["laughs.pt", "64.00 MiB", "max_expanded_bytes"],
+    );
+    assert!(e.hint().contains("max_expanded_bytes"), "{}", e.hint());
+    // The override: a budget large enough for 2^21 copies is not what anyone wants, but a
+    // smaller pickle (2^5 copies = 32 MiB) passes once the budget allows it.
+    let mut small = b"\x80\x02X\x00\x00\x10\x00".to_vec();
+    small.extend(std::iter::repeat_n(b'a', 1 << 20));
+    small.extend_from_slice(b"q\x00");
+    for l in 1..=5u8 {
+        small.extend_from_slice(&[b'h', l - 1, b'h', l - 1, 0x86, b'q', l]);
+    }
+    small.push(b'.');
+    torch_zip_with_pickle(&f, &small);
+    expect(
+        kiln::load(&f, &LoadOptions::new().max_expanded_bytes(8 << 20)),
+        "K0508",
+        &["8.00 MiB"],
+    );
+    assert!(kiln::load(&f, &LoadOptions::new()).is_ok());
+}
+
 // ------------------------------------------------------------------ K06xx: optimizers
 
 #[test]

@@ -112,15 +112,7 @@ pub fn raw_write(path: &Path, v: &Value) -> Result<()> {
     f.sync_all().map_err(|e| Error::io("syncing", path, e))
 }
 
-/// Runs kiln's measurements (and the ceiling).
-///
-/// # Errors
-/// I/O and loading errors.
-pub fn run_kiln(cfg: &Config) -> Result<Vec<Measurement>> {
-    run_kiln_with(cfg, &state_dict_value(cfg.size_mib)?)
-}
-
-/// [`run_kiln`] on an already built value.
+/// Runs kiln's measurements (and the ceiling) on an already built value.
 ///
 /// # Errors
 /// I/O and loading errors.
@@ -327,6 +319,155 @@ pub fn report(cfg: &Config, kiln: &[Measurement], py: &[Measurement]) -> String 
     ));
     if let Some(v) = py.iter().find(|m| m.name.starts_with("torch ")) {
         s.push_str(&format!("reference: {}\n", v.name));
+    }
+    s
+}
+
+/// `kiln bench io --many N`: what was measured on a file of `n` small tensors.
+#[derive(Clone, Debug)]
+pub struct Many {
+    /// Number of tensors.
+    pub tensors: usize,
+    /// Size of the file kiln wrote.
+    pub file_bytes: u64,
+    /// Median seconds of kiln's `load` (read into memory, CRCs checked: what `torch.load`
+    /// does).
+    pub kiln_load: f64,
+    /// Median seconds of kiln's mapped load (what `kiln inspect` does).
+    pub kiln_mmap: f64,
+    /// Median seconds of `torch.load` of the same file, when Python ran.
+    pub torch_load: Option<f64>,
+    /// `torch.__version__`.
+    pub torch_version: Option<String>,
+}
+
+/// A state dict of `n` float32 tensors of 4 elements (`layer{i}.weight`): a file whose cost
+/// is all structure (records, pickle, keys), none of it data.
+///
+/// # Errors
+/// None in practice (the tensor sizes are fixed).
+pub fn many_value(n: usize) -> Result<Value> {
+    let mut entries = Vec::with_capacity(n);
+    for i in 0..n {
+        let bytes: Vec<u8> = (0..4u32)
+            .flat_map(|j| ((i as u32).wrapping_add(j) as f32).to_le_bytes())
+            .collect();
+        entries.push((
+            format!("layer{i}.weight"),
+            Value::Tensor(TensorValue::from_bytes(
+                kiln::io::Dtype::F32,
+                vec![4],
+                bytes,
+                "cpu",
+            )?),
+        ));
+    }
+    let mut v = Value::dict(entries);
+    if let Value::Dict(d) = &mut v {
+        d.ordered = true;
+    }
+    Ok(v)
+}
+
+/// Writes a `.pt` of `n` small tensors with kiln into `dir`, then times kiln's read and
+/// `torch.load` of that same file (`scripts/bench_io_many.py`) in this run; each figure is
+/// the median of `repeat` loads after an untimed one.
+///
+/// # Errors
+/// I/O and loading errors; a failing Python run.
+pub fn run_many(n: usize, dir: &Path, repeat: usize, python: Option<&Path>) -> Result<Many> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+    let pt = dir.join("many.pt");
+    save(&many_value(n)?, &pt)?;
+    let file_bytes = std::fs::metadata(&pt)
+        .map_err(|e| Error::io("reading", &pt, e))?
+        .len();
+    let check = |v: Value| -> Result<()> {
+        let got = v.as_dict().map_or(0, |d| d.entries.len());
+        if got == n {
+            Ok(())
+        } else {
+            Err(Error::invalid("tensors read back", got, format!("{n}")))
+        }
+    };
+    let kiln_load = warm(repeat, || check(load(&pt, &LoadOptions::new())?))?;
+    let kiln_mmap = warm(repeat, || {
+        let o = LoadOptions {
+            raw_locations: true,
+            mmap: true,
+            ..LoadOptions::default()
+        };
+        check(load(&pt, &o)?)
+    })?;
+    let (mut torch_load, mut torch_version) = (None, None);
+    if let Some(py) = python {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_io_many.py");
+        let out = std::process::Command::new(py)
+            .arg(&script)
+            .arg("--file")
+            .arg(&pt)
+            .arg("--repeat")
+            .arg(repeat.max(1).to_string())
+            .output()
+            .map_err(|e| Error::io("running", py, e))?;
+        if !out.status.success() {
+            return Err(Error::invalid(
+                "python benchmark",
+                String::from_utf8_lossy(&out.stderr),
+                "scripts/bench_io_many.py to succeed (torch installed)",
+            ));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let j: serde_json::Value = text
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .ok_or_else(|| {
+                Error::invalid("python benchmark output", text.to_string(), "a JSON line")
+            })?;
+        torch_load = j.get("torch.load").and_then(serde_json::Value::as_f64);
+        torch_version = j
+            .get("torch_version")
+            .and_then(|x| x.as_str())
+            .map(str::to_string);
+    }
+    let _ = std::fs::remove_file(&pt);
+    Ok(Many {
+        tensors: n,
+        file_bytes,
+        kiln_load,
+        kiln_mmap,
+        torch_load,
+        torch_version,
+    })
+}
+
+/// The report of [`run_many`]; the last line is `ratio kiln/pytorch: X` when PyTorch ran.
+pub fn report_many(m: &Many, repeat: usize) -> String {
+    let mut s = format!(
+        "read of a .pt of {} small tensors ({}), median of {} loads after a warm one\n",
+        m.tensors,
+        kiln::error::human_bytes(m.file_bytes),
+        repeat.max(1)
+    );
+    s.push_str(&format!(
+        "kiln load (CRC-checked, into memory): {:.3} s\n",
+        m.kiln_load
+    ));
+    s.push_str(&format!(
+        "kiln load (mmap, as kiln inspect):    {:.3} s\n",
+        m.kiln_mmap
+    ));
+    match m.torch_load {
+        Some(t) => {
+            s.push_str(&format!(
+                "torch.load ({}):{}{t:.3} s\n",
+                m.torch_version.as_deref().unwrap_or("torch"),
+                " ".repeat(20usize.saturating_sub(m.torch_version.as_deref().map_or(5, str::len)))
+            ));
+            s.push_str(&format!("ratio kiln/pytorch: {:.3}\n", m.kiln_load / t));
+        }
+        None => s.push_str("torch.load: not run (no Python; set KILN_PYTHON)\n"),
     }
     s
 }

@@ -99,6 +99,10 @@ pub struct IoArgs {
     /// Skip the PyTorch reference figures.
     #[arg(long)]
     pub no_python: bool,
+    /// Instead: write a .pt of N small tensors and time kiln's read against torch.load of
+    /// the same file (the last line is `ratio kiln/pytorch: X`).
+    #[arg(long, value_name = "N")]
+    pub many: Option<usize>,
 }
 
 fn bench_io(a: &IoArgs) -> Result<ExitCode> {
@@ -107,6 +111,13 @@ fn bench_io(a: &IoArgs) -> Result<ExitCode> {
         (Some(p), false) => Some(p.clone()),
         (None, false) => find_python().ok(),
     };
+    if let Some(n) = a.many {
+        eprintln!("{n} small tensors…");
+        let m = crate::bench::io::run_many(n, &a.dir, a.repeat, python.as_deref())?;
+        print!("{}", crate::bench::io::report_many(&m, a.repeat));
+        let _ = std::fs::remove_dir(&a.dir);
+        return Ok(ExitCode::SUCCESS);
+    }
     let cfg = crate::bench::io::Config {
         size_mib: a.size_mib,
         dir: a.dir.clone(),
@@ -319,6 +330,7 @@ fn process_cpu_ms() -> f64 {
 /// # Errors
 /// `K0003` for a zero batch size or step count, more images than the data set has, or an
 /// image size that is not a positive multiple of 8.
+#[cfg(test)]
 pub fn time_kiln(
     model: &str,
     batch_size: usize,
@@ -328,10 +340,10 @@ pub fn time_kiln(
     time_kiln_on(model, batch_size, steps, image_size, "cpu", "f32")
 }
 
-/// [`time_kiln`] on `device` with parameters and inputs in `dtype` (`f32` or `bf16`).
+/// Kiln's training-step timing on `device` with parameters and inputs in `dtype` (`f32` or `bf16`).
 ///
 /// # Errors
-/// As [`time_kiln`]; device errors (`K0303`, `K0304`, `K0305`).
+/// As `time_kiln`; device errors (`K0303`, `K0304`, `K0305`).
 pub fn time_kiln_on(
     model: &str,
     batch_size: usize,

@@ -39,6 +39,10 @@ pub struct Args {
     /// Rewrite storage device tags: a device (cpu) or FROM=TO pairs (cuda:1=cuda:0).
     #[arg(long, value_name = "M")]
     pub map_location: Option<String>,
+    /// Read budget in bytes (default max(64 MiB, 16 × file size)); raise it only for a
+    /// trusted file refused with K0508.
+    #[arg(long, value_name = "N")]
+    pub max_expanded_bytes: Option<u64>,
 }
 
 /// Applies the key edits to a dict of tensors in place.
@@ -121,6 +125,7 @@ fn edit_keys(d: &mut Value, args: &Args) -> Result<()> {
 pub fn run(args: &Args) -> Result<ExitCode> {
     let mut opts = LoadOptions {
         raw_locations: true,
+        max_expanded_bytes: args.max_expanded_bytes,
         ..LoadOptions::default()
     };
     if let Some(m) = &args.map_location {

@@ -3,6 +3,8 @@
 //! Exit 0 when they agree, 1 otherwise, listing every difference. A PyTorch file can be
 //! compared with a safetensors file: the state dict of a checkpoint is then compared, and
 //! `dict` vs `OrderedDict`, views vs copies and storage sharing do not count as differences.
+//! The CRC-32 of every record of a PyTorch zip file is checked before comparing: a damaged
+//! file is an error (K0502), never a "difference".
 
 use kiln::error::{Error, Result};
 use kiln::io::cast::to_f64_vec;
@@ -118,6 +120,14 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     };
     let la = load_file(&args.a, &opts)?;
     let lb = load_file(&args.b, &opts)?;
+    // The tensors are mapped (mapped records are not CRC-checked as they load): check every
+    // record's CRC-32 first, so a damaged file is reported as damaged (K0502), not as a value
+    // difference.
+    for (f, l) in [(&args.a, &la), (&args.b, &lb)] {
+        if l.format == Format::TorchZip {
+            kiln::io::torch_zip::verify_file(f)?;
+        }
+    }
     let (pa, pb) = (args.a.display().to_string(), args.b.display().to_string());
     let (va, vb) = if la.format == Format::Safetensors || lb.format == Format::Safetensors {
         (

@@ -337,6 +337,13 @@ pub static CATALOG: &[CodeInfo] = &[
         "inspect the file with `kiln inspect FILE` and pick the right key"
     ),
     entry!(
+        "K0508",
+        "ExpansionLimit",
+        "reading the file would build more than its read budget",
+        "A pickle may reference one object (a string, bytes, a dict, a list) many times through its memo; kiln builds a copy per reference, so a small hostile file could ask for terabytes. Every read has a budget on the bytes of objects it builds: max(64 MiB, 16 × the file size), tensor data in the file's own records not counted. Real weights files stay far below it.",
+        "if the file comes from a source you trust, raise the budget: LoadOptions::max_expanded_bytes(bytes) (CLI: --max-expanded-bytes N); otherwise do not load it"
+    ),
+    entry!(
         "K0601",
         "EmptyParameterList",
         "an optimizer with no trainable parameter",

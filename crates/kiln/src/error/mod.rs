@@ -327,6 +327,20 @@ pub enum Error {
     /// The file is readable but does not hold what was asked of it.
     #[error("'{path}': {detail}")]
     Schema { path: String, detail: String },
+    /// Reading the file would build more objects than its read budget allows (a shared
+    /// object referenced over and over, "billion laughs").
+    #[error(
+        "'{path}': refused to read: {what} needs more than the read budget of {limit} bytes ({human}) allows (max_expanded_bytes = max(64 MiB, 16 × file size) unless set)"
+    )]
+    ExpansionLimit {
+        path: String,
+        /// What was being built when the budget ran out.
+        what: String,
+        /// The budget in bytes.
+        limit: u64,
+        /// `limit` as KiB/MiB/GiB.
+        human: String,
+    },
 
     // ---------------------------------------------------------------- K06xx optimizers and schedulers
     /// An optimizer built with no trainable parameter.
@@ -416,6 +430,7 @@ impl Error {
             Pickle { .. } => "K0505",
             CudaStorage { .. } => "K0506",
             Schema { .. } => "K0507",
+            ExpansionLimit { .. } => "K0508",
             EmptyParameterList { .. } => "K0601",
             DuplicateParameter { .. } => "K0602",
             OptimizerState { .. } => "K0603",

@@ -40,12 +40,20 @@ pub fn totals(v: &Value) -> Totals {
     t
 }
 
+/// Characters of a string `kiln inspect` shows.
+pub const MAX_SHOWN_CHARS: usize = 200;
+
 fn scalar(v: &Value) -> Option<String> {
     Some(match v {
         Value::None => "None".into(),
         Value::Bool(b) => if *b { "True" } else { "False" }.into(),
         Value::Int(i) => i.to_string(),
         Value::Float(f) => format!("{f:?}"),
+        // Bounded output: a long string shows its start and its length.
+        Value::Str(s) if s.chars().nth(MAX_SHOWN_CHARS).is_some() => {
+            let head: String = s.chars().take(MAX_SHOWN_CHARS).collect();
+            format!("{head:?}… ({} bytes)", s.len())
+        }
         Value::Str(s) => format!("{s:?}"),
         Value::Bytes(b) => format!("<{} bytes>", b.len()),
         Value::DtypeObj(d) => d.torch_name().into(),

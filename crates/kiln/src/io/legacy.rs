@@ -7,7 +7,8 @@
 //! zero-filled placeholders, which cost no memory until touched), and once with the real
 //! storages after the data section has been located.
 
-use super::pickle::{StorageSource, unpickle};
+use super::budget::Budget;
+use super::pickle::{StorageSource, unpickle_with};
 use super::value::{Bytes, Dtype, Storage, Value};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
@@ -46,14 +47,15 @@ impl StorageSource for NoStorages {
 }
 
 /// Pass 1: records each storage's dtype and size, returning zero-filled placeholders.
-struct Scan {
+struct Scan<'a> {
+    budget: &'a Budget,
     seen: HashMap<String, (Dtype, usize)>,
     /// The file size: every storage must fit in it.
     limit: usize,
     path: String,
 }
 
-impl StorageSource for Scan {
+impl StorageSource for Scan<'_> {
     fn storage(
         &mut self,
         key: &str,
@@ -82,7 +84,12 @@ impl StorageSource for Scan {
                 ),
             });
         }
-        // Zero-allocated: the pages are not touched, so this costs address space only.
+        // Zero-allocated: the pages are not touched, so this costs address space only — but
+        // address space is memory under a limit, and many keys could each claim the file size.
+        self.budget.charge(
+            len as u64,
+            &format_args!("a placeholder of storage '{key}'"),
+        )?;
         let data = vec![0u8; len];
         Ok(Arc::new(Storage {
             dtype,
@@ -94,6 +101,7 @@ impl StorageSource for Scan {
 
 /// Pass 2: the real storages, located by key.
 struct Real<'a> {
+    budget: &'a Budget,
     data: &'a [u8],
     at: HashMap<String, (usize, usize, Dtype)>,
     path: &'a str,
@@ -132,6 +140,8 @@ impl StorageSource for Real<'_> {
                 }
             }
         };
+        self.budget
+            .charge(len as u64, &format_args!("a copy of storage '{key}'"))?;
         let bytes = self
             .data
             .get(start..start + len)
@@ -158,6 +168,24 @@ pub fn read(
     path: &str,
     locate: &mut dyn FnMut(&str) -> Result<String>,
 ) -> Result<Value> {
+    read_with(
+        data,
+        path,
+        locate,
+        &Budget::new(path, data.len() as u64, None),
+    )
+}
+
+/// [`read`] charging what the pickles build, storage copies and placeholders to `budget`.
+///
+/// # Errors
+/// As [`read`], plus `K0508` when the budget is exceeded.
+pub fn read_with(
+    data: &[u8],
+    path: &str,
+    locate: &mut dyn FnMut(&str) -> Result<String>,
+    budget: &Budget,
+) -> Result<Value> {
     if !is_legacy(data) {
         return Err(Error::NotAModelFile {
             path: path.to_string(),
@@ -173,7 +201,7 @@ pub fn read(
     };
     let mut pos = MAGIC.len();
     let rest = |pos: usize| data.get(pos..).unwrap_or(&[]);
-    let proto = unpickle(rest(pos), &mut NoStorages, path).map_err(fix)?;
+    let proto = unpickle_with(rest(pos), &mut NoStorages, path, budget).map_err(fix)?;
     pos += proto.end;
     if proto.value.as_i64() != Some(PROTOCOL_VERSION) {
         return Err(Error::Corrupt {
@@ -184,7 +212,7 @@ pub fn read(
             ),
         });
     }
-    let sys = unpickle(rest(pos), &mut NoStorages, path).map_err(fix)?;
+    let sys = unpickle_with(rest(pos), &mut NoStorages, path, budget).map_err(fix)?;
     pos += sys.end;
     if sys.value.get("little_endian").and_then(Value::as_bool) == Some(false) {
         return Err(Error::Unsupported {
@@ -193,14 +221,15 @@ pub fn read(
     }
     let obj_start = pos;
     let mut scan = Scan {
+        budget,
         seen: HashMap::new(),
         limit: data.len(),
         path: path.to_string(),
     };
-    let obj = unpickle(rest(pos), &mut scan, path).map_err(fix)?;
+    let obj = unpickle_with(rest(pos), &mut scan, path, budget).map_err(fix)?;
     pos += obj.end;
     drop(obj);
-    let keys = unpickle(rest(pos), &mut NoStorages, path).map_err(fix)?;
+    let keys = unpickle_with(rest(pos), &mut NoStorages, path, budget).map_err(fix)?;
     pos += keys.end;
     let keys = keys
         .value
@@ -249,12 +278,13 @@ pub fn read(
         pos += len;
     }
     let mut real = Real {
+        budget,
         data,
         at,
         path,
         locate,
     };
-    Ok(unpickle(rest(obj_start), &mut real, path)
+    Ok(unpickle_with(rest(obj_start), &mut real, path, budget)
         .map_err(fix)?
         .value)
 }

@@ -9,6 +9,7 @@
 //! # Ok::<(), kiln::Error>(())
 //! ```
 
+use super::budget::Budget;
 use super::map_location::{MapLocation, check_location, device_for};
 use super::torch_zip::Backing;
 use super::value::{Dtype, Value, value_to_state_dict};
@@ -72,6 +73,11 @@ pub struct LoadOptions {
     /// Tensors made from such values with [`crate::io::TensorValue::to_tensor`] go wherever the
     /// caller says.
     pub raw_locations: bool,
+    /// The read budget in bytes: the most a read may build beyond the tensor data in the
+    /// file's records (pickle objects, their copies per memo reference, headers). `None`:
+    /// `max(64 MiB, 16 × file size)` (see [`crate::io::budget`]). Exceeding it is `K0508`;
+    /// raise it only for files from a trusted source.
+    pub max_expanded_bytes: Option<u64>,
 }
 
 impl LoadOptions {
@@ -103,6 +109,12 @@ impl LoadOptions {
         self.mmap = mmap;
         self
     }
+
+    /// Sets the read budget in bytes (see the field's documentation).
+    pub fn max_expanded_bytes(mut self, bytes: u64) -> Self {
+        self.max_expanded_bytes = Some(bytes);
+        self
+    }
 }
 
 /// What [`load_file`] found: the value, the format, and safetensors' `__metadata__`.
@@ -122,7 +134,8 @@ pub struct Loaded {
 /// `K0002` when the file cannot be opened or read; `K0501` truncated; `K0502` corrupt;
 /// `K0503` not a model file; `K0504` a pickle global outside the allow-list; `K0505` a
 /// malformed pickle; `K0506` CUDA storages without CUDA and without `map_location`;
-/// `K0304` a CUDA index past the device count.
+/// `K0304` a CUDA index past the device count; `K0508` a file that would build more than
+/// its read budget ([`LoadOptions::max_expanded_bytes`]).
 pub fn load(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Value> {
     load_file(path.as_ref(), opts).map(|l| l.value)
 }
@@ -259,16 +272,20 @@ pub fn load_file(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
             }))
         }
     };
+    let budget = Budget::new(&p, len, opts.max_expanded_bytes);
     let (mut value, metadata) = match format {
         Format::TorchZip => (
-            torch_zip::read(&backing()?, &p, !opts.skip_crc, &mut locate)?,
+            torch_zip::read_with(&backing()?, &p, !opts.skip_crc, &mut locate, &budget)?,
             BTreeMap::new(),
         ),
         Format::TorchLegacy => {
             let data = std::fs::read(path).map_err(|e| Error::io("reading", path, e))?;
-            (legacy::read(&data, &p, &mut locate)?, BTreeMap::new())
+            (
+                legacy::read_with(&data, &p, &mut locate, &budget)?,
+                BTreeMap::new(),
+            )
         }
-        Format::Safetensors => safetensors::read(&backing()?, &p, &mut locate)?,
+        Format::Safetensors => safetensors::read_with(&backing()?, &p, &mut locate, &budget)?,
     };
     if let Some(d) = opts.dtype {
         cast::cast_value(&mut value, d, opts.cast_all)?;

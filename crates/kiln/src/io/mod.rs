@@ -11,6 +11,7 @@
 //! See `docs/FORMATS.md` for the formats, limits and differences from PyTorch.
 
 pub mod atomic;
+pub mod budget;
 pub mod cast;
 #[doc(hidden)]
 pub mod fuzz;

@@ -7,6 +7,7 @@
 //! data without an intermediate copy. safetensors has no views or shared storages: each
 //! tensor is written contiguously.
 
+use super::budget::Budget;
 use super::torch_zip::Backing;
 use super::value::{Bytes, Dict, Dtype, Storage, TensorValue, Value, key_string};
 use crate::error::{Error, Result};
@@ -193,6 +194,23 @@ pub fn read(
     path: &str,
     locate: &mut dyn FnMut(&str) -> Result<String>,
 ) -> Result<(Value, BTreeMap<String, String>)> {
+    let budget = Budget::new(path, backing.source().len(), None);
+    read_with(backing, path, locate, &budget)
+}
+
+/// Memory the parsed header may take per byte of header JSON (names, shapes, the index).
+pub const HEADER_COST: u64 = 8;
+
+/// [`read`] charging the header (and the tensor values made from it) to `budget`.
+///
+/// # Errors
+/// As [`read`], plus `K0508` when the budget is exceeded.
+pub fn read_with(
+    backing: &Backing,
+    path: &str,
+    locate: &mut dyn FnMut(&str) -> Result<String>,
+    budget: &Budget,
+) -> Result<(Value, BTreeMap<String, String>)> {
     let src = backing.source();
     let len = src.len();
     if len < 8 {
@@ -216,6 +234,10 @@ pub fn read(
             detail: format!("the header announces {n} bytes, the file has {len}"),
         });
     }
+    budget.charge(
+        n.saturating_mul(HEADER_COST),
+        &format_args!("the safetensors header of {n} bytes"),
+    )?;
     let mut header = vec![0u8; n as usize];
     src.read_at(8, &mut header)?;
     let meta: Metadata = serde_json::from_slice(&header).map_err(|e| Error::Corrupt {
@@ -244,6 +266,10 @@ pub fn read(
             data_offsets: (a, b),
         } = info.clone();
         let dtype = from_st(dtype, path)?;
+        budget.charge(
+            (std::mem::size_of::<TensorValue>() + name.len() + 16 * shape.len()) as u64,
+            &"the tensors of the safetensors header",
+        )?;
         let start = data_start + a as u64;
         let bytes = match backing {
             Backing::Map(m) => Bytes::Mapped {

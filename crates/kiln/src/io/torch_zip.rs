@@ -9,10 +9,12 @@
 //! CRCs (two 64-bit FNV-1a hashes), so the same value written to the same name gives the
 //! same bytes.
 
+use super::budget::Budget;
 use super::pickle::{self, StorageSource};
 use super::value::{Bytes, Dtype, Storage, Value};
 use super::zip::{FileSource, Source, ZipIndex, ZipWriter, read_entry};
 use crate::error::{Error, Result};
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
@@ -96,6 +98,21 @@ pub fn read(
     verify_crc: bool,
     locate: &mut dyn FnMut(&str) -> Result<String>,
 ) -> Result<Value> {
+    let budget = Budget::new(path, backing.source().len(), None);
+    read_with(backing, path, verify_crc, locate, &budget)
+}
+
+/// [`read`] charging what the pickle builds (and records read more than once) to `budget`.
+///
+/// # Errors
+/// As [`read`], plus `K0508` when the budget is exceeded.
+pub fn read_with(
+    backing: &Backing,
+    path: &str,
+    verify_crc: bool,
+    locate: &mut dyn FnMut(&str) -> Result<String>,
+    budget: &Budget,
+) -> Result<Value> {
     let src = backing.source();
     let index = ZipIndex::parse(src, path)?;
     let prefix = find_prefix(&index, path)?;
@@ -121,8 +138,32 @@ pub fn read(
         path,
         verify_crc,
         locate,
+        budget,
+        read: HashSet::new(),
     };
-    Ok(pickle::unpickle(&bytes, &mut storages, path)?.value)
+    Ok(pickle::unpickle_with(&bytes, &mut storages, path, budget)?.value)
+}
+
+/// Checks the CRC-32 of every record of the PyTorch zip file at `path` without building
+/// anything (`kiln inspect --verify`, and `kiln diff` before it compares).
+///
+/// # Errors
+/// `K0002` when the file cannot be read; `K0501`/`K0502` for a damaged archive, a CRC
+/// mismatch naming the record.
+pub fn verify_file(path: &Path) -> Result<super::zip::Verified> {
+    let p = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io("reading", path, e))?
+        .len();
+    let src = FileSource {
+        file,
+        len,
+        path: p.clone(),
+    };
+    let index = ZipIndex::parse(&src, &p)?;
+    super::zip::verify_all(&src, &index, &p)
 }
 
 fn not_model(path: &str, detail: &str) -> Error {
@@ -179,6 +220,9 @@ struct ZipStorages<'a> {
     path: &'a str,
     verify_crc: bool,
     locate: &'a mut dyn FnMut(&str) -> Result<String>,
+    budget: &'a Budget,
+    /// Records already read: reading one again (another view of it) is charged.
+    read: HashSet<String>,
 }
 
 impl StorageSource for ZipStorages<'_> {
@@ -212,6 +256,12 @@ impl StorageSource for ZipStorages<'_> {
             });
         }
         let location = (self.locate)(location)?;
+        if !self.read.insert(name.clone()) && !matches!(self.backing, Backing::Map(_)) {
+            self.budget.charge(
+                need as u64,
+                &format_args!("another copy of record '{name}'"),
+            )?;
+        }
         let data = match self.backing {
             Backing::Map(map) if e.method == 0 => {
                 let start = usize::try_from(e.data_start).map_err(|_| Error::Corrupt {

@@ -17,12 +17,55 @@ impl Machine<'_> {
         Ok(items.chunks_exact(2).map(|c| (c[0], c[1])).collect())
     }
 
+    /// The least a node costs as a `Value` (see `Machine::sizes`).
+    pub(super) fn estimate(&self, n: &Node) -> u64 {
+        let sum = |ids: &mut dyn Iterator<Item = Id>| -> u64 {
+            ids.map(|i| self.sizes.get(i).copied().unwrap_or(0))
+                .fold(0u64, u64::saturating_add)
+        };
+        let own = (VALUE_COST
+            + match n {
+                Node::Str(s) => s.len(),
+                Node::Bytes(b) => b.len(),
+                Node::Tensor(t) => tensor_cost(t),
+                _ => 0,
+            }) as u64;
+        let children = match n {
+            Node::List(v) | Node::Tuple(v) | Node::Set(v) => sum(&mut v.iter().copied()),
+            Node::Dict { entries, .. } => sum(&mut entries.iter().flat_map(|&(k, v)| [k, v])),
+            _ => 0,
+        };
+        own.saturating_add(children)
+    }
+
+    /// Refuses (`K0508`) a node whose conversion alone would pass the budget.
+    pub(super) fn check_estimate(&self, est: u64) -> Result<()> {
+        self.budget.check(
+            est,
+            &format_args!("an object of this pickle (built at byte {})", self.op_pos),
+        )
+    }
+
+    /// Adds the estimates of `items`, just added to container `t`, to its estimate.
+    pub(super) fn grow_estimate(&mut self, t: Id, items: &[Id]) -> Result<()> {
+        let add = items
+            .iter()
+            .map(|&i| self.sizes.get(i).copied().unwrap_or(0))
+            .fold(0u64, u64::saturating_add);
+        let est = self.sizes.get(t).copied().unwrap_or(0).saturating_add(add);
+        self.check_estimate(est)?;
+        if let Some(s) = self.sizes.get_mut(t) {
+            *s = est;
+        }
+        Ok(())
+    }
+
     pub(super) fn extend_list(&mut self, items: Vec<Id>) -> Result<()> {
         let t = self.top()?;
         match self.node_mut(t)? {
             Node::List(v) => {
-                v.extend(items);
-                Ok(())
+                v.extend(items.iter().copied());
+                self.grow_estimate(t, &items)
             }
             other => {
                 let k = other.kind();
@@ -35,10 +78,9 @@ impl Machine<'_> {
         let t = self.top()?;
         match self.node_mut(t)? {
             Node::Dict { entries, .. } => {
-                for (k, v) in pairs {
-                    entries.push((k, v));
-                }
-                Ok(())
+                entries.extend(pairs.iter().copied());
+                let flat: Vec<Id> = pairs.iter().flat_map(|&(k, v)| [k, v]).collect();
+                self.grow_estimate(t, &flat)
             }
             other => {
                 let k = other.kind();
@@ -47,9 +89,20 @@ impl Machine<'_> {
         }
     }
 
+    /// Charges `bytes` for a copy this machine is about to make.
+    pub(super) fn charge(&self, bytes: usize, what: &str) -> Result<()> {
+        self.budget.charge(
+            bytes as u64,
+            &format_args!("{what} (at pickle byte {})", self.op_pos),
+        )
+    }
+
     fn items(&self, id: Id) -> Result<Vec<Id>> {
         match self.node(id)? {
-            Node::Tuple(v) | Node::List(v) => Ok(v.clone()),
+            Node::Tuple(v) | Node::List(v) => {
+                self.charge(v.len() * ID_COST, "a copy of a tuple")?;
+                Ok(v.clone())
+            }
             other => Err(self.err(format!("expected a tuple, got a {}", other.kind()))),
         }
     }
@@ -69,8 +122,14 @@ impl Machine<'_> {
 
     fn str_of(&self, id: Id, what: &str) -> Result<String> {
         match self.node(id)? {
-            Node::Str(s) => Ok(s.clone()),
-            Node::Bytes(b) => Ok(b.iter().map(|&c| char::from(c)).collect()),
+            Node::Str(s) => {
+                self.charge(s.len(), what)?;
+                Ok(s.clone())
+            }
+            Node::Bytes(b) => {
+                self.charge(b.len() * 2, what)?;
+                Ok(b.iter().map(|&c| char::from(c)).collect())
+            }
             other => Err(self.err(format!("{what}: expected a str, got a {}", other.kind()))),
         }
     }
@@ -97,7 +156,10 @@ impl Machine<'_> {
 
     pub(super) fn persistent(&mut self, pid: Id) -> Result<Arc<Storage>> {
         let items = match self.node(pid)? {
-            Node::Tuple(v) => v.clone(),
+            Node::Tuple(v) => {
+                self.charge(v.len() * ID_COST, "a persistent id")?;
+                v.clone()
+            }
             other => {
                 return Err(self.err(format!(
                     "persistent id must be a tuple, got a {}",
@@ -258,10 +320,14 @@ impl Machine<'_> {
             Global::OrderedDict | Global::Counter => {
                 let mut entries = Vec::new();
                 if let Some(&src) = a.first() {
-                    match self.node(src)?.clone() {
-                        Node::Dict { entries: e, .. } => entries = e,
+                    match self.node(src)? {
+                        Node::Dict { entries: e, .. } => {
+                            self.charge(e.len() * 2 * ID_COST, "a copy of a dict")?;
+                            entries = e.clone();
+                        }
                         Node::List(items) | Node::Tuple(items) => {
-                            for it in items {
+                            self.charge(items.len() * 2 * ID_COST, "a dict from pairs")?;
+                            for &it in items {
                                 let kv = self.items(it)?;
                                 let [k, v] = kv.as_slice() else {
                                     return Err(self.err("OrderedDict item is not a pair"));
@@ -287,8 +353,12 @@ impl Machine<'_> {
             Global::BytesType | Global::ByteArray => match a.as_slice() {
                 [] => Node::Bytes(Vec::new()),
                 [b] => match self.node(*b)? {
-                    Node::Bytes(b) => Node::Bytes(b.clone()),
+                    Node::Bytes(b) => {
+                        self.charge(b.len(), "a copy of bytes")?;
+                        Node::Bytes(b.clone())
+                    }
                     Node::List(items) => {
+                        self.charge(items.len() * (ID_COST + 1), "bytes from a list")?;
                         let items = items.clone();
                         let mut out = Vec::with_capacity(items.len());
                         for i in items {
@@ -342,7 +412,10 @@ impl Machine<'_> {
                     return Err(self.err("Parameter needs a tensor"));
                 };
                 let mut t = match self.node(data)? {
-                    Node::Tensor(t) => t.clone(),
+                    Node::Tensor(t) => {
+                        self.charge(tensor_cost(t), "a copy of a tensor")?;
+                        t.clone()
+                    }
                     other => {
                         return Err(
                             self.err(format!("Parameter of a {}, not a tensor", other.kind()))
@@ -399,6 +472,7 @@ impl Machine<'_> {
     fn encode(&self, s: Id, enc: Id) -> Result<Node> {
         let s = self.str_of(s, "encode")?;
         let enc = self.str_of(enc, "encoding")?.to_ascii_lowercase();
+        self.charge(s.len(), "encoded bytes")?;
         match enc.as_str() {
             "latin1" | "latin-1" | "iso-8859-1" => s
                 .chars()
@@ -410,46 +484,59 @@ impl Machine<'_> {
         }
     }
 
+    /// The `_metadata` value of a BUILD state (a dict, or a tuple of dicts), if any; read in
+    /// place (no copy of the state, which may be a shared dict referenced many times).
+    fn metadata_of(&self, state: Id) -> Result<Option<Id>> {
+        let find = |entries: &[(Id, Id)]| -> Result<Option<Id>> {
+            let mut found = None;
+            for &(k, v) in entries {
+                if matches!(self.node(k)?, Node::Str(s) if s == "_metadata") {
+                    found = Some(v);
+                }
+            }
+            Ok(found)
+        };
+        match self.node(state)? {
+            Node::Dict { entries, .. } => find(entries),
+            Node::Tuple(parts) => {
+                let mut found = None;
+                for &part in parts {
+                    if let Node::Dict { entries, .. } = self.node(part)? {
+                        found = find(entries)?.or(found);
+                    }
+                }
+                Ok(found)
+            }
+            Node::None => Ok(None),
+            other => Err(self.err(format!("BUILD of a dict with a {}", other.kind()))),
+        }
+    }
+
     pub(super) fn build(&mut self, inst: Id, state: Id) -> Result<()> {
-        let state_node = self.node(state)?.clone();
-        match self.node(inst)?.clone() {
+        match self.node(inst)? {
             Node::Dict { .. } => {
-                let entries = match state_node {
-                    Node::Dict { entries, .. } => entries,
-                    Node::Tuple(t) => {
-                        let mut all = Vec::new();
-                        for part in t {
-                            if let Node::Dict { entries, .. } = self.node(part)? {
-                                all.extend(entries.iter().copied());
-                            }
-                        }
-                        all
-                    }
-                    Node::None => Vec::new(),
-                    other => {
-                        return Err(self.err(format!("BUILD of a dict with a {}", other.kind())));
-                    }
-                };
-                for (k, v) in entries {
-                    if matches!(self.node(k)?, Node::Str(s) if s == "_metadata")
-                        && let Node::Dict { metadata, .. } = self.node_mut(inst)?
-                    {
-                        *metadata = Some(v);
-                    }
+                if let Some(v) = self.metadata_of(state)?
+                    && let Node::Dict { metadata, .. } = self.node_mut(inst)?
+                {
+                    *metadata = Some(v);
                 }
                 Ok(())
             }
             // Legacy `torch.FloatTensor()` + BUILD (storage, offset, size, stride): `set_`.
             Node::Tensor(t) if t.offset == LEGACY_PLACEHOLDER => {
-                let items = match state_node {
-                    Node::Tuple(items) => items,
+                let dtype = t.storage.dtype;
+                let items = match self.node(state)? {
+                    Node::Tuple(items) => {
+                        self.charge(items.len() * ID_COST, "a legacy tensor")?;
+                        items.clone()
+                    }
                     other => {
                         return Err(
                             self.err(format!("BUILD of a legacy tensor with a {}", other.kind()))
                         );
                     }
                 };
-                let rebuilt = self.tensor(&items, Some(t.storage.dtype), None)?;
+                let rebuilt = self.tensor(&items, Some(dtype), None)?;
                 *self.node_mut(inst)? = rebuilt;
                 Ok(())
             }
@@ -473,6 +560,18 @@ impl Machine<'_> {
                 "result larger than MAX_OUTPUT_NODES = {MAX_OUTPUT_NODES} (shared containers expanded)"
             ))
         })?;
+        // Every node of the result is a copy: charge it (and its payload) before making it,
+        // so a shared object referenced millions of times is refused early.
+        let payload = match self.node(id)? {
+            Node::Str(s) => s.len(),
+            Node::Bytes(b) => b.len(),
+            Node::Device(d) => d.len(),
+            Node::Tensor(t) => tensor_cost(t),
+            // Items are charged as they are made; a dict also builds a key index.
+            Node::Dict { entries, .. } => entries.len() * 2 * ID_COST,
+            _ => 0,
+        };
+        self.charge(VALUE_COST + payload, "the objects this pickle builds")?;
         let seq = |ids: &[Id], budget: &mut usize| -> Result<Vec<Value>> {
             ids.iter()
                 .map(|&i| self.to_value(i, depth + 1, budget))
@@ -544,6 +643,16 @@ impl Machine<'_> {
             Node::Device(d) => Value::DeviceObj(d.clone()),
         })
     }
+}
+
+/// Bytes charged for an object id copied out of the arena.
+const ID_COST: usize = std::mem::size_of::<Id>();
+/// Bytes charged for a node of the result.
+const VALUE_COST: usize = std::mem::size_of::<Value>();
+
+/// Bytes charged for a copy of a tensor (its shape and strides; the storage is shared).
+fn tensor_cost(t: &TensorValue) -> usize {
+    std::mem::size_of::<TensorValue>() + (t.shape.len() + t.stride.len()) * 8
 }
 
 /// The offset marking a legacy `torch.FloatTensor()` awaiting its BUILD (no real tensor

@@ -8,7 +8,7 @@ pub mod ops;
 pub mod reader;
 pub mod writer;
 
-pub use reader::{StorageSource, Unpickled, unpickle};
+pub use reader::{StorageSource, Unpickled, unpickle, unpickle_with};
 pub use writer::{Pickled, pickle};
 
 #[cfg(test)]

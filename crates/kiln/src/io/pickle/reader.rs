@@ -10,6 +10,7 @@ use super::globals::{self, Global};
 use super::limits::*;
 use super::ops::*;
 use crate::error::{Error, Result};
+use crate::io::budget::Budget;
 use crate::io::value::{Dtype, Storage, TensorValue, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -92,15 +93,31 @@ pub struct Unpickled {
 /// `K0501` when the data ends early, `K0504` for a global outside the allow-list, `K0505`
 /// for malformed data or an exceeded limit, plus whatever `storages` reports.
 pub fn unpickle(data: &[u8], storages: &mut dyn StorageSource, path: &str) -> Result<Unpickled> {
+    let budget = Budget::new(path, data.len() as u64, None);
+    unpickle_with(data, storages, path, &budget)
+}
+
+/// [`unpickle`] charging what it builds to `budget` (shared by all reads of one file).
+///
+/// # Errors
+/// As [`unpickle`], plus `K0508` when the objects built exceed the budget.
+pub fn unpickle_with(
+    data: &[u8],
+    storages: &mut dyn StorageSource,
+    path: &str,
+    budget: &Budget,
+) -> Result<Unpickled> {
     let mut m = Machine {
+        budget,
         data,
         pos: 0,
         op_pos: 0,
         path,
         nodes: Vec::new(),
+        sizes: Vec::new(),
         stack: Vec::new(),
         metastack: Vec::new(),
-        memo: HashMap::new(),
+        memo: Memo::default(),
         storages,
         by_key: HashMap::new(),
         retyped: HashMap::new(),
@@ -112,17 +129,84 @@ pub fn unpickle(data: &[u8], storages: &mut dyn StorageSource, path: &str) -> Re
 }
 
 pub(super) struct Machine<'a> {
+    pub(super) budget: &'a Budget,
     pub(super) data: &'a [u8],
     pub(super) pos: usize,
     pub(super) op_pos: usize,
     pub(super) path: &'a str,
     pub(super) nodes: Vec<Node>,
+    /// What converting each node to a `Value` will at least cost (children as they were
+    /// when added: containers only grow, so this never overestimates). Lets a container
+    /// that references one big object millions of times be refused as soon as it is built,
+    /// before any copy is made.
+    pub(super) sizes: Vec<u64>,
     pub(super) stack: Vec<Id>,
     pub(super) metastack: Vec<Vec<Id>>,
-    pub(super) memo: HashMap<u64, Id>,
+    pub(super) memo: Memo,
     pub(super) storages: &'a mut dyn StorageSource,
     pub(super) by_key: HashMap<String, Arc<Storage>>,
     pub(super) retyped: HashMap<(usize, Dtype), Arc<Storage>>,
+}
+
+/// The memo: picklers number entries 0, 1, 2…, so keys near the end of a dense table go in
+/// it (an index, no hashing: a file of 140k tensors makes millions of memo look-ups); far
+/// keys go in a map, so a hostile key cannot make the table large.
+#[derive(Default)]
+pub(super) struct Memo {
+    dense: Vec<Id>,
+    sparse: HashMap<u64, Id>,
+    count: usize,
+}
+
+/// A free slot of the dense memo table.
+const EMPTY: Id = Id::MAX;
+/// How far past its end the dense table grows for one key.
+const DENSE_STEP: u64 = 1 << 10;
+
+impl Memo {
+    fn len(&self) -> usize {
+        self.count
+    }
+
+    fn get(&self, key: u64) -> Option<Id> {
+        match usize::try_from(key).ok().and_then(|k| self.dense.get(k)) {
+            Some(&id) if id != EMPTY => Some(id),
+            _ => self.sparse.get(&key).copied(),
+        }
+    }
+
+    /// Stores `id` under `key`; the number of dense slots added.
+    fn insert(&mut self, key: u64, id: Id) -> usize {
+        let len = self.dense.len() as u64;
+        if key < len {
+            if let Some(slot) = self.dense.get_mut(key as usize) {
+                if *slot != EMPTY {
+                    *slot = id;
+                } else if let Some(old) = self.sparse.get_mut(&key) {
+                    // Stored before the table grew over it.
+                    *old = id;
+                } else {
+                    *slot = id;
+                    self.count += 1;
+                }
+            }
+            return 0;
+        }
+        if key < len + DENSE_STEP && key < MAX_MEMO as u64 && !self.sparse.contains_key(&key) {
+            let new_len = key as usize + 1;
+            let grown = new_len - self.dense.len();
+            self.dense.resize(new_len, EMPTY);
+            if let Some(slot) = self.dense.get_mut(key as usize) {
+                *slot = id;
+            }
+            self.count += 1;
+            return grown;
+        }
+        if self.sparse.insert(key, id).is_none() {
+            self.count += 1;
+        }
+        0
+    }
 }
 
 fn to_usize(x: u64) -> usize {
@@ -214,7 +298,10 @@ impl Machine<'_> {
         if self.nodes.len() >= MAX_OBJECTS {
             return Err(self.err(format!("more than MAX_OBJECTS = {MAX_OBJECTS} objects")));
         }
+        let est = self.estimate(&n);
+        self.check_estimate(est)?;
         self.nodes.push(n);
+        self.sizes.push(est);
         Ok(self.nodes.len() - 1)
     }
 
@@ -258,17 +345,20 @@ impl Machine<'_> {
 
     fn memo_put(&mut self, key: u64) -> Result<()> {
         let top = self.top()?;
-        if self.memo.len() >= MAX_MEMO && !self.memo.contains_key(&key) {
+        if self.memo.len() >= MAX_MEMO && self.memo.get(key).is_none() {
             return Err(self.err(format!("memo exceeds MAX_MEMO = {MAX_MEMO} entries")));
         }
-        self.memo.insert(key, top);
+        let grown = self.memo.insert(key, top);
+        if grown > 0 {
+            self.charge(grown * std::mem::size_of::<Id>(), "the memo")?;
+        }
         Ok(())
     }
 
     fn memo_get(&mut self, key: u64) -> Result<()> {
-        let id = *self
+        let id = self
             .memo
-            .get(&key)
+            .get(key)
             .ok_or_else(|| self.err(format!("memo key {key} was never stored")))?;
         self.stack.push(id);
         Ok(())
@@ -468,7 +558,10 @@ impl Machine<'_> {
                     let items = self.pop_mark()?;
                     let t = self.top()?;
                     match self.node_mut(t)? {
-                        Node::Set(v) => v.extend(items),
+                        Node::Set(v) => {
+                            v.extend(items.iter().copied());
+                            self.grow_estimate(t, &items)?;
+                        }
                         other => {
                             let k = other.kind();
                             return Err(self.err(format!("ADDITEMS on a {k}, not a set")));
@@ -531,11 +624,11 @@ impl Machine<'_> {
                     let name = self.pop()?;
                     let module = self.pop()?;
                     let (Node::Str(module), Node::Str(name)) =
-                        (self.node(module)?.clone(), self.node(name)?.clone())
+                        (self.node(module)?, self.node(name)?)
                     else {
                         return Err(self.err("STACK_GLOBAL needs two strings"));
                     };
-                    let g = globals::resolve(&module, &name, self.path)?;
+                    let g = globals::resolve(module, name, self.path)?;
                     self.push(Node::Global(g))?;
                 }
                 REDUCE => {

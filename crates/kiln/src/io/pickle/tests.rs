@@ -439,8 +439,10 @@ fn self_reference_and_depth_limits() {
         ]);
     }
     bl.extend_from_slice(&[ops::POP, ops::BINGET, 60, ops::STOP]);
+    // The read budget (bytes of copies) stops it before MAX_OUTPUT_NODES does.
     let e = err(&bl);
-    assert!(e.to_string().contains("MAX_"), "{e}");
+    assert_eq!(e.code(), "K0508", "{e}");
+    assert!(e.to_string().contains("read budget"), "{e}");
 }
 
 #[test]
@@ -541,4 +543,28 @@ fn pre_0_4_tensor_class_with_build() {
     );
     assert_eq!(t.contiguous_bytes().unwrap().len(), 12);
     assert_eq!(err(b"\x80\x02ctorch\nFancyTensor\n.").code(), "K0504");
+}
+
+#[test]
+fn memo_far_key_survives_the_dense_table_growing_over_it() {
+    // memo[1500] = 7 (far: a map entry), then memo[0..1600] = 0,1,… (the dense table grows
+    // over 1500, whose slot stays free), memo[1500] = 9 again; [memo[1500], memo[3]].
+    let mut b = vec![0x80, 2, ops::BININT1, 7, ops::LONG_BINPUT];
+    b.extend_from_slice(&1500u32.to_le_bytes());
+    b.push(ops::POP);
+    for k in 0..1600u32 {
+        if k == 1500 {
+            continue;
+        }
+        b.extend_from_slice(&[ops::BININT1, (k % 200) as u8, ops::LONG_BINPUT]);
+        b.extend_from_slice(&k.to_le_bytes());
+        b.push(ops::POP);
+    }
+    b.extend_from_slice(&[ops::BININT1, 9, ops::LONG_BINPUT]);
+    b.extend_from_slice(&1500u32.to_le_bytes());
+    b.extend_from_slice(&[ops::POP, ops::MARK, ops::LONG_BINGET]);
+    b.extend_from_slice(&1500u32.to_le_bytes());
+    b.extend_from_slice(&[ops::BINGET, 3, ops::LIST, ops::STOP]);
+    let v = unpickle(&b, &mut none(), "memo.pkl").unwrap().value;
+    assert_eq!(v, Value::List(vec![Value::Int(9), Value::Int(3)]));
 }

@@ -3,5 +3,7 @@
 pub mod reader;
 pub mod writer;
 
-pub use reader::{Entry, FileSource, SliceSource, Source, ZipIndex, check_crc, read_entry};
+pub use reader::{
+    Entry, FileSource, SliceSource, Source, Verified, ZipIndex, check_crc, read_entry, verify_all,
+};
 pub use writer::{ALIGNMENT, ZipWriter};

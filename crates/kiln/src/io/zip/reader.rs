@@ -4,6 +4,7 @@
 //! positioned reads, or a memory map), so a record is read straight into its own buffer.
 
 use crate::error::{Error, Result};
+use std::collections::HashMap;
 
 const LOCAL_SIG: u32 = 0x0403_4b50;
 const CENTRAL_SIG: u32 = 0x0201_4b50;
@@ -71,6 +72,14 @@ impl FileSource {
     /// each chunk's CRC-32 computed while it is hot in cache and combined in order.
     fn read_parallel(&self, offset: u64, len: usize, crc: bool) -> Result<(Vec<u8>, u32)> {
         use rayon::prelude::*;
+        if len <= READ_CHUNK {
+            // One chunk: read on this thread (a hand-off to the pool costs more than a small
+            // record, and a file of 100k small tensors makes 100k of them).
+            let mut v = vec![0u8; len];
+            self.read_at(offset, &mut v)?;
+            let c = if crc { crc32fast::hash(&v) } else { 0 };
+            return Ok((v, c));
+        }
         use std::os::fd::AsRawFd;
         let fd = self.file.as_raw_fd();
         let mut v: Vec<u8> = Vec::with_capacity(len);
@@ -256,11 +265,14 @@ pub struct Entry {
     pub method: u16,
 }
 
-/// A parsed archive: its records in central-directory order.
+/// A parsed archive: its records in central-directory order, each name once.
 #[derive(Debug)]
 pub struct ZipIndex {
     /// The records.
     pub entries: Vec<Entry>,
+    /// Position in `entries` by name (lookups stay O(1): a file of 140k records is read in
+    /// linear time).
+    by_name: HashMap<String, usize>,
 }
 
 struct Cursor<'a> {
@@ -318,6 +330,11 @@ fn corrupt(path: &str, detail: impl Into<String>) -> Error {
 
 impl ZipIndex {
     /// Parses the central directory of `src`.
+    ///
+    /// Hostile archives are refused rather than read one way where PyTorch reads them
+    /// another: two records with one name (PyTorch takes the last, a naive reader the first),
+    /// a local header naming another file than the directory, records that overlap each
+    /// other, and records reaching into the central directory are all `K0502`.
     ///
     /// # Errors
     /// `K0501` when the end of the archive is missing (a truncated file) or a record lies past
@@ -386,6 +403,9 @@ impl ZipIndex {
         let cd = read_vec(src, cd_off, cd_size, path)?;
         let mut c = Cursor { b: &cd, pos: 0 };
         let mut entries = Vec::with_capacity(count as usize);
+        let mut by_name: HashMap<String, usize> = HashMap::with_capacity(count as usize);
+        // (local header offset, data end, entry index) of every record.
+        let mut spans: Vec<(u64, u64, usize)> = Vec::with_capacity(count as usize);
         for i in 0..count {
             let bad = || corrupt(path, format!("central directory entry {i} is damaged"));
             if c.u32() != Some(CENTRAL_SIG) {
@@ -403,8 +423,8 @@ impl ZipIndex {
             let comment_len = usize::from(c.u16().ok_or_else(bad)?);
             c.take(8).ok_or_else(bad)?;
             let mut offset = u64::from(c.u32().ok_or_else(bad)?);
-            let name = c.take(name_len).ok_or_else(bad)?;
-            let name = String::from_utf8_lossy(name).into_owned();
+            let raw_name = c.take(name_len).ok_or_else(bad)?.to_vec();
+            let name = String::from_utf8_lossy(&raw_name).into_owned();
             let extra = c.take(extra_len).ok_or_else(bad)?.to_vec();
             c.take(comment_len).ok_or_else(bad)?;
             if flags & 1 != 0 {
@@ -429,7 +449,11 @@ impl ZipIndex {
                     }
                 }
             }
-            let lh = read_vec(src, offset, 30, path)?;
+            // The local header and its file name, read with one positioned read.
+            let want = 30 + name_len as u64;
+            checked_range(src, offset, want, path)?;
+            let mut lh = vec![0u8; 30 + name_len];
+            src.read_at(offset, &mut lh)?;
             let mut l = Cursor { b: &lh, pos: 0 };
             if l.u32() != Some(LOCAL_SIG) {
                 return Err(corrupt(
@@ -440,6 +464,16 @@ impl ZipIndex {
             l.take(22);
             let ln = u64::from(l.u16().ok_or_else(bad)?);
             let le = u64::from(l.u16().ok_or_else(bad)?);
+            if ln != name_len as u64 || lh.get(30..) != Some(raw_name.as_slice()) {
+                let local = lh.get(30..).unwrap_or_default();
+                return Err(corrupt(
+                    path,
+                    format!(
+                        "record '{name}': its local header at offset {offset} names '{}' ({ln} bytes) instead; such an archive reads differently in different zip readers",
+                        String::from_utf8_lossy(local)
+                    ),
+                ));
+            }
             let data_start = offset + 30 + ln + le;
             if data_start.checked_add(size).is_none_or(|e| e > len) {
                 return Err(truncated(
@@ -449,6 +483,16 @@ impl ZipIndex {
                     ),
                 ));
             }
+            if let Some(&first) = by_name.get(&name) {
+                return Err(corrupt(
+                    path,
+                    format!(
+                        "record name '{name}' appears twice (central directory entries {first} and {i}); PyTorch would read the last, so kiln refuses the archive"
+                    ),
+                ));
+            }
+            by_name.insert(name.clone(), entries.len());
+            spans.push((offset, data_start + size, entries.len()));
             entries.push(Entry {
                 name,
                 data_start,
@@ -458,13 +502,52 @@ impl ZipIndex {
                 method,
             });
         }
-        Ok(ZipIndex { entries })
+        check_layout(&mut spans, &entries, cd_off, path)?;
+        Ok(ZipIndex { entries, by_name })
     }
 
     /// The record called `name`.
     pub fn get(&self, name: &str) -> Option<&Entry> {
-        self.entries.iter().find(|e| e.name == name)
+        self.by_name.get(name).and_then(|&i| self.entries.get(i))
     }
+}
+
+/// Records must not overlap one another (one byte read as two files) nor reach into the
+/// central directory at `cd_off`.
+fn check_layout(
+    spans: &mut [(u64, u64, usize)],
+    entries: &[Entry],
+    cd_off: u64,
+    path: &str,
+) -> Result<()> {
+    spans.sort_unstable();
+    let name = |i: usize| entries.get(i).map(|e| e.name.as_str()).unwrap_or("?");
+    let mut prev: Option<(u64, u64, usize)> = None;
+    for &(start, end, i) in spans.iter() {
+        if end > cd_off {
+            return Err(corrupt(
+                path,
+                format!(
+                    "record '{}' (bytes {start}..{end}) reaches into the central directory at offset {cd_off}: its data lies outside the archive's records",
+                    name(i)
+                ),
+            ));
+        }
+        if let Some((ps, pe, pi)) = prev
+            && start < pe
+        {
+            return Err(corrupt(
+                path,
+                format!(
+                    "records '{}' (bytes {ps}..{pe}) and '{}' (bytes {start}..{end}) overlap",
+                    name(pi),
+                    name(i)
+                ),
+            ));
+        }
+        prev = Some((start, end, i));
+    }
+    Ok(())
 }
 
 /// Reads a record into memory, checking its CRC32 (`verify`).
@@ -512,4 +595,68 @@ fn crc_matches(got: u32, e: &Entry, path: &str) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// What [`verify_all`] checked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Verified {
+    /// Records whose CRC-32 was checked.
+    pub records: usize,
+    /// Bytes hashed.
+    pub bytes: u64,
+    /// Records stored without a CRC (0, as PyTorch writes with CRCs switched off).
+    pub without_crc: usize,
+}
+
+/// Bytes per read while streaming a CRC.
+const VERIFY_CHUNK: usize = 1 << 20;
+
+/// Checks the CRC-32 of every record, streaming each through one reusable buffer: nothing is
+/// materialised, memory stays at [`VERIFY_CHUNK`] whatever the file size.
+///
+/// # Errors
+/// `K0502` naming the first record whose CRC does not match; `K0005` for a compressed
+/// record; `K0501`/`K0002` when the bytes cannot be read.
+pub fn verify_all(src: &dyn Source, index: &ZipIndex, path: &str) -> Result<Verified> {
+    let mut out = Verified::default();
+    let mut buf = vec![0u8; VERIFY_CHUNK];
+    for e in &index.entries {
+        if e.method != 0 {
+            return Err(Error::Unsupported {
+                what: format!(
+                    "compressed zip record '{}' (method {}) in '{path}'",
+                    e.name, e.method
+                ),
+            });
+        }
+        if e.crc == 0 && e.size > 0 {
+            out.without_crc += 1;
+            continue;
+        }
+        checked_range(src, e.data_start, e.size, path)?;
+        let mut h = crc32fast::Hasher::new();
+        let mut done = 0u64;
+        while done < e.size {
+            let n = usize::try_from(e.size - done)
+                .unwrap_or(VERIFY_CHUNK)
+                .min(VERIFY_CHUNK);
+            let chunk = buf.get_mut(..n).unwrap_or_default();
+            src.read_at(e.data_start + done, chunk)?;
+            h.update(chunk);
+            done += n as u64;
+        }
+        let got = h.finalize();
+        if got != e.crc {
+            return Err(corrupt(
+                path,
+                format!(
+                    "CRC-32 mismatch in record '{}': stored {:08x}, computed {got:08x}",
+                    e.name, e.crc
+                ),
+            ));
+        }
+        out.records += 1;
+        out.bytes += e.size;
+    }
+    Ok(out)
 }
