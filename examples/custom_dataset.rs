@@ -45,7 +45,11 @@ struct Mlp {
 
 impl Mlp {
     fn new(outputs: usize) -> kiln::Result<Self> {
-        Ok(Mlp { fc1: Linear::new(2, 64, true)?, fc2: Linear::new(64, 64, true)?, fc3: Linear::new(64, outputs, true)? })
+        Ok(Mlp {
+            fc1: Linear::new(2, 64, true)?,
+            fc2: Linear::new(64, 64, true)?,
+            fc3: Linear::new(64, outputs, true)?,
+        })
     }
     fn forward(&self, x: &Tensor) -> kiln::Result<Tensor> {
         let x = self.fc1.forward(x)?.tanh()?;
@@ -66,7 +70,9 @@ fn main() -> kiln::Result<()> {
     let last = &m[m.len() - 1];
     println!("spirals: test accuracy {:.3} after {} epochs", last.test_acc, last.epoch);
     if last.test_acc < 0.8 {
-        return Err(kiln::Error::Unsupported { what: format!("spirals accuracy {}", last.test_acc) });
+        return Err(kiln::Error::Unsupported {
+            what: format!("spirals accuracy {}", last.test_acc),
+        });
     }
 
     // Regression: y = 3·x0 − 2·x1 + 1 with f32 targets, mse_loss, and an MAE metric.
@@ -89,7 +95,9 @@ fn main() -> kiln::Result<()> {
     let mut t = Trainer::builder(Linear::new(2, 1, true)?, data.clone())
         .loss(kiln::nn::loss::mse_loss)
         .eval_set(data.clone())
-        .metric("mae", |out, target| Ok((out - target)?.abs()?.mean_all()?.to_scalar::<f32>()? as f64))
+        .metric("mae", |out, target| {
+            Ok((out - target)?.abs()?.mean_all()?.to_scalar::<f32>()? as f64)
+        })
         .optimizer(OptimizerChoice::Sgd(kiln::optim::SgdConfig { lr: 0.1, ..Default::default() }))
         .batch_size(32)
         .epochs(20)
@@ -98,7 +106,9 @@ fn main() -> kiln::Result<()> {
     let last = &m[m.len() - 1];
     println!("regression: test mse {:.2e}, mae {:.2e}", last.test_loss, last.metrics["mae"]);
     if last.test_loss > 1e-3 {
-        return Err(kiln::Error::Unsupported { what: format!("regression mse {}", last.test_loss) });
+        return Err(kiln::Error::Unsupported {
+            what: format!("regression mse {}", last.test_loss),
+        });
     }
     Ok(())
 }

@@ -7,7 +7,7 @@
 
 use kiln::candle::{DType, Device, IndexOp, Tensor};
 use kiln::checkpoint::Resume;
-use kiln::data::TensorDataset;
+use kiln::data::{Dataset, TensorDataset};
 use kiln::nn::{
     BatchNorm2d, Conv2d, Conv2dConfig, Dropout, Embedding, Gelu, LayerNorm, Linear, Module,
 };
@@ -215,7 +215,7 @@ struct TokenDataset {
     labels: Vec<i64>,
 }
 
-impl kiln::data::Dataset for TokenDataset {
+impl Dataset for TokenDataset {
     fn name(&self) -> String {
         "tokens".into()
     }

@@ -23,7 +23,8 @@ impl Mlp {
 }
 
 fn main() -> kiln::Result<()> {
-    let out = std::path::PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "runs/own_loop".into()));
+    let out =
+        std::path::PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "runs/own_loop".into()));
     std::fs::create_dir_all(&out).map_err(|e| kiln::Error::io("create", &out, e))?;
     kiln::rng::manual_seed(0);
     let model = Mlp { fc1: Linear::new(64, 32, true)?, fc2: Linear::new(32, 10, true)? };
@@ -54,7 +55,12 @@ fn main() -> kiln::Result<()> {
             right += correct(&model.forward(&batch.inputs)?, &batch.targets)?;
             seen += batch.len();
         }
-        println!("epoch {}: train loss {:.4}, test accuracy {:.3}", epoch + 1, loss_sum / n as f64, right as f64 / seen as f64);
+        println!(
+            "epoch {}: train loss {:.4}, test accuracy {:.3}",
+            epoch + 1,
+            loss_sum / n as f64,
+            right as f64 / seen as f64
+        );
         if epoch == 4 && (right as f64 / seen as f64) < 0.85 {
             return Err(kiln::Error::Unsupported { what: "own loop did not learn".into() });
         }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # kiln's whole test suite (what CI runs, via .ci/run):
-#   1. every Rust test (unit, integration, doc; the small PyTorch fixtures are committed),
+#   1. every Rust test of the workspace (unit, integration, doc; the small PyTorch fixtures
+#      are committed), the library's dependency check and the examples,
 #   2. live interop with real PyTorch both ways: files, nn/ResNet-18, checkpoints,
 #   3. the bounded fuzz smoke test of every file reader is part of 1 (tests/fuzz_smoke.rs),
 #   4. DistributedDataParallel under `mpirun -np 2` (Open MPI installed if missing).
@@ -13,8 +14,18 @@ limit() { local s=$1; shift; timeout --kill-after=10 "$s" "$@" || { rc=$?; [ $rc
 step "Python with PyTorch"
 KILN_PYTHON="$(scripts/setup-python.sh)"
 export KILN_PYTHON KILN_CARGO_PROFILE=release
-step "cargo test --release (all Rust tests)"
-limit 1500 cargo test --release
+step "cargo test --release --workspace (all Rust tests)"
+limit 1800 cargo test --release --workspace
+step "the library has no CLI dependencies (cargo tree -p kiln -e normal)"
+if cargo tree -p kiln -e normal --prefix none | grep -E '^(clap|indicatif|plotters) '; then
+    echo "the kiln library depends on a CLI crate" >&2; exit 1
+fi
+step "examples (custom_model + its PyTorch twin, custom_dataset, own_loop)"
+ex_out="$(mktemp -d)"
+limit 600 cargo run --release -q --example custom_model -- "$ex_out/custom_model"
+limit 300 "$KILN_PYTHON" scripts/custom_model_twin.py "$ex_out/custom_model"
+limit 300 cargo run --release -q --example custom_dataset
+limit 300 cargo run --release -q --example own_loop -- "$ex_out/own_loop"
 step "interop: kiln <-> PyTorch files (scripts/interop_check.py)"
 limit 600 "$KILN_PYTHON" scripts/interop_check.py
 step "interop: ResNet-18 vs torchvision, kiln train files in the PyTorch twins"

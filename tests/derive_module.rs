@@ -258,3 +258,17 @@ impl Net {
         self.blocks[0].down.is_some() && self.blocks[1].down.is_none()
     }
 }
+
+/// Regression: `eval()` was not recorded for models without Dropout/BatchNorm.
+#[test]
+fn eval_is_recorded_for_models_of_plain_layers() {
+    let p = Pair(
+        Linear::new(3, 4, true).unwrap(),
+        Linear::new(4, 2, false).unwrap(),
+    );
+    assert!(p.is_training());
+    p.eval();
+    assert!(!p.is_training());
+    p.train(true);
+    assert!(p.is_training());
+}

@@ -464,6 +464,44 @@ fn k0405_spec_that_cannot_be_built() {
     );
 }
 
+#[derive(Module)]
+struct HeadNet {
+    body: Linear,
+    head: Linear,
+}
+
+impl HeadNet {
+    fn forward(&self, x: &Tensor) -> kiln::Result<Tensor> {
+        self.head.forward(&self.body.forward(x)?)
+    }
+}
+
+#[derive(Module)]
+struct Forgetful {
+    fc: Linear,
+}
+
+#[test]
+fn k0406_typed_head_replaced_by_another_type() {
+    let mut m = HeadNet {
+        body: Linear::new(4, 4, true).unwrap(),
+        head: Linear::new(4, 2, true).unwrap(),
+    };
+    let r = m
+        .replace_submodule("head", Box::new(kiln::nn::ReLU))
+        .map(|_| ());
+    expect(r, "K0406", &["HeadNet.head", "Linear", "ReLU"]);
+}
+
+#[test]
+fn k0407_derived_module_without_inherent_forward() {
+    let m = Forgetful {
+        fc: Linear::new(2, 2, true).unwrap(),
+    };
+    let x = Tensor::ones((1, 2), DType::F32, &Device::Cpu).unwrap();
+    expect(Module::forward(&m, &x).map(|_| ()), "K0407", &["Forgetful"]);
+}
+
 // ------------------------------------------------------------------ K05xx: files
 
 #[test]

@@ -468,8 +468,20 @@ fn crc_flip_is_caught_by_diff() {
 
 // ------------------------------------------------------------------ 4. linear time
 
+/// `n` tensors of 4 f32 each (the file `kiln bench io --many` reads).
 fn many(n: usize) -> Value {
-    kiln::bench::io::many_value(n).unwrap()
+    let entries = (0..n).map(|i| {
+        let bytes: Vec<u8> = (0..4u32)
+            .flat_map(|j| ((i as u32).wrapping_add(j) as f32).to_le_bytes())
+            .collect();
+        let t = kiln::io::TensorValue::from_bytes(kiln::io::Dtype::F32, vec![4], bytes, "cpu");
+        (format!("layer{i}.weight"), Value::Tensor(t.unwrap()))
+    });
+    let mut v = Value::dict(entries.collect::<Vec<_>>());
+    if let Value::Dict(d) = &mut v {
+        d.ordered = true;
+    }
+    v
 }
 
 fn time_load(p: &Path, mmap: bool) -> f64 {

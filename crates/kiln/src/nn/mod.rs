@@ -15,6 +15,7 @@ pub mod state_dict;
 
 /// `#[derive(Module)]`: see [`kiln_derive`](https://docs.rs/kiln-derive) and the library guide.
 pub use kiln_derive::Module;
+pub use layers::Conv2dConfig;
 pub use layers::{
     AdaptiveAvgPool2d, AvgPool2d, BatchNorm, Conv2d, Dropout, Flatten, Identity, Linear, MaxPool2d,
     ModuleList, ReLU, Sequential,
@@ -24,7 +25,6 @@ pub use layers::{
     Hardswish, LayerNorm, LayerNormConfig, LeakyReLU, LogSoftmax, Mish, ReLU6, SiLU, Sigmoid,
     Softmax, Softplus, Tanh,
 };
-pub use layers::Conv2dConfig;
 pub use module::Module;
 pub use param::{Buffer, Param, ParamId};
 pub use spec::{ModuleSpec, NamedSpec};

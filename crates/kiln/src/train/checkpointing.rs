@@ -369,6 +369,10 @@ impl CheckpointHook {
 }
 
 impl Hook for CheckpointHook {
+    fn on_fit_end(&mut self, _t: &Trainer) -> Result<()> {
+        self.finish()
+    }
+
     fn on_step(&mut self, t: &Trainer, step: &StepReport) -> Result<()> {
         self.last_loss = step.loss;
         // Every rank asks the policy (only rank 0 has a manager), so all of them reach

@@ -45,4 +45,13 @@ pub trait Hook {
     fn on_epoch_start(&mut self, _trainer: &Trainer) -> Result<()> {
         Ok(())
     }
+
+    /// When `fit` returns, whether it finished or failed (background work is waited for
+    /// here: an asynchronous checkpoint writer reports its error).
+    ///
+    /// # Errors
+    /// Returned by `fit` when the run itself succeeded.
+    fn on_fit_end(&mut self, _trainer: &Trainer) -> Result<()> {
+        Ok(())
+    }
 }

@@ -109,7 +109,15 @@ impl Trainer {
             for h in extra.iter_mut() {
                 hooks.push(&mut **h);
             }
-            self.fit_hooks(&mut hooks)
+            let ran = self.fit_hooks(&mut hooks);
+            let mut ended = Ok(());
+            for h in hooks.iter_mut() {
+                let r = h.on_fit_end(self);
+                if ended.is_ok() {
+                    ended = r;
+                }
+            }
+            ran.and_then(|m| ended.map(|()| m))
         };
         owned.append(&mut self.hooks);
         self.hooks = owned;

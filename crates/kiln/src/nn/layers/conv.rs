@@ -41,6 +41,8 @@ pub struct Conv2d {
     out_channels: usize,
     kernel: (usize, usize),
     cfg: Conv2dConfig,
+    /// `training`: kept so `eval()` is recorded even in models without Dropout/BatchNorm.
+    mode: super::ModeFlag,
 }
 
 impl Conv2d {
@@ -97,6 +99,7 @@ impl Conv2d {
                 bias: cfg.bias,
                 ..cfg
             },
+            mode: super::ModeFlag::default(),
         })
     }
 
@@ -137,6 +140,14 @@ impl Conv2d {
 }
 
 impl Module for Conv2d {
+    fn set_training(&self, training: bool) {
+        self.mode.set(training);
+    }
+
+    fn training_flag(&self) -> Option<bool> {
+        Some(self.mode.get())
+    }
+
     fn type_name(&self) -> &'static str {
         "Conv2d"
     }

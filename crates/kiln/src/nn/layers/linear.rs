@@ -11,6 +11,8 @@ pub struct Linear {
     bias: Option<Param>,
     in_features: usize,
     out_features: usize,
+    /// `training`: kept so `eval()` is recorded even in models without Dropout/BatchNorm.
+    mode: super::ModeFlag,
 }
 
 impl Linear {
@@ -42,6 +44,7 @@ impl Linear {
             bias: bias.map(|b| Param::new(&b, true)).transpose()?,
             in_features,
             out_features,
+            mode: super::ModeFlag::default(),
         })
     }
 
@@ -71,6 +74,14 @@ impl Linear {
 }
 
 impl Module for Linear {
+    fn set_training(&self, training: bool) {
+        self.mode.set(training);
+    }
+
+    fn training_flag(&self) -> Option<bool> {
+        Some(self.mode.get())
+    }
+
     fn type_name(&self) -> &'static str {
         "Linear"
     }
