@@ -41,7 +41,7 @@ type Bits = Vec<(String, Vec<u32>)>;
 fn train(cfg: &TrainConfig) -> (Bits, Bits, Trainer) {
     let mut t = build_trainer(cfg).unwrap();
     let before = bits(&t.model.state_dict());
-    t.fit(&mut []).unwrap();
+    t.fit().unwrap();
     let after = bits(&t.model.state_dict());
     (before, after, t)
 }
@@ -131,7 +131,7 @@ fn unfreezing_mid_run_adds_a_group_and_training_continues() {
     let mut t = build_trainer(&cfg).unwrap();
     let initial = bits(&t.model.state_dict().filter(is_backbone));
     let mut snaps = Snapshots(Vec::new(), Vec::new());
-    let metrics = t.fit(&mut [&mut snaps]).unwrap();
+    let metrics = t.fit_with(&mut [&mut snaps]).unwrap();
     // Groups: head; + fc2 at epoch 2 (0-based); + the rest at epoch 3.
     assert_eq!(snaps.1, [1, 1, 2, 3, 3]);
     assert_eq!(snaps.0[1], initial, "backbone moved before its epoch");

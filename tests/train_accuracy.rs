@@ -8,7 +8,7 @@ fn final_accuracy(model: &str, seed: u64) -> f64 {
     cfg.seed = seed;
     assert_eq!(cfg.epochs, 15);
     let mut t = build_trainer(&cfg).unwrap();
-    let m = t.fit(&mut []).unwrap();
+    let m = t.fit().unwrap();
     m.last().unwrap().test_acc
 }
 

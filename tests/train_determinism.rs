@@ -98,11 +98,11 @@ fn resuming_mid_epoch_from_the_trainer_state_is_bit_exact() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config("mlp", 3, dir.path()); // MLP: dropout draws from the RNG every step
     let mut full = build_trainer(&cfg).unwrap();
-    let whole = full.fit(&mut []).unwrap();
+    let whole = full.fit().unwrap();
 
     // Interrupt after 100 steps (epoch 1 has 90 batches of 16, so mid-epoch 2).
     let mut first = build_trainer(&cfg).unwrap();
-    assert!(first.fit(&mut [&mut StopAt(100)]).is_err());
+    assert!(first.fit_with(&mut [&mut StopAt(100)]).is_err());
     assert_eq!((first.state.epoch, first.state.step_in_epoch), (1, 10));
     let model = first.model.state_dict();
     let opt = first.optimizer.state_dict().unwrap();
@@ -118,7 +118,7 @@ fn resuming_mid_epoch_from_the_trainer_state_is_bit_exact() {
         s.load_state_dict(v).unwrap();
     }
     resumed.state = state;
-    let rest = resumed.fit(&mut []).unwrap();
+    let rest = resumed.fit().unwrap();
     assert_eq!(rest.len(), 1);
     assert_eq!(final_state(&resumed), final_state(&full));
     let (a, b) = (&rest[0], &whole[1]);
