@@ -44,8 +44,7 @@ fn pretrained(path: &Path) {
 }
 
 fn kiln(args: &[&str]) -> std::process::Output {
-    let out = Command::new(KILN).args(args).output().unwrap();
-    out
+    Command::new(KILN).args(args).output().unwrap()
 }
 
 fn ok(args: &[&str]) {
