@@ -441,6 +441,31 @@ fn k0403_whole_model_file_with_unknown_architecture() {
 }
 
 #[test]
+fn k0408_frozen_parameter_not_loaded_from_the_pretrained_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("pre.safetensors");
+    let m = LeNet::new(LeNetConfig::default()).unwrap();
+    // The file lacks conv1.weight: freezing conv1 would freeze a random filter bank.
+    let sd = m.state_dict().filter(|k| k != "conv1.weight");
+    kiln::train::save::save_state_dict(&sd, &p).unwrap();
+    let fresh = LeNet::new(LeNetConfig::default()).unwrap();
+    let mut cfg = kiln::finetune::FinetuneConfig {
+        from: Some(p),
+        freeze: vec!["conv1".into()],
+        ..Default::default()
+    };
+    let e = expect(
+        kiln::finetune::prepare(&fresh, &cfg, 0.01).map(|_| ()),
+        "K0408",
+        &["conv1.weight", "not loaded", "random"],
+    );
+    assert!(!e.to_string().contains("head"), "{e}");
+    assert!(e.hint().contains("--allow-frozen-random"), "{}", e.hint());
+    cfg.allow_frozen_random = true;
+    kiln::finetune::prepare(&fresh, &cfg, 0.01).unwrap();
+}
+
+#[test]
 fn k0404_no_such_submodule() {
     let mut m = LeNet::new(LeNetConfig::default()).unwrap();
     expect(

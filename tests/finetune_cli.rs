@@ -156,7 +156,20 @@ fn overlapping_groups_and_nothing_trainable_are_coded_errors() {
         ),
         "{err}"
     );
+    // Freezing everything freezes the new head too, which the file did not provide.
     let o = kiln(&["finetune", "--from", pre, "--freeze", "*", "--quiet"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("error[K0408]") && err.contains("fc"), "{err}");
+    assert!(!err.contains("head"), "{err}");
+    let o = kiln(&[
+        "finetune",
+        "--from",
+        pre,
+        "--freeze",
+        "*",
+        "--allow-frozen-random",
+        "--quiet",
+    ]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("error[K0601]"), "{err}");
     let o = kiln(&["finetune", "--from", pre, "--freeze", "layer9", "--quiet"]);

@@ -16,7 +16,8 @@ pub struct Args {
     /// whole-model file.
     #[arg(long, value_name = "FILE")]
     pub from: PathBuf,
-    /// Outputs of the new head (default: the number of --classes, else 10).
+    /// Outputs of the new head (default: the classes of --data, else the number of
+    /// --classes, else 10).
     #[arg(long, short = 'k', value_name = "N")]
     pub num_classes: Option<usize>,
     /// Freeze the parameters these patterns select (glob `conv*`, regex `^fc\.`, or a module
@@ -43,6 +44,10 @@ pub struct Args {
     /// statistics untouched).
     #[arg(long)]
     pub bn_eval: bool,
+    /// Allow freezing parameters the pretrained file does not provide (they stay at their
+    /// random initialisation); without it that is error K0408.
+    #[arg(long)]
+    pub allow_frozen_random: bool,
     /// Everything `kiln train` takes.
     #[command(flatten)]
     pub train: train::Args,
@@ -75,6 +80,7 @@ impl Args {
                 .map(|u| UnfreezeRule::parse(u))
                 .collect::<Result<_>>()?,
             bn_eval: self.bn_eval,
+            allow_frozen_random: self.allow_frozen_random,
         });
         cfg.validate()?;
         Ok(cfg)

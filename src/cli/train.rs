@@ -1,4 +1,5 @@
-//! `kiln train`: trains a model on the embedded digits data set.
+//! `kiln train`: trains a model on the embedded digits data set, or on a data source
+//! (`--data PATH`: image folder, CSV, MNIST, CIFAR, tensors file).
 
 use kiln::checkpoint::{CheckpointFormat, MonitorMode, Policy};
 use kiln::error::Result;
@@ -62,6 +63,45 @@ pub struct Args {
     /// every other image of the classes (test split plus the unused training images).
     #[arg(long, value_name = "N")]
     pub per_class: Option<usize>,
+    /// Train on this data source instead of the embedded digits: an image folder (DIR or
+    /// DIR/train + DIR/val|test), a .csv, MNIST/Fashion-MNIST IDX files, CIFAR-10/100
+    /// batches or a tensors file (.safetensors/.pt with inputs and labels).
+    #[arg(long, value_name = "PATH")]
+    pub data: Option<PathBuf>,
+    /// Force the format of --data instead of detecting it.
+    #[arg(long, value_name = "NAME", requires = "data", value_parser = ["image-folder", "csv", "mnist", "fashion-mnist", "cifar10", "cifar100", "tensors"])]
+    pub data_format: Option<String>,
+    /// Fraction of the training samples held out for evaluation (default: 0.2 when the
+    /// source has no validation or test split of its own, else 0).
+    #[arg(long, value_name = "F", requires = "data")]
+    pub val_split: Option<f64>,
+    /// The CSV target column.
+    #[arg(
+        long,
+        value_name = "COLUMN",
+        default_value = "target",
+        requires = "data"
+    )]
+    pub target: String,
+    /// Classification or regression (default: decided from the data; a CSV target with
+    /// fractional numbers is regression).
+    #[arg(long, value_parser = ["classification", "regression"], requires = "data")]
+    pub task: Option<String>,
+    /// Side of the square images fed to the model (default: 224 for image folders, the
+    /// source's own size for MNIST/CIFAR).
+    #[arg(long, value_name = "S", requires = "data")]
+    pub image_size: Option<usize>,
+    /// Input transform: imagenet (training RandomResizedCrop(S) + flip + normalise,
+    /// evaluation Resize(S*8/7) + CenterCrop(S) + normalise; the default for image folders)
+    /// or none.
+    #[arg(long, value_parser = ["imagenet", "none"], requires = "data")]
+    pub transform: Option<String>,
+    /// Data-loading threads (0: load in the training thread); results do not depend on it.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub workers: usize,
+    /// Leave out images that fail to decode (counted) instead of stopping.
+    #[arg(long, requires = "data")]
+    pub skip_bad_images: bool,
     /// Print nothing but errors (no progress bar, no per-epoch lines).
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -137,6 +177,8 @@ impl Args {
             .map(kiln::train::parse_classes)
             .transpose()?;
         cfg.per_class = self.per_class;
+        cfg.workers = self.workers;
+        cfg.data = self.data_config()?;
         if let Some(out) = &self.out {
             cfg.out = out.clone();
         }
@@ -146,6 +188,36 @@ impl Args {
 }
 
 impl Args {
+    /// The `--data` part of the configuration (None without `--data`).
+    ///
+    /// # Errors
+    /// `K0305` for an unknown format name.
+    pub fn data_config(&self) -> Result<Option<kiln::train::DataConfig>> {
+        let Some(path) = &self.data else {
+            return Ok(None);
+        };
+        let mut d = kiln::train::DataConfig::new(path);
+        d.format = self
+            .data_format
+            .as_deref()
+            .map(kiln::data::sources::DataFormat::parse)
+            .transpose()?;
+        d.val_split = self.val_split;
+        d.target = self.target.clone();
+        d.task = self.task.as_deref().map(|t| match t {
+            "regression" => kiln::data::Task::Regression,
+            _ => kiln::data::Task::Classification,
+        });
+        d.image_size = self.image_size;
+        d.transform = self
+            .transform
+            .as_deref()
+            .map(kiln::train::TransformKind::parse)
+            .transpose()?;
+        d.skip_bad_images = self.skip_bad_images;
+        Ok(Some(d))
+    }
+
     /// Checkpointing, resume, devices and distribution options.
     ///
     /// # Errors
@@ -298,5 +370,39 @@ mod tests {
             .unwrap();
         assert_eq!(c.classes, Some(vec![0, 1, 2, 3, 4]));
         assert_eq!((c.per_class, c.outputs()), (Some(20), 5));
+    }
+
+    #[test]
+    fn data_flags_reach_the_config() {
+        let c = parse(&[
+            "--data",
+            "flowers",
+            "--data-format",
+            "image-folder",
+            "--val-split",
+            "0.1",
+            "--image-size",
+            "64",
+            "--transform",
+            "none",
+            "--workers",
+            "2",
+            "--skip-bad-images",
+        ])
+        .unwrap()
+        .config()
+        .unwrap();
+        let d = c.data.clone().unwrap();
+        assert_eq!(d.path, PathBuf::from("flowers"));
+        assert_eq!(d.format, Some(kiln::data::sources::DataFormat::ImageFolder));
+        assert_eq!((d.val_split, d.image_size), (Some(0.1), Some(64)));
+        assert_eq!(d.transform, Some(kiln::train::TransformKind::None));
+        assert!(d.skip_bad_images);
+        assert_eq!(c.workers, 2);
+        assert!(parse(&["--image-size", "32"]).is_err(), "needs --data");
+        let e = parse(&["--data", "x", "--classes", "0-4"])
+            .unwrap()
+            .config();
+        assert_eq!(e.unwrap_err().code(), "K0003");
     }
 }

@@ -288,6 +288,13 @@ pub static CATALOG: &[CodeInfo] = &[
         "add `impl MyModel { fn forward(&self, x: &Tensor) -> kiln::Result<Tensor> { ... } }`"
     ),
     entry!(
+        "K0408",
+        "FrozenNotLoaded",
+        "a frozen parameter was not loaded from the pretrained file",
+        "Fine-tuning froze a parameter whose value did not come from the pretrained file (the file lacks the key, or its shape differs and cannot be adapted), so it would stay frozen at its random initialisation for the whole run.",
+        "freeze fewer parameters (leave out the ones named), give a file that has them, or pass --allow-frozen-random (FinetuneConfig::allow_frozen_random) if a frozen random layer is intended"
+    ),
+    entry!(
         "K0501",
         "Truncated",
         "the file ends too early",

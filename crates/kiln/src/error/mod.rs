@@ -292,6 +292,11 @@ pub enum Error {
         "{model} has no inherent `fn forward(&self, x: &Tensor) -> kiln::Result<Tensor>`: #[derive(Module)] calls {model}::forward"
     )]
     NoForward { model: String },
+    /// A frozen parameter that the pretrained file did not provide.
+    #[error(
+        "{count} frozen parameter(s) were not loaded from the pretrained file and would stay at their random initialisation: {names}"
+    )]
+    FrozenNotLoaded { names: String, count: usize },
 
     // ---------------------------------------------------------------- K05xx files and formats
     /// The file ends before the data it announces.
@@ -423,6 +428,7 @@ impl Error {
             BadSpec { .. } => "K0405",
             ReplaceType { .. } => "K0406",
             NoForward { .. } => "K0407",
+            FrozenNotLoaded { .. } => "K0408",
             Truncated { .. } => "K0501",
             Corrupt { .. } => "K0502",
             NotAModelFile { .. } => "K0503",

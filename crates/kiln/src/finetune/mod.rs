@@ -11,7 +11,9 @@ mod setup;
 
 pub use freeze::{freeze, frozen_batchnorm_to_eval, unfreeze};
 pub use groups::{GroupRule, param_groups};
-pub use head::{PretrainedReport, load_pretrained, replace_linear_head};
+pub use head::{
+    AdaptedConv, PretrainedReport, adapt_input_conv, load_pretrained, replace_linear_head,
+};
 pub use schedule::{DEFAULT_UNFREEZE_LR_RATIO, UnfreezeRule, UnfreezeSchedule, UnfreezeStep};
 pub use selector::{Pattern, Selector};
 pub use setup::{FinetuneConfig, Prepared, prepare};

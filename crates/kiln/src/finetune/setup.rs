@@ -40,6 +40,10 @@ pub struct FinetuneConfig {
     /// statistics untouched).
     #[serde(default)]
     pub bn_eval: bool,
+    /// Allow freezing parameters the pretrained file did not provide (they stay at their
+    /// random initialisation); without it that is `K0408`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_frozen_random: bool,
 }
 
 impl Default for FinetuneConfig {
@@ -52,6 +56,7 @@ impl Default for FinetuneConfig {
             groups: Vec::new(),
             unfreeze: Vec::new(),
             bn_eval: false,
+            allow_frozen_random: false,
         }
     }
 }
@@ -74,7 +79,8 @@ pub struct Prepared {
 /// parameter groups and plans the unfreezing (`base_lr` sets its default rate).
 ///
 /// # Errors
-/// Loading errors; `K0401` when the file shares no key with the model; `K0402` for a pattern
+/// Loading errors; `K0401` when the file shares no key with the model; `K0408` when a frozen
+/// parameter was not loaded from the file (unless `allow_frozen_random`); `K0402` for a pattern
 /// that selects nothing; `K0404` when the model has no `head`; `K0601`/`K0602` for bad groups.
 pub fn prepare(model: &dyn Module, cfg: &FinetuneConfig, base_lr: f64) -> Result<Prepared> {
     model.get_submodule(&cfg.head)?;
@@ -96,6 +102,23 @@ pub fn prepare(model: &dyn Module, cfg: &FinetuneConfig, base_lr: f64) -> Result
     } else {
         freeze(model, &Selector::new(&cfg.freeze)?)?
     };
+    if let (Some(r), false) = (&report, cfg.allow_frozen_random) {
+        let random: Vec<&String> = frozen
+            .iter()
+            .filter(|n| !r.report.loaded.contains(n))
+            .collect();
+        if !random.is_empty() {
+            let names = random
+                .iter()
+                .map(|n| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(crate::Error::FrozenNotLoaded {
+                names,
+                count: random.len(),
+            });
+        }
+    }
     let groups = param_groups(model, &cfg.groups)?;
     let schedule = UnfreezeSchedule::plan(model, &cfg.unfreeze, base_lr)?;
     Ok(Prepared {

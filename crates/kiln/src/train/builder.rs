@@ -108,6 +108,7 @@ pub struct TrainerBuilder {
     scheduler: Option<SchedulerFn>,
     loss: Option<LossFn>,
     accuracy: Option<bool>,
+    workers: usize,
     metrics: Vec<(String, MetricFn)>,
     hooks: Vec<Box<dyn Hook>>,
     batch_size: usize,
@@ -138,6 +139,7 @@ impl Trainer {
             scheduler: None,
             loss: None,
             accuracy: None,
+            workers: 0,
             metrics: Vec::new(),
             hooks: Vec::new(),
             batch_size: 64,
@@ -268,6 +270,13 @@ impl TrainerBuilder {
         self
     }
 
+    /// Data-loading threads for the training and evaluation loaders
+    /// ([`DataLoader::workers`]; 0, the default, loads in the training thread).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
+        self
+    }
+
     /// Drop the last incomplete training batch (false).
     pub fn drop_last(mut self, on: bool) -> Self {
         self.drop_last = on;
@@ -345,9 +354,10 @@ impl TrainerBuilder {
         let train_loader = DataLoader::new(self.train, self.batch_size)?
             .shuffle(self.shuffle)
             .drop_last(self.drop_last)
-            .seed(self.seed);
+            .seed(self.seed)
+            .workers(self.workers);
         let test_loader = match self.eval {
-            Some(e) => Some(DataLoader::new(e, self.eval_batch_size)?),
+            Some(e) => Some(DataLoader::new(e, self.eval_batch_size)?.workers(self.workers)),
             None => None,
         };
         let setup = RunSetup::of(

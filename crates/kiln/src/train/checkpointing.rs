@@ -131,7 +131,7 @@ pub fn snapshot_and_save_with(
 
 /// Hyper-parameters that must match for a resume to continue the same run.
 /// `finetune` is compared without `from`: the pretrained file only seeds the first epoch.
-const MUST_MATCH: [&str; 13] = [
+const MUST_MATCH: [&str; 14] = [
     "model",
     "optimizer",
     "lr",
@@ -145,12 +145,13 @@ const MUST_MATCH: [&str; 13] = [
     "per_class",
     "num_classes",
     "finetune",
+    "data",
 ];
 
 /// Refuses a resume whose configuration differs from the checkpoint's in a field that
 /// changes the run (model, optimizer, hyper-parameters, batch size, seed, schedule, data
-/// selection, fine-tuning setup). `epochs`, `threads`, `device`, `out` and the pretrained
-/// file (`finetune.from`) may differ.
+/// selection, fine-tuning setup, data source and its transform). `epochs`, `threads`,
+/// `workers`, `device`, `out` and the pretrained file (`finetune.from`) may differ.
 ///
 /// # Errors
 /// `K0702` naming the first differing field and both values.

@@ -162,6 +162,101 @@ pub struct TrainConfig {
     /// Fine-tuning: pretrained weights, frozen parameters, parameter groups, unfreezing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finetune: Option<crate::finetune::FinetuneConfig>,
+    /// Train on this data source instead of the embedded digits (see [`DataConfig`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<DataConfig>,
+    /// Data-loading threads (0: the training thread builds the batches). The batches do not
+    /// depend on it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub workers: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// The input transform of an image source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransformKind {
+    /// torchvision's ImageNet presets: training `imagenet_train(S)` (random resized crop,
+    /// flip, normalise), evaluation `imagenet_eval(S)` (resize, centre crop, normalise).
+    Imagenet,
+    /// The samples as read (image folders are still resized and centre-cropped to S×S so
+    /// that they batch).
+    None,
+}
+
+impl TransformKind {
+    /// Parses `imagenet` or `none`.
+    ///
+    /// # Errors
+    /// `K0003` for another name.
+    pub fn parse(text: &str) -> Result<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            "imagenet" => Ok(TransformKind::Imagenet),
+            "none" => Ok(TransformKind::None),
+            _ => Err(Error::invalid("transform", text, "imagenet or none")),
+        }
+    }
+}
+
+/// A data source for a run (`kiln train --data PATH`), read with
+/// [`crate::data::sources::open`]. Every field but `path` changes the samples, so resume
+/// compares them all (`data` is in the must-match list).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataConfig {
+    /// The source: an image folder, a `.csv`, MNIST / Fashion-MNIST IDX files, CIFAR
+    /// batches or a tensors file.
+    pub path: PathBuf,
+    /// The format (None: detected from the path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<crate::data::sources::DataFormat>,
+    /// Fraction of the training samples held out for evaluation (None: 0.2 when the source
+    /// has no validation or test split of its own, else 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_split: Option<f64>,
+    /// The CSV target column.
+    #[serde(default = "default_target")]
+    pub target: String,
+    /// Classification or regression (None: decided from the data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<crate::data::Task>,
+    /// Side of the square images fed to the model (None: 224 for image folders, the
+    /// source's own size otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_size: Option<usize>,
+    /// The transform (None: `imagenet` for image folders, `none` otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<TransformKind>,
+    /// Leave out images that fail to decode instead of failing.
+    #[serde(default)]
+    pub skip_bad_images: bool,
+}
+
+fn default_target() -> String {
+    "target".into()
+}
+
+/// Default side of image-folder samples.
+pub const DEFAULT_IMAGE_SIZE: usize = 224;
+/// Default held-out fraction for sources without a validation or test split.
+pub const DEFAULT_VAL_SPLIT: f64 = 0.2;
+
+impl DataConfig {
+    /// `path` with every other field at its default.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        DataConfig {
+            path: path.into(),
+            format: None,
+            val_split: None,
+            target: default_target(),
+            task: None,
+            image_size: None,
+            transform: None,
+            skip_bad_images: false,
+        }
+    }
 }
 
 /// Default number of epochs.
@@ -202,6 +297,8 @@ impl TrainConfig {
             per_class: None,
             num_classes: None,
             finetune: None,
+            data: None,
+            workers: 0,
         }
     }
 
@@ -265,6 +362,27 @@ impl TrainConfig {
     }
 
     fn validate_data(&self) -> Result<()> {
+        if let Some(d) = &self.data {
+            if self.classes.is_some() || self.per_class.is_some() {
+                return Err(Error::invalid(
+                    "classes",
+                    "--classes/--per-class with --data",
+                    "digit selection only for the embedded digits (leave out --data)",
+                ));
+            }
+            if let Some(v) = d.val_split
+                && !(0.0..1.0).contains(&v)
+            {
+                return Err(Error::invalid("val_split", v, "a fraction in [0, 1)"));
+            }
+            if d.image_size == Some(0) {
+                return Err(Error::invalid("image_size", 0, "at least 1"));
+            }
+            if self.num_classes == Some(0) {
+                return Err(Error::invalid("num_classes", 0, "at least 1"));
+            }
+            return Ok(());
+        }
         let n = crate::data::digits::NUM_CLASSES as i64;
         if let Some(c) = &self.classes {
             if c.is_empty() {

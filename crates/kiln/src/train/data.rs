@@ -1,11 +1,193 @@
 //! The data a [`TrainConfig`] names: the embedded digits, optionally restricted to some
 //! classes (relabelled `0..k` in the order given) and to a few training images per class.
 
-use super::config::TrainConfig;
+use super::config::{
+    DEFAULT_IMAGE_SIZE, DEFAULT_VAL_SPLIT, DataConfig, TrainConfig, TransformKind,
+};
 use crate::data::digits::{self, Digits};
-use crate::data::{Dataset, Subset};
-use crate::error::Result;
+use crate::data::sources::{self, DataFormat, SourceOptions};
+use crate::data::transforms::TransformedDataset;
+use crate::data::transforms::{CenterCrop, Compose, Resize, imagenet_eval, imagenet_train};
+use crate::data::{Dataset, Subset, Task};
+use crate::error::{Error, Result};
 use std::sync::Arc;
+
+/// The data of a run and what the model must fit: the training and evaluation sets, the
+/// number of outputs, the input channels and image side, and the task.
+#[derive(Clone)]
+pub struct RunData {
+    /// Training samples.
+    pub train: Arc<dyn Dataset>,
+    /// Evaluation samples (reported as `test_loss` / `test_acc`).
+    pub test: Arc<dyn Dataset>,
+    /// Outputs of the model: `num_classes`, else the classes found (regression: the target
+    /// width).
+    pub outputs: usize,
+    /// Input channels of a sample (CSV: the number of features, with `image_size` 1).
+    pub in_channels: usize,
+    /// Side of a (square) sample.
+    pub image_size: usize,
+    /// Classification or regression.
+    pub task: Task,
+    /// Class names (empty for regression and the digits).
+    pub classes: Vec<String>,
+}
+
+impl std::fmt::Debug for RunData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunData")
+            .field("train", &self.train.len())
+            .field("test", &self.test.len())
+            .field("outputs", &self.outputs)
+            .field("in_channels", &self.in_channels)
+            .field("image_size", &self.image_size)
+            .field("task", &self.task)
+            .finish()
+    }
+}
+
+/// The data of `cfg`: the embedded digits ([`train_test`]) unless `cfg.data` names a source.
+///
+/// With a source: opened by [`sources::open`] (seed `cfg.seed`); evaluation on its
+/// validation split, else its test split; `val_split` defaults to 0.2 when the source has
+/// neither. Image folders are transformed to `S×S` (`image_size`, default 224) with the
+/// ImageNet presets (training `imagenet_train(S)`, evaluation `imagenet_eval(S)`, random
+/// draws keyed by `(seed, epoch, index)`) unless `transform` is `none` (resize and centre
+/// crop only). MNIST gives 1×28×28, CIFAR 3×32×32, a CSV of F features F×1×1.
+///
+/// # Errors
+/// The source's errors; `K0003` for a `num_classes` below the classes found, or a source
+/// without an evaluation split and `val_split` 0.
+pub fn run_data(cfg: &TrainConfig) -> Result<RunData> {
+    let Some(d) = &cfg.data else {
+        let (train, test) = train_test(cfg)?;
+        return Ok(RunData {
+            train,
+            test,
+            outputs: cfg.outputs(),
+            in_channels: 1,
+            image_size: digits::IMAGE_SIZE,
+            task: Task::Classification,
+            classes: Vec::new(),
+        });
+    };
+    open_source(cfg, d)
+}
+
+/// Whether the source at `d.path` has a validation or test split of its own.
+fn has_own_split(format: DataFormat, d: &DataConfig) -> bool {
+    match format {
+        DataFormat::Mnist
+        | DataFormat::FashionMnist
+        | DataFormat::Cifar10
+        | DataFormat::Cifar100 => true,
+        DataFormat::ImageFolder => {
+            d.path.join("train").is_dir()
+                && (d.path.join("val").is_dir() || d.path.join("test").is_dir())
+        }
+        DataFormat::Csv | DataFormat::Tensors => false,
+    }
+}
+
+fn open_source(cfg: &TrainConfig, d: &DataConfig) -> Result<RunData> {
+    let format = match d.format {
+        Some(f) => f,
+        None => sources::detect(&d.path)?,
+    };
+    let val_split = d.val_split.unwrap_or(if has_own_split(format, d) {
+        0.0
+    } else {
+        DEFAULT_VAL_SPLIT
+    });
+    let opts = SourceOptions {
+        format: Some(format),
+        val_split,
+        seed: cfg.seed,
+        skip_bad: d.skip_bad_images,
+        target: d.target.clone(),
+        task: d.task,
+        ..Default::default()
+    };
+    let splits = sources::open(&d.path, &opts)?;
+    let meta = &splits.meta;
+    let Some(eval) = splits.val.clone().or(splits.test.clone()) else {
+        return Err(Error::invalid(
+            "val_split",
+            val_split,
+            format!(
+                "a fraction in (0, 1): {} has no validation or test split of its own",
+                d.path.display()
+            ),
+        ));
+    };
+    let task = meta.task;
+    let found = match task {
+        Task::Classification => meta.classes.len(),
+        Task::Regression => splits.train.target(0)?.elem_count().max(1),
+    };
+    if let Some(k) = cfg.num_classes
+        && task == Task::Classification
+        && k < found
+    {
+        return Err(Error::invalid(
+            "num_classes",
+            k,
+            format!("at least the {found} classes found in {}", d.path.display()),
+        ));
+    }
+    let outputs = cfg.num_classes.unwrap_or(found);
+    let shape = meta.sample_shape.clone();
+    let is_folder = format == DataFormat::ImageFolder;
+    let transform = d.transform.unwrap_or(if is_folder {
+        TransformKind::Imagenet
+    } else {
+        TransformKind::None
+    });
+    let (mut train, mut test) = (splits.train.clone(), eval);
+    let (in_channels, image_size) = if shape.len() == 3 {
+        let native = (shape[1] == shape[2] && shape[1] > 0).then_some(shape[1]);
+        let size = d
+            .image_size
+            .or(if is_folder { None } else { native })
+            .unwrap_or(DEFAULT_IMAGE_SIZE);
+        let seed = cfg.seed;
+        match transform {
+            TransformKind::Imagenet => {
+                train = Arc::new(TransformedDataset::new(train, imagenet_train(size), seed));
+                test = Arc::new(TransformedDataset::new(test, imagenet_eval(size), seed));
+            }
+            TransformKind::None if native != Some(size) => {
+                let fit = || {
+                    Compose::new()
+                        .then(Resize::new(size))
+                        .then(CenterCrop::new(size))
+                };
+                train = Arc::new(TransformedDataset::new(train, fit(), seed));
+                test = Arc::new(TransformedDataset::new(test, fit(), seed));
+            }
+            TransformKind::None => {}
+        }
+        (meta.channels.max(shape[0]), size)
+    } else {
+        if transform == TransformKind::Imagenet && d.transform.is_some() {
+            return Err(Error::invalid(
+                "transform",
+                "imagenet",
+                format!("none: {} holds no images", d.path.display()),
+            ));
+        }
+        (shape.iter().product::<usize>().max(1), 1)
+    };
+    Ok(RunData {
+        train,
+        test,
+        outputs,
+        in_channels,
+        image_size,
+        task,
+        classes: meta.classes.clone(),
+    })
+}
 
 /// The training and test sets of `cfg`: the digits split, then `classes` (relabelled `0..k`
 /// in the order given) and `per_class`. The `per_class` images are drawn from the training

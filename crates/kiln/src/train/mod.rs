@@ -25,7 +25,10 @@ pub mod threads;
 pub mod trainer;
 
 pub use builder::{IntoDataset, IntoModel, OptimizerChoice, SchedulerFn, TrainerBuilder};
-pub use config::{OptimizerKind, SchedulerSpec, TrainConfig, parse_classes, parse_device};
+pub use config::{
+    DataConfig, OptimizerKind, SchedulerSpec, TrainConfig, TransformKind, parse_classes,
+    parse_device,
+};
 pub use hooks::{Hook, StepReport};
 pub use metrics::{EpochMetrics, MetricsLog};
 pub use run::{RunOptions, RunSummary, build_trainer, run, run_with, run_with_hooks};

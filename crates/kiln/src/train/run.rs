@@ -9,7 +9,6 @@ use super::optimizers;
 use super::save::save_state_dict;
 use super::trainer::Trainer;
 use crate::checkpoint::{Checkpoint, CheckpointManager, Policy, Resume};
-use crate::data::digits;
 use crate::error::{Error, Result};
 use crate::finetune::UnfreezeSchedule;
 use crate::io::LoadOptions;
@@ -40,7 +39,8 @@ impl RunSummary {
     }
 }
 
-/// Builds a [`Trainer`] for `cfg` on the embedded digits: seeds kiln's generator with
+/// Builds a [`Trainer`] for `cfg` on its data ([`super::data::run_data`]: the embedded
+/// digits, or `cfg.data`, which also sets the model's outputs, input channels and size): seeds kiln's generator with
 /// `cfg.seed`, builds the model (its initialisation draws from that generator), applies the
 /// fine-tuning setup if any (pretrained weights, freezing, parameter groups, unfreezing
 /// schedule: [`crate::finetune::prepare`]), the optimizer and the loaders (training shuffled
@@ -52,9 +52,10 @@ impl RunSummary {
 pub fn build_trainer(cfg: &TrainConfig) -> Result<Trainer> {
     cfg.validate()?;
     let device = parse_device(&cfg.device)?;
-    let (train, test) = super::data::train_test(cfg)?;
+    let data = super::data::run_data(cfg)?;
+    let (train, test) = (data.train.clone(), data.test.clone());
     rng::manual_seed(cfg.seed);
-    let model = crate::models::build(&cfg.model, cfg.outputs(), 1, digits::IMAGE_SIZE)?;
+    let model = crate::models::build(&cfg.model, data.outputs, data.in_channels, data.image_size)?;
     model.to_device(&device)?;
     let (groups, unfreeze, pretrained) = match &cfg.finetune {
         None => (
@@ -69,7 +70,11 @@ pub fn build_trainer(cfg: &TrainConfig) -> Result<Trainer> {
     };
     let mut optimizer = Some(optimizers::build_groups(cfg, groups)?);
     let sched_cfg = cfg.clone();
-    let mut t = Trainer::builder(model, train)
+    let mut b = Trainer::builder(model, train);
+    if data.task == crate::data::Task::Regression {
+        b = b.loss(regression_loss).accuracy(false);
+    }
+    let mut t = b
         .optimizer(OptimizerChoice::Custom(Box::new(move |_| {
             optimizer
                 .take()
@@ -78,6 +83,7 @@ pub fn build_trainer(cfg: &TrainConfig) -> Result<Trainer> {
         .eval_set(test)
         .batch_size(cfg.batch_size)
         .drop_last(cfg.drop_last)
+        .workers(cfg.workers)
         .seed(cfg.seed)
         .seed_generator(false)
         .epochs(cfg.epochs)
@@ -89,6 +95,21 @@ pub fn build_trainer(cfg: &TrainConfig) -> Result<Trainer> {
         .build()?;
     t.config = Some(cfg.clone());
     Ok(t)
+}
+
+/// `mse_loss` of the outputs and targets, with `[B, 1]` outputs compared to `[B]` targets
+/// as `[B]`.
+fn regression_loss(
+    out: &candle_core::Tensor,
+    target: &candle_core::Tensor,
+) -> Result<candle_core::Tensor> {
+    let out = if out.rank() == 2 && out.dim(1)? == 1 && target.rank() == 1 {
+        out.flatten_all()?
+    } else {
+        out.clone()
+    };
+    let target = target.to_dtype(out.dtype())?;
+    crate::nn::loss::mse_loss(&out, &target)
 }
 
 /// What a fine-tuning setup did, for the console: the pretrained file's load report (what
