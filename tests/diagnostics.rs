@@ -294,6 +294,33 @@ fn k0206_one_hot_or_column_targets() {
 }
 
 #[test]
+fn k0208_layernorm_input_of_another_trailing_shape() {
+    let ln = kiln::nn::LayerNorm::new(&[8]).unwrap();
+    expect(
+        ln.forward(&zeros(&[2, 6], DType::F32)),
+        "K0208",
+        &["8", "[2, 6]"],
+    );
+}
+
+#[test]
+fn k0209_embedding_id_out_of_range() {
+    let emb = kiln::nn::Embedding::new(10, 4).unwrap();
+    let ids = Tensor::new(&[1i64, 12, 3], &Device::Cpu).unwrap();
+    expect(emb.forward(&ids), "K0209", &["12", "10"]);
+}
+
+#[test]
+fn k0210_float_ids_into_an_embedding() {
+    let emb = kiln::nn::Embedding::new(10, 4).unwrap();
+    expect(
+        emb.forward(&zeros(&[3], DType::F32)),
+        "K0210",
+        &["Embedding"],
+    );
+}
+
+#[test]
 fn k0207_backward_with_nothing_trainable() {
     let m = LeNet::new(LeNetConfig::default()).unwrap();
     for p in m.parameters() {
