@@ -80,8 +80,11 @@ pub enum OptimizerChoice {
     /// `torch.optim.AdamW` (use [`AdamConfig::adamw`] for PyTorch's defaults).
     AdamW(AdamConfig),
     /// Any optimizer built from the parameter groups.
-    Custom(Box<dyn FnOnce(Vec<GroupSpec>) -> Result<Box<dyn Optimizer>>>),
+    Custom(OptimizerFn),
 }
+
+/// Makes an optimizer from the parameter groups ([`OptimizerChoice::Custom`]).
+pub type OptimizerFn = Box<dyn FnOnce(Vec<GroupSpec>) -> Result<Box<dyn Optimizer>>>;
 
 impl OptimizerChoice {
     fn build(self, groups: Vec<GroupSpec>) -> Result<Box<dyn Optimizer>> {
