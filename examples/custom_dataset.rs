@@ -30,7 +30,7 @@ impl Dataset for Spirals {
             return Err(kiln::Error::invalid("spiral index", i, format!("below {}", self.len())));
         }
         let class = (i % 2) as i64;
-        let t = (i / 2) as f32 / self.n as f32 * 3.0 * std::f32::consts::PI;
+        let t = (i / 2) as f32 / self.n as f32 * 2.0 * std::f32::consts::PI;
         let r = t / 10.0 + 0.1;
         let sign = if class == 0 { 1.0 } else { -1.0 };
         let xy = [sign * r * t.cos(), sign * r * t.sin()];
@@ -66,7 +66,7 @@ fn main() -> kiln::Result<()> {
         .eval_set(Spirals { n: 50 })
         .optimizer(OptimizerChoice::Adam(AdamConfig { lr: 0.01, ..Default::default() }))
         .batch_size(32)
-        .epochs(30)
+        .epochs(60)
         .build()?;
     let m = t.fit()?;
     let last = &m[m.len() - 1];
