@@ -178,37 +178,59 @@ pub fn run_kiln_with(cfg: &Config, v: &Value) -> Result<Vec<Measurement>> {
     Ok(out)
 }
 
-/// Runs `scripts/bench_io.py` with `python`, returning its measurements.
+/// Runs `scripts/NAME` with `python` and returns the last JSON line it printed.
 ///
 /// # Errors
-/// `K0002` when Python cannot be started; `K0003` when it fails or prints no JSON.
-pub fn run_python(cfg: &Config, python: &Path) -> Result<Vec<Measurement>> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_io.py");
+/// `K0002` when Python cannot be started; `K0003` when the script fails (its stderr) or
+/// prints no JSON line.
+fn run_json_script(
+    python: &Path,
+    name: &str,
+    args: &[&std::ffi::OsStr],
+    needs: &str,
+) -> Result<serde_json::Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts")
+        .join(name);
     let out = std::process::Command::new(python)
         .arg(&script)
-        .arg("--size-mib")
-        .arg(cfg.size_mib.to_string())
-        .arg("--dir")
-        .arg(&cfg.dir)
-        .arg("--repeat")
-        .arg(cfg.repeat.to_string())
+        .args(args)
         .output()
         .map_err(|e| Error::io("running", python, e))?;
     if !out.status.success() {
         return Err(Error::invalid(
             "python benchmark",
             String::from_utf8_lossy(&out.stderr),
-            "scripts/bench_io.py to succeed (torch and safetensors installed)",
+            format!("scripts/{name} to succeed ({needs})"),
         ));
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let j: serde_json::Value = text
-        .lines()
+    text.lines()
         .rev()
         .find_map(|l| serde_json::from_str(l).ok())
-        .ok_or_else(|| {
-            Error::invalid("python benchmark output", text.to_string(), "a JSON line")
-        })?;
+        .ok_or_else(|| Error::invalid("python benchmark output", text.to_string(), "a JSON line"))
+}
+
+/// Runs `scripts/bench_io.py` with `python`, returning its measurements.
+///
+/// # Errors
+/// `K0002` when Python cannot be started; `K0003` when it fails or prints no JSON.
+pub fn run_python(cfg: &Config, python: &Path) -> Result<Vec<Measurement>> {
+    let size = cfg.size_mib.to_string();
+    let repeat = cfg.repeat.to_string();
+    let j = run_json_script(
+        python,
+        "bench_io.py",
+        &[
+            "--size-mib".as_ref(),
+            size.as_ref(),
+            "--dir".as_ref(),
+            cfg.dir.as_os_str(),
+            "--repeat".as_ref(),
+            repeat.as_ref(),
+        ],
+        "torch and safetensors installed",
+    )?;
     let mut v = Vec::new();
     if let Some(o) = j.as_object() {
         for (k, x) in o {
@@ -401,30 +423,18 @@ pub fn run_many(n: usize, dir: &Path, repeat: usize, python: Option<&Path>) -> R
     })?;
     let (mut torch_load, mut torch_version) = (None, None);
     if let Some(py) = python {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_io_many.py");
-        let out = std::process::Command::new(py)
-            .arg(&script)
-            .arg("--file")
-            .arg(&pt)
-            .arg("--repeat")
-            .arg(repeat.max(1).to_string())
-            .output()
-            .map_err(|e| Error::io("running", py, e))?;
-        if !out.status.success() {
-            return Err(Error::invalid(
-                "python benchmark",
-                String::from_utf8_lossy(&out.stderr),
-                "scripts/bench_io_many.py to succeed (torch installed)",
-            ));
-        }
-        let text = String::from_utf8_lossy(&out.stdout);
-        let j: serde_json::Value = text
-            .lines()
-            .rev()
-            .find_map(|l| serde_json::from_str(l).ok())
-            .ok_or_else(|| {
-                Error::invalid("python benchmark output", text.to_string(), "a JSON line")
-            })?;
+        let repeat = repeat.max(1).to_string();
+        let j = run_json_script(
+            py,
+            "bench_io_many.py",
+            &[
+                "--file".as_ref(),
+                pt.as_os_str(),
+                "--repeat".as_ref(),
+                repeat.as_ref(),
+            ],
+            "torch installed",
+        )?;
         torch_load = j.get("torch.load").and_then(serde_json::Value::as_f64);
         torch_version = j
             .get("torch_version")
