@@ -355,21 +355,16 @@ pub fn run_with_hooks(
     }
     if rank0 {
         hooks.push(Box::new(MetricsLog::new(&metrics_path, fresh)?));
-    }
-    let is_rank0 = rank0;
-    for h in extra_hooks {
-        if is_rank0 {
-            hooks.push(h);
-        }
+        hooks.extend(extra_hooks);
     }
     let mut hook_refs: Vec<&mut dyn Hook> = hooks
         .iter_mut()
         .map(|h| h.as_mut() as &mut dyn Hook)
         .collect();
     hook_refs.push(&mut ckpt);
+    // The checkpoint hook waits for its background writes in `on_fit_end`.
     let ran = trainer.fit_with(&mut hook_refs)?;
     drop(hook_refs);
-    ckpt.finish()?;
     if let (Some(c), true) = (&comm, opts.ddp_verify) {
         if c.rank() == 0 && !opts.quiet {
             eprintln!(
