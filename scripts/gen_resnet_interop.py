@@ -13,6 +13,8 @@ Usage: python scripts/gen_resnet_interop.py [OUT_DIR]   (default target/interop)
   too ill-conditioned for a float32 comparison): initial
   state (param.*), input, target, logits, cross-entropy, every parameter's gradient
   (grad.*), the input's gradient, and the state after the step (after.*: BN running stats).
+- resnet18_train_f64.safetensors: the same training step in float64 (the tight gradient
+  check; see main()).
 - manifest.json: torch and torchvision versions.
 """
 import json
@@ -72,6 +74,25 @@ def main():
     t.update(clone_sd("after.", m))
     save_file({k: v.contiguous() for k, v in t.items()},
               os.path.join(OUT, "resnet18_train.safetensors"))
+
+    # The same step in float64. In float32 a pre-ReLU value within rounding of zero can land
+    # on either side on different CPUs (different SIMD paths, summation orders), and one such
+    # flip moves the batch-statistics gradients by percents; in float64 the margins are ~1e9
+    # times the rounding, so this is where the gradients are held to a tight tolerance.
+    m = torchvision.models.resnet18(weights=None, num_classes=10)
+    m.load_state_dict({k[len("param."):]: v for k, v in init.items()})
+    m = m.double().train()
+    x = t["input"].double().requires_grad_(True)
+    out = m(x)
+    loss = F.cross_entropy(out, y)
+    loss.backward()
+    t = {**{k: v.double() if v.is_floating_point() else v for k, v in init.items()},
+         "input": x.detach(), "target": y, "output": out.detach(), "loss": loss.detach(),
+         "grad.input": x.grad}
+    t.update({f"grad.{n}": p.grad for n, p in m.named_parameters()})
+    t.update(clone_sd("after.", m))
+    save_file({k: v.contiguous() for k, v in t.items()},
+              os.path.join(OUT, "resnet18_train_f64.safetensors"))
     with open(os.path.join(OUT, "manifest.json"), "w") as f:
         json.dump({"torch": torch.__version__, "torchvision": torchvision.__version__}, f)
     print(f"wrote ResNet-18 interop files to {OUT} (torch {torch.__version__}, "
