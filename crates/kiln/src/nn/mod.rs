@@ -1,5 +1,6 @@
 //! Modules, parameters, layers, losses and state dicts: kiln's `torch.nn`.
 
+pub mod chain;
 #[doc(hidden)]
 pub mod derive_support;
 pub mod functional;
@@ -13,6 +14,7 @@ pub mod registry;
 pub mod spec;
 pub mod state_dict;
 
+pub use chain::TensorExt;
 /// `#[derive(Module)]`: see [`kiln_derive`](https://docs.rs/kiln-derive) and the library guide.
 pub use kiln_derive::Module;
 pub use layers::Conv2dConfig;
