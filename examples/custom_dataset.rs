@@ -4,8 +4,6 @@
 //!
 //! `cargo run --release --example custom_dataset` (CI runs it).
 
-#![allow(clippy::result_large_err)] // kiln::Error is large (see the note on issue 13)
-
 use kiln::candle::{Device, Tensor};
 use kiln::data::Dataset;
 use kiln::data::sources::{MemoryDataset, Targets, Values};

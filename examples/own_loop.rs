@@ -3,8 +3,6 @@
 //!
 //! `cargo run --release --example own_loop -- OUT_DIR` (CI runs it).
 
-#![allow(clippy::result_large_err)] // kiln::Error is large (see the note on issue 13)
-
 use kiln::data::{DataLoader, digits};
 use kiln::nn::loss::{correct, cross_entropy};
 use kiln::nn::{Linear, Module};

@@ -1,8 +1,6 @@
 //! The `kiln` command: a thin layer over the `kiln` library that parses arguments, shows
 //! progress and charts, and turns library errors into exit codes with CLI hints.
 
-#![allow(clippy::result_large_err)] // kiln::Error is large; boxing its big variants is a follow-up
-
 mod bench;
 mod chart;
 mod cli;

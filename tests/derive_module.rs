@@ -2,8 +2,6 @@
 //! generics, replacement by name (same type, other type → K0406), specs and whole-model
 //! files of a user type, the missing-forward error (K0407), train/eval propagation.
 
-#![allow(clippy::result_large_err)] // kiln::Error is large (see the note on issue 13)
-
 use kiln::candle::{DType, Device, Tensor};
 use kiln::nn::layers::Conv2dConfig;
 use kiln::nn::{Buffer, Conv2d, Dropout, Linear, Module, Param, ReLU};

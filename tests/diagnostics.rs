@@ -3,8 +3,6 @@
 //! checks the code and the values the message must carry. `every_code_has_a_test` keeps this
 //! file and the catalogue in step.
 
-#![allow(clippy::result_large_err)] // kiln::Error is large (see the note on issue 13)
-
 use candle_core::{DType, Device, Tensor};
 use kiln::data::{DataLoader, Dataset, TensorDataset};
 use kiln::io::{LoadOptions, Value};

@@ -1,8 +1,6 @@
 //! The persistence API through real files: state dicts and key edits, whole-model files for
 //! built-in and registered user architectures, and the coded errors for bad files.
 
-#![allow(clippy::result_large_err)]
-
 use candle_core::{Device, Tensor};
 use kiln::io::{
     LoadOptions, Value, load, load_model, load_state_dict_file, save, save_model, save_state_dict,

@@ -1,8 +1,6 @@
 //! `Trainer::builder` for a user model: regression with f32 targets and a metric, bit-exact
 //! resume after an interruption, and resume refusals that name what was really built.
 
-#![allow(clippy::result_large_err)] // kiln::Result in test helpers, as in tests/io_api.rs
-
 use kiln::candle::{DType, Tensor};
 use kiln::checkpoint::{Policy, Resume};
 use kiln::data::sources::{MemoryDataset, Targets, Values};

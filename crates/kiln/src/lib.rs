@@ -9,8 +9,6 @@
 //! Tensors, autograd and device kernels come from `candle-core`; everything about the
 //! model's life cycle is kiln's.
 
-#![allow(clippy::result_large_err)] // kiln::Error is large; boxing its big variants is a follow-up
-
 pub mod checkpoint;
 pub mod data;
 pub mod device;

@@ -33,7 +33,7 @@ impl std::str::FromStr for Resume {
             "auto" => Resume::Auto,
             "last" => Resume::Last,
             "" => {
-                return Err(Error::invalid("--resume", "''", "auto, last or a path"));
+                return Err(Error::invalid("resume", "''", "auto, last or a path"));
             }
             p => Resume::Path(PathBuf::from(p)),
         })
@@ -51,7 +51,7 @@ impl Resume {
             Resume::Auto => last_checkpoint(dir),
             Resume::Last => last_checkpoint(dir)?.map(Some).ok_or_else(|| Error::NoCheckpoint {
                 dir: dir.display().to_string(),
-                detail: " (no 'last' pointer): the run never wrote a checkpoint; use --resume auto to start fresh".into(),
+                detail: " (no 'last' pointer): the run never wrote a checkpoint; use Resume::Auto (CLI: --resume auto) to start fresh".into(),
             }),
             Resume::Path(p) => {
                 if p.exists() {

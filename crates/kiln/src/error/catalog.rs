@@ -40,7 +40,7 @@ pub static CATALOG: &[CodeInfo] = &[
         "Backend",
         "a tensor operation failed in the backend",
         "candle (the tensor backend) refused an operation. kiln checks the classic mistakes before they reach the backend; this code is what remains, with what kiln was doing attached.",
-        "read the operation named in the message; run with --verbose for the backend's own error"
+        "read the operation named in the message; the backend's own error is the error's `source()` (CLI: --verbose prints it)"
     ),
     entry!(
         "K0002",
@@ -214,8 +214,8 @@ pub static CATALOG: &[CodeInfo] = &[
         "K0303",
         "CudaUnavailable",
         "CUDA requested but not available",
-        "A cuda device was asked for but this build has no CUDA support (built without --features cuda), there is no driver or GPU, or CUDA_VISIBLE_DEVICES hides every GPU.",
-        "use --device cpu, or build with --features cuda on a machine with an NVIDIA driver"
+        "A cuda device was asked for but this build has no CUDA support (kiln built without its `cuda` cargo feature), there is no driver or GPU, or CUDA_VISIBLE_DEVICES hides every GPU.",
+        "use the CPU (`Device::Cpu`; CLI: --device cpu), or enable kiln's `cuda` feature on a machine with an NVIDIA driver"
     ),
     entry!(
         "K0304",
@@ -375,8 +375,8 @@ pub static CATALOG: &[CodeInfo] = &[
         "K0701",
         "NoCheckpoint",
         "no checkpoint where one was required",
-        "--resume last or a path was given but no complete checkpoint exists there.",
-        "use --resume auto to start fresh when none exists, or point to the run's directory"
+        "A resume from the last checkpoint or from a path was asked for (`Resume::Last` / `Resume::Path`; CLI: --resume last or a path) but no complete checkpoint exists there.",
+        "use `Resume::Auto` (CLI: --resume auto) to start fresh when none exists, or point to the run's directory"
     ),
     entry!(
         "K0702",
@@ -389,8 +389,8 @@ pub static CATALOG: &[CodeInfo] = &[
         "K0801",
         "BackendNotBuilt",
         "a distributed backend that is not built in",
-        "kiln was started under mpirun (or asked for --distributed mpi/nccl) but built without that feature.",
-        "rebuild with --features mpi (or nccl), or run without the launcher"
+        "kiln was started under mpirun (or asked for the mpi/nccl backend; CLI: --distributed) but built without that cargo feature.",
+        "enable kiln's `mpi` (or `nccl`) cargo feature, or run without the launcher"
     ),
     entry!(
         "K0802",

@@ -130,7 +130,7 @@ impl UnfreezeSchedule {
                 return Err(Error::Pattern {
                     pattern: pattern.to_string(),
                     problem: format!(
-                        "selects no frozen parameter at epoch {}: nothing to unfreeze (freeze the backbone with --freeze first)",
+                        "selects no frozen parameter at epoch {}: nothing to unfreeze (freeze the backbone first: kiln::finetune::freeze, CLI --freeze)",
                         r.epoch
                     ),
                 });

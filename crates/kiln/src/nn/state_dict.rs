@@ -285,8 +285,8 @@ impl LoadReport {
         }
         Error::StateDictMismatch {
             model: model.to_string(),
-            missing: self.missing_keys.clone(),
-            unexpected: self.unexpected_keys.clone(),
+            missing: self.missing_keys.clone().into(),
+            unexpected: self.unexpected_keys.clone().into(),
             mismatched: self.mismatched.iter().map(|m| m.key.clone()).collect(),
             message: format!(
                 "Error(s) in loading state_dict for {model}:\n\t{}",

@@ -102,7 +102,7 @@ impl DistributedDataParallel {
         if flag[0] > 0.0 {
             return Err(Error::Distributed {
                 detail: format!(
-                    "ranks disagree on the model: {} of {} ranks hold parameters whose names, shapes or dtypes differ from rank 0's ({} on rank 0); start every rank with the same --model and options",
+                    "ranks disagree on the model: {} of {} ranks hold parameters whose names, shapes or dtypes differ from rank 0's ({} on rank 0); build the same model with the same options on every rank (CLI: the same --model and flags)",
                     flag[0] as usize,
                     comm.world_size(),
                     module.type_name()
