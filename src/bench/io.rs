@@ -183,7 +183,7 @@ pub fn run_kiln_with(cfg: &Config, v: &Value) -> Result<Vec<Measurement>> {
 /// # Errors
 /// `K0002` when Python cannot be started; `K0003` when the script fails (its stderr) or
 /// prints no JSON line.
-fn run_json_script(
+pub(crate) fn run_json_script(
     python: &Path,
     name: &str,
     args: &[&std::ffi::OsStr],

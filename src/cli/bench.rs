@@ -40,6 +40,9 @@ pub enum What {
     Ddp(crate::cli::bench_parallel::DdpArgs),
     /// Backward time of ResNet-18 on the CPU, everything but `fc` frozen vs nothing frozen.
     Freeze(FreezeArgs),
+    /// Images/s through an image folder of JPEGs (RandomResizedCrop + flip + normalize, N
+    /// workers), kiln vs torchvision's ImageFolder + DataLoader(num_workers=N).
+    Data(crate::cli::bench_data::DataArgs),
 }
 
 /// Arguments of `kiln bench freeze`.
@@ -563,6 +566,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         What::Dp(a) => crate::cli::bench_parallel::run_dp(a),
         What::Ddp(a) => crate::cli::bench_parallel::run_ddp(a),
         What::Freeze(a) => bench_freeze(a),
+        What::Data(a) => crate::cli::bench_data::run(a),
     }
 }
 

@@ -41,9 +41,15 @@ pub struct Args {
     #[arg(long)]
     pub keep_head: bool,
     /// Keep BatchNorm layers whose parameters are all frozen in eval mode (running
-    /// statistics untouched).
-    #[arg(long)]
+    /// statistics untouched, so a frozen backbone stays bit-identical). The default; the
+    /// flag is accepted for scripts that spell it out.
+    #[arg(long, conflicts_with = "bn_train")]
     pub bn_eval: bool,
+    /// Let frozen BatchNorm layers run in training mode as PyTorch's `model.train()` does:
+    /// batch statistics in the forward and running statistics updated, though their weight
+    /// and bias stay frozen.
+    #[arg(long)]
+    pub bn_train: bool,
     /// Allow freezing parameters the pretrained file does not provide (they stay at their
     /// random initialisation); without it that is error K0408.
     #[arg(long)]
@@ -79,7 +85,7 @@ impl Args {
                 .iter()
                 .map(|u| UnfreezeRule::parse(u))
                 .collect::<Result<_>>()?,
-            bn_eval: self.bn_eval,
+            bn_eval: self.bn_eval || !self.bn_train,
             allow_frozen_random: self.allow_frozen_random,
         });
         cfg.validate()?;
@@ -149,6 +155,14 @@ mod tests {
         assert_eq!(ft.groups[0].lr, 1e-3);
         assert_eq!(ft.unfreeze[0].epoch, 3);
         assert!(ft.bn_eval && !ft.keep_head);
+        let plain = parse(&["--from", "pre.safetensors", "--freeze", "conv*"]).unwrap();
+        assert!(
+            plain.config().unwrap().finetune.unwrap().bn_eval,
+            "the default"
+        );
+        let train = parse(&["--from", "pre.safetensors", "--bn-train"]).unwrap();
+        assert!(!train.config().unwrap().finetune.unwrap().bn_eval);
+        assert!(parse(&["--from", "x", "--bn-eval", "--bn-train"]).is_err());
         assert_eq!(ft.head, "fc");
         assert_eq!(c.outputs(), 5);
         assert_eq!(c.out, PathBuf::from("runs/lenet-finetune"));

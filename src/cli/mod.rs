@@ -1,6 +1,7 @@
 //! The `kiln` command line. One file per subcommand; each exposes `Args` (clap) and `run`.
 
 pub mod bench;
+pub mod bench_data;
 pub mod bench_parallel;
 pub mod convert;
 pub mod devices;
