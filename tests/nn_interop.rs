@@ -118,7 +118,7 @@ fn resnet18_train_mode_step_matches_torchvision() {
     for (name, g) in &grads {
         let e = rel_l2(g, get(&t, &format!("grad.{name}")));
         println!("  grad.{name}: relative L2 error {e:.3e}");
-        if !(e <= worst.0) {
+        if e.is_nan() || e > worst.0 {
             worst = (e, name.clone());
         }
     }

@@ -99,6 +99,10 @@ pub struct Args {
     /// Data-loading threads (0: load in the training thread); results do not depend on it.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub workers: usize,
+    /// A NaN or infinite loss: `stop` (error K0703 naming the step and the learning rate,
+    /// before the step is applied) or `continue` as a plain PyTorch loop would.
+    #[arg(long, value_parser = ["stop", "continue"], default_value = "stop")]
+    pub on_nan: String,
     /// Leave out images that fail to decode (counted) instead of stopping.
     #[arg(long, requires = "data")]
     pub skip_bad_images: bool,
@@ -178,6 +182,11 @@ impl Args {
             .transpose()?;
         cfg.per_class = self.per_class;
         cfg.workers = self.workers;
+        cfg.on_nan = if self.on_nan == "continue" {
+            kiln::train::NonFinitePolicy::Continue
+        } else {
+            kiln::train::NonFinitePolicy::Stop
+        };
         cfg.data = self.data_config()?;
         if let Some(out) = &self.out {
             cfg.out = out.clone();

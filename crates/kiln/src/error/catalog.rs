@@ -386,6 +386,13 @@ pub static CATALOG: &[CodeInfo] = &[
         "resume with the checkpoint's settings (shown in the message), or start a new run in another directory"
     ),
     entry!(
+        "K0703",
+        "NonFiniteLoss",
+        "the loss became NaN or infinite",
+        "A training step produced a NaN or infinite loss: usually a learning rate too high for the model (the weights diverged), an input with NaN/inf values, or a log of zero in a custom loss. kiln stops before applying that step, so the last checkpoint and metrics.jsonl stay usable.",
+        "lower the learning rate (or clip gradients), check the inputs for NaN/inf, and resume from the last checkpoint; to keep training through such steps use TrainerBuilder::on_nonfinite_loss(NonFinitePolicy::Continue) (CLI: --on-nan continue)"
+    ),
+    entry!(
         "K0801",
         "BackendNotBuilt",
         "a distributed backend that is not built in",

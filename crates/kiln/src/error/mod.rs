@@ -377,6 +377,17 @@ pub enum Error {
         checkpoint: String,
         current: String,
     },
+    /// A training step's loss is NaN or infinite (the step was not applied).
+    #[error(
+        "loss is {loss} at step {step} (epoch {epoch}, batch {batch}) with learning rate {lr}: the step was not applied and training stopped"
+    )]
+    NonFiniteLoss {
+        loss: f64,
+        step: u64,
+        epoch: usize,
+        batch: usize,
+        lr: String,
+    },
 
     // ---------------------------------------------------------------- K08xx distributed
     /// Started under a launcher (or asked for a backend) whose feature is not built in.
@@ -442,6 +453,7 @@ impl Error {
             OptimizerState { .. } => "K0603",
             NoCheckpoint { .. } => "K0701",
             ResumeMismatch { .. } => "K0702",
+            NonFiniteLoss { .. } => "K0703",
             BackendNotBuilt { .. } => "K0801",
             Distributed { .. } => "K0802",
         }

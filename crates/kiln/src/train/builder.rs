@@ -125,6 +125,7 @@ pub struct TrainerBuilder {
     policy: Policy,
     resume: Option<Resume>,
     bn_eval: bool,
+    on_nonfinite_loss: super::trainer::NonFinitePolicy,
     reseed: bool,
     unfreeze: UnfreezeSchedule,
     pretrained: Option<PretrainedReport>,
@@ -156,6 +157,7 @@ impl Trainer {
             policy: Policy::default(),
             resume: None,
             bn_eval: false,
+            on_nonfinite_loss: Default::default(),
             reseed: true,
             unfreeze: UnfreezeSchedule::default(),
             pretrained: None,
@@ -292,6 +294,13 @@ impl TrainerBuilder {
         self
     }
 
+    /// What a NaN or infinite loss does: stop with `K0703` (the default, before the step is
+    /// applied) or continue as a plain PyTorch loop would.
+    pub fn on_nonfinite_loss(mut self, policy: super::trainer::NonFinitePolicy) -> Self {
+        self.on_nonfinite_loss = policy;
+        self
+    }
+
     /// Keep frozen BatchNorm layers in evaluation mode while training.
     pub fn frozen_batchnorm_eval(mut self, on: bool) -> Self {
         self.bn_eval = on;
@@ -412,6 +421,7 @@ impl TrainerBuilder {
             accuracy,
             metrics: self.metrics,
             bn_eval: self.bn_eval,
+            on_nonfinite_loss: self.on_nonfinite_loss,
             setup,
             hooks,
             model: self.model,

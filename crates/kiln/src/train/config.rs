@@ -169,6 +169,13 @@ pub struct TrainConfig {
     /// depend on it.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub workers: usize,
+    /// What a NaN or infinite loss does: stop with `K0703` (default) or continue.
+    #[serde(default, skip_serializing_if = "is_stop")]
+    pub on_nan: crate::train::NonFinitePolicy,
+}
+
+fn is_stop(p: &crate::train::NonFinitePolicy) -> bool {
+    *p == crate::train::NonFinitePolicy::Stop
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -299,6 +306,7 @@ impl TrainConfig {
             finetune: None,
             data: None,
             workers: 0,
+            on_nan: Default::default(),
         }
     }
 

@@ -34,4 +34,6 @@ pub use metrics::{EpochMetrics, MetricsLog};
 pub use run::{RunOptions, RunSummary, build_trainer, run, run_with, run_with_hooks};
 pub use setup::RunSetup;
 pub use state::TrainState;
-pub use trainer::{EvalResult, LossFn, MetricFn, Trainer, evaluate, evaluate_with};
+pub use trainer::{
+    EvalResult, LossFn, MetricFn, NonFinitePolicy, Trainer, evaluate, evaluate_with,
+};

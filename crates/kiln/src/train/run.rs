@@ -89,6 +89,7 @@ pub fn build_trainer(cfg: &TrainConfig) -> Result<Trainer> {
         .epochs(cfg.epochs)
         .device(device)
         .frozen_batchnorm_eval(cfg.finetune.as_ref().is_some_and(|f| f.bn_eval))
+        .on_nonfinite_loss(cfg.on_nan)
         .unfreeze(unfreeze)
         .pretrained(pretrained)
         .scheduler_opt(move |opt| optimizers::build_scheduler(&sched_cfg, opt))

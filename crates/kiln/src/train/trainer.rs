@@ -6,7 +6,7 @@ use super::metrics::EpochMetrics;
 use super::setup::RunSetup;
 use super::state::TrainState;
 use crate::data::{Batch, DataLoader};
-use crate::error::{Context, Result};
+use crate::error::{Context, Error, Result};
 use crate::finetune::{PretrainedReport, UnfreezeSchedule, frozen_batchnorm_to_eval};
 use crate::nn::Module;
 use crate::nn::loss::{correct, cross_entropy};
@@ -25,6 +25,18 @@ pub type LossFn = Arc<dyn Fn(&Tensor, &Tensor) -> Result<Tensor> + Send + Sync>;
 /// A metric: outputs and targets of one evaluation batch → its mean value over the batch
 /// (kiln weights batches by their size, so the epoch's value is the mean over samples).
 pub type MetricFn = Arc<dyn Fn(&Tensor, &Tensor) -> Result<f64> + Send + Sync>;
+
+/// What a training step does when its loss is NaN or infinite.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NonFinitePolicy {
+    /// Stop with `K0703` naming the step and the learning rate, before the step is applied
+    /// (the model, the last checkpoint and `metrics.jsonl` stay as they were).
+    #[default]
+    Stop,
+    /// Apply the step anyway and go on, as a plain PyTorch loop would.
+    Continue,
+}
 
 /// Batch size used for evaluation (it changes nothing but speed and memory).
 pub const EVAL_BATCH_SIZE: usize = 512;
@@ -45,6 +57,8 @@ pub struct Trainer {
     pub metrics: Vec<(String, MetricFn)>,
     /// Keep frozen BatchNorm layers in evaluation mode while training (fine-tuning).
     pub bn_eval: bool,
+    /// What a NaN or infinite training loss does (default: stop with `K0703`).
+    pub on_nonfinite_loss: NonFinitePolicy,
     /// What was built (model spec, optimizer and groups, data order): written into
     /// checkpoints and compared on resume.
     pub setup: RunSetup,
@@ -228,6 +242,9 @@ impl Trainer {
             .ctx("batch to device")?;
         let logits = self.model.forward(&x)?;
         let loss = (self.loss)(&logits, &y)?;
+        if self.on_nonfinite_loss == NonFinitePolicy::Stop {
+            self.check_finite(&loss)?;
+        }
         let params = self.model.parameters();
         let mut grads = Grads::backward(&loss, &params)?;
         if let Some(ddp) = self
@@ -252,6 +269,30 @@ impl Trainer {
             },
             batch_len: batch.len(),
             seconds: t0.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// `K0703` when the loss is NaN or infinite, naming the step, the batch and the learning
+    /// rates, before anything is applied.
+    fn check_finite(&self, loss: &Tensor) -> Result<()> {
+        let v = loss
+            .to_dtype(candle_core::DType::F64)
+            .and_then(|l| l.to_scalar::<f64>())
+            .ctx("loss value")?;
+        if v.is_finite() {
+            return Ok(());
+        }
+        let lrs: Vec<f64> = self.optimizer.param_groups().iter().map(|g| g.lr).collect();
+        let lr = match lrs.as_slice() {
+            [one] => format!("{one}"),
+            many => format!("{many:?} (one per parameter group)"),
+        };
+        Err(Error::NonFiniteLoss {
+            loss: v,
+            step: self.state.global_step,
+            epoch: self.state.epoch,
+            batch: self.state.step_in_epoch,
+            lr,
         })
     }
 
