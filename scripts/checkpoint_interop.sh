@@ -8,5 +8,5 @@ py="${KILN_PYTHON:-./.venv/bin/python}"
 dir="${KILN_INTEROP_DIR:-target/interop}/ckpt"
 mkdir -p "$dir"
 "$py" scripts/checkpoint_interop.py gen "$dir"
-KILN_INTEROP_DIR="$(cd "$dir" && pwd)" cargo test --release --test checkpoint_interop -- --nocapture
+KILN_INTEROP_DIR="$(cd "$dir" && pwd)" cargo test --release --test checkpoint_interop -- --include-ignored --nocapture
 "$py" scripts/checkpoint_interop.py check "$dir"

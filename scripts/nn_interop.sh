@@ -14,7 +14,7 @@ if ! [ -x "$py" ]; then
 fi
 dir="${KILN_INTEROP_DIR:-target/interop}"
 "$py" scripts/gen_resnet_interop.py "$dir"
-KILN_INTEROP_DIR="$(cd "$dir" && pwd)" cargo test --release --test nn_interop -- --nocapture
+KILN_INTEROP_DIR="$(cd "$dir" && pwd)" cargo test --release --test nn_interop -- --include-ignored --nocapture
 # What `kiln train` writes loads into the PyTorch twins (strict) and predicts about as kiln said.
 for arch in lenet mlp; do
     cargo run --release --quiet -- train --model "$arch" --epochs 3 --quiet --out "$dir/train-$arch"

@@ -63,3 +63,33 @@ fn cuda_without_the_feature_is_k0303_and_bad_values_exit_2() {
     let o = kiln().args(["train", "--model", "vgg"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// `--threads` is bounded (4 per core, at most 1024): an absurd count is K0003 before any
+/// thread is spawned, never an attempt to start 100 000 threads.
+#[test]
+fn absurd_thread_counts_are_refused() {
+    for n in ["0", "100000"] {
+        let out = kiln()
+            .args([
+                "train",
+                "--model",
+                "mlp",
+                "--epochs",
+                "1",
+                "--threads",
+                n,
+                "-q",
+                "-o",
+            ])
+            .arg(std::env::temp_dir().join("kiln-threads-never-written"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "--threads {n}: {err}");
+        assert!(
+            err.contains("K0003") && err.contains("threads"),
+            "--threads {n}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

@@ -203,13 +203,15 @@ fn kiln_values_round_trip() {
 
 /// The directory `scripts/interop_check.py` prepared, or `None` (the test then says it was
 /// skipped: these tests only make sense after the script has written PyTorch's files).
-fn interop_dir() -> Option<PathBuf> {
-    match std::env::var("KILN_IO_INTEROP_DIR") {
-        Ok(d) => Some(PathBuf::from(d)),
-        Err(_) => {
-            eprintln!("skipped: KILN_IO_INTEROP_DIR is not set (run scripts/interop_check.py)");
-            None
-        }
+/// The folder of the generated PyTorch files. These tests are `#[ignore]`d (a plain
+/// `cargo test` reports them as ignored, not as passed) and run by `scripts/interop_check.py`, which
+/// generates the files and sets `KILN_IO_INTEROP_DIR`; run without it, they fail loudly.
+fn interop_dir() -> PathBuf {
+    match std::env::var_os("KILN_IO_INTEROP_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => panic!(
+            "KILN_IO_INTEROP_DIR is not set: run scripts/interop_check.py, which generates the PyTorch files"
+        ),
     }
 }
 
@@ -228,7 +230,7 @@ fn resnet() -> ResNet {
 #[test]
 #[ignore = "run by scripts/interop_check.py (needs KILN_IO_INTEROP_DIR)"]
 fn write_files_for_pytorch() {
-    let Some(dir) = interop_dir() else { return };
+    let dir = interop_dir();
     let out = dir.join("kiln_out");
     std::fs::create_dir_all(&out).unwrap();
     // 1. PyTorch fixtures re-saved by kiln (compared with the manifest by Python).
@@ -277,7 +279,7 @@ fn write_files_for_pytorch() {
 #[test]
 #[ignore = "run by scripts/interop_check.py (needs KILN_IO_INTEROP_DIR)"]
 fn read_large_files_from_pytorch() {
-    let Some(dir) = interop_dir() else { return };
+    let dir = interop_dir();
     let expected: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("resnet18.json")).unwrap()).unwrap();
     for (file, opts) in [

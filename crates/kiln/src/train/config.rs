@@ -341,9 +341,7 @@ impl TrainConfig {
         if self.batch_size == 0 {
             return Err(Error::invalid("batch_size", 0, "at least 1"));
         }
-        if self.threads == 0 {
-            return Err(Error::invalid("threads", 0, "at least 1"));
-        }
+        crate::train::threads::check_threads(self.threads)?;
         if !(self.lr.is_finite() && self.lr >= 0.0) {
             return Err(Error::invalid(
                 "lr",

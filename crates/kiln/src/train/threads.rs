@@ -8,6 +8,30 @@
 
 use crate::error::{Error, Result};
 
+/// The most compute threads kiln accepts: 4 per available core, and never more than 1024.
+/// More only adds scheduling and memory (each thread has its own stack and GEMM buffers); a
+/// `--threads 100000` is a typo, refused before a single thread is spawned.
+pub fn max_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (4 * cores).clamp(4, 1024)
+}
+
+/// `K0003` unless `1 <= threads <= max_threads()`.
+///
+/// # Errors
+/// `K0003` naming the value and the bound.
+pub fn check_threads(threads: usize) -> Result<()> {
+    let max = max_threads();
+    if threads == 0 || threads > max {
+        return Err(Error::invalid(
+            "threads",
+            threads,
+            format!("between 1 and {max} (4 per core of this machine)"),
+        ));
+    }
+    Ok(())
+}
+
 /// Sets `RAYON_NUM_THREADS`, kiln's kernel thread count
 /// ([`crate::nn::ops::set_compute_threads`]) and rayon's global pool to `threads` threads.
 ///
@@ -15,15 +39,13 @@ use crate::error::{Error, Result};
 /// governs candle's kernels.
 ///
 /// # Errors
-/// `K0003` for `threads == 0`.
+/// `K0003` for `threads == 0` or above [`max_threads`].
 ///
 /// # Safety
 /// Writes the process environment: call it first thing in `main`, while no other thread
 /// exists (no other thread may read or write the environment concurrently).
 pub unsafe fn set_threads(threads: usize) -> Result<()> {
-    if threads == 0 {
-        return Err(Error::invalid("threads", 0, "at least 1"));
-    }
+    check_threads(threads)?;
     // SAFETY: the caller guarantees no other thread touches the environment (see # Safety).
     unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
     crate::nn::ops::set_compute_threads(threads);
@@ -39,4 +61,20 @@ pub unsafe fn set_threads(threads: usize) -> Result<()> {
 /// The thread count kiln's kernels use (fixed on first use if nobody set it).
 pub fn current_threads() -> usize {
     crate::nn::ops::compute_threads()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_counts_are_bounded() {
+        assert!(check_threads(1).is_ok());
+        assert!(check_threads(max_threads()).is_ok());
+        for bad in [0, max_threads() + 1, 100_000, usize::MAX] {
+            let e = check_threads(bad).unwrap_err();
+            assert_eq!(e.code(), "K0003");
+            assert!(e.to_string().contains(&bad.to_string()), "{e}");
+        }
+    }
 }
