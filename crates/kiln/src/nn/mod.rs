@@ -21,6 +21,12 @@ pub use layers::{
     ModuleList, ReLU, Sequential,
 };
 pub use layers::{
+    AdaptiveAvgPool1d, AdaptiveMaxPool2d, AvgPool1d, Conv1d, Conv1dConfig, ConvTranspose1d,
+    ConvTranspose2d, ConvTransposeConfig, Dropout1d, Dropout2d, GroupNorm, InstanceNorm2d,
+    InstanceNormConfig, MaxPool1d, ModuleDict, RMSNorm, Unflatten, Upsample, UpsampleMode,
+    UpsampleTarget,
+};
+pub use layers::{
     BatchNorm1d, BatchNorm2d, BatchNormConfig, Elu, Embedding, Gelu, GeluApproximate, Hardsigmoid,
     Hardswish, LayerNorm, LayerNormConfig, LeakyReLU, LogSoftmax, Mish, ReLU6, SiLU, Sigmoid,
     Softmax, Softplus, Tanh,

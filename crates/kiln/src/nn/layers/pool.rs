@@ -158,7 +158,7 @@ impl AdaptiveAvgPool2d {
     }
 }
 
-fn adaptive_windows(size: usize, out: usize) -> Vec<(usize, usize)> {
+pub(crate) fn adaptive_windows(size: usize, out: usize) -> Vec<(usize, usize)> {
     (0..out)
         .map(|i| {
             let start = (i * size) / out;
