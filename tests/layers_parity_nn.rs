@@ -230,3 +230,153 @@ fn module_dict_keys_are_pytorchs() {
     assert_eq!(d.keys().collect::<Vec<_>>(), ["proj", "act", "norm", "up"]);
     assert_eq!(d.insert("a.b", Box::new(ReLU)).err().unwrap().code(), "K0003");
 }
+
+#[test]
+fn channel_dropout_zeroes_whole_channels_in_training_only() {
+    let x = Tensor::ones((4, 8, 3, 3), DType::F32, &Device::Cpu).unwrap();
+    let d2 = Dropout2d::new(0.5).unwrap();
+    assert_eq!(d2.repr(), "Dropout2d(p=0.5, inplace=False)");
+    kiln::rng::manual_seed(5);
+    let y = d2.forward(&x).unwrap();
+    kiln::rng::manual_seed(5);
+    let again = d2.forward(&x).unwrap();
+    assert_eq!(values(&y), values(&again), "seeded masks repeat");
+    let per_channel = values(&y.flatten_from(2).unwrap());
+    let mut dropped = 0;
+    for ch in per_channel.chunks(9) {
+        assert!(ch.iter().all(|&v| v == ch[0]), "a channel is all kept or all dropped");
+        assert!(ch[0] == 0.0 || ch[0] == 2.0, "kept channels scale by 1/(1-p)");
+        dropped += (ch[0] == 0.0) as usize;
+    }
+    assert!((4..=28).contains(&dropped), "{dropped} of 32 channels dropped");
+    d2.eval();
+    assert_eq!(values(&d2.forward(&x).unwrap()), values(&x));
+
+    let d1 = Dropout1d::with_inplace(0.25, true).unwrap();
+    assert_eq!(d1.repr(), "Dropout1d(p=0.25, inplace=True)");
+    let x = Tensor::ones((6, 5), DType::F32, &Device::Cpu).unwrap(); // unbatched [C, L]
+    let y = values(&d1.forward(&x).unwrap());
+    for ch in y.chunks(5) {
+        assert!(ch.iter().all(|&v| v == ch[0]) && (ch[0] == 0.0 || (ch[0] - 4.0 / 3.0).abs() < 1e-6));
+    }
+    let e = d1.forward(&Tensor::ones(5, DType::F32, &Device::Cpu).unwrap()).unwrap_err();
+    assert_eq!(e.code(), "K0203");
+    assert!(e.to_string().starts_with("Dropout1d(p=0.25"), "{e}");
+    assert_eq!(Dropout2d::new(1.5).err().unwrap().code(), "K0003");
+}
+
+#[test]
+fn wrong_inputs_are_coded_errors_naming_the_layer() {
+    let dev = Device::Cpu;
+    let z = |d: &[usize]| Tensor::zeros(d, DType::F32, &dev).unwrap();
+    let c1 = Conv1d::new(4, 6, 3, Conv2dConfig::default()).unwrap();
+    let e = c1.forward(&z(&[2, 3, 10])).unwrap_err();
+    assert_eq!(e.code(), "K0201");
+    assert!(e.to_string().contains("Conv1d(4, 6, kernel_size=(3,)"), "{e}");
+    assert_eq!(c1.forward(&z(&[2, 4, 3, 3])).unwrap_err().code(), "K0203");
+    assert_eq!(c1.forward(&z(&[2, 4, 2])).unwrap_err().code(), "K0203");
+    let f64x = Tensor::zeros((2, 4, 10), DType::F64, &dev).unwrap();
+    assert_eq!(c1.forward(&f64x).unwrap_err().code(), "K0302");
+    assert_eq!(
+        Conv2d::new(4, 4, 3, Conv2dConfig { stride: 2, ..Default::default() })
+            .unwrap()
+            .with_padding_same()
+            .err()
+            .unwrap()
+            .code(),
+        "K0003"
+    );
+    assert_eq!(
+        Conv2d::new(4, 6, 3, Conv2dConfig { groups: 4, ..Default::default() })
+            .err()
+            .unwrap()
+            .code(),
+        "K0003"
+    );
+    let ct = ConvTranspose2d::new(4, 2, 3, ConvTransposeConfig::default()).unwrap();
+    let e = ct.forward(&z(&[1, 3, 4, 4])).unwrap_err();
+    assert_eq!(e.code(), "K0201");
+    assert!(e.to_string().contains("ConvTranspose2d(4, 2"), "{e}");
+    let bad_op = ConvTransposeConfig {
+        output_padding: 1,
+        ..Default::default()
+    };
+    assert_eq!(ConvTranspose1d::new(2, 2, 3, bad_op).err().unwrap().code(), "K0003");
+    let gn = GroupNorm::new(2, 6).unwrap();
+    let e = gn.forward(&z(&[2, 4, 3])).unwrap_err();
+    assert_eq!(e.code(), "K0203");
+    assert!(e.to_string().starts_with("GroupNorm(2, 6"), "{e}");
+    assert_eq!(GroupNorm::new(4, 6).err().unwrap().code(), "K0003");
+    let rms = RMSNorm::new(&[4], None, true).unwrap();
+    let e = rms.forward(&z(&[2, 5])).unwrap_err();
+    assert_eq!(e.code(), "K0208");
+    assert!(e.to_string().starts_with("RMSNorm((4,)"), "{e}");
+    let inorm = InstanceNorm2d::new(3).unwrap();
+    assert_eq!(inorm.forward(&z(&[2, 3])).unwrap_err().code(), "K0203");
+    let ids = Tensor::zeros((1, 3, 4, 4), DType::I64, &dev).unwrap();
+    assert_eq!(inorm.forward(&ids).unwrap_err().code(), "K0003");
+    assert_eq!(MaxPool1d::with(2, 1, 2, 1).err().unwrap().code(), "K0003");
+    let e = MaxPool1d::new(5).unwrap().forward(&z(&[1, 2, 3])).unwrap_err();
+    assert_eq!(e.code(), "K0203");
+    assert!(e.to_string().starts_with("MaxPool1d(kernel_size=5"), "{e}");
+    let up = Upsample::scale(2.0, UpsampleMode::Bilinear, None).unwrap();
+    let e = up.forward(&z(&[2, 3, 4])).unwrap_err();
+    assert_eq!(e.code(), "K0203");
+    assert!(e.to_string().contains("Upsample(scale_factor=2.0, mode='bilinear')"), "{e}");
+    let un = Unflatten::new(1, &[4, 2]);
+    let e = un.forward(&z(&[3, 6])).unwrap_err();
+    assert_eq!(e.code(), "K0203");
+    assert!(e.to_string().starts_with("Unflatten(dim=1, unflattened_size=(4, 2))"), "{e}");
+}
+
+#[test]
+fn new_layers_default_init_matches_pytorchs_distributions() {
+    kiln::rng::manual_seed(0);
+    let c = Conv1d::new(4, 8, 3, Conv2dConfig::default()).unwrap();
+    let bound = 1.0 / ((4 * 3) as f64).sqrt();
+    let w = values(&c.weight().tensor());
+    assert!(w.iter().all(|v| v.abs() <= bound) && w.iter().any(|v| v.abs() > 0.8 * bound));
+    // ConvTranspose: fan_in = weight.size(1) * k*k = (out/groups) * k*k, as PyTorch computes.
+    let cfg = ConvTransposeConfig {
+        groups: 2,
+        ..Default::default()
+    };
+    let t = ConvTranspose2d::new(4, 6, 3, cfg).unwrap();
+    assert_eq!(t.weight().dims(), vec![4, 3, 3, 3]);
+    let bound = 1.0 / ((3 * 9) as f64).sqrt();
+    let b = values(&t.bias().unwrap().tensor());
+    assert!(b.iter().all(|v| v.abs() <= bound));
+    let g = GroupNorm::new(2, 4).unwrap();
+    assert_eq!(values(&g.weight().unwrap().tensor()), vec![1.0; 4]);
+    assert_eq!(values(&g.bias().unwrap().tensor()), vec![0.0; 4]);
+    let inorm = InstanceNorm2d::with(
+        3,
+        InstanceNormConfig {
+            track_running_stats: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let keys: Vec<String> = inorm.state_dict().keys().map(|k| k.to_string()).collect();
+    assert_eq!(keys, ["running_mean", "running_var", "num_batches_tracked"]);
+}
+
+#[test]
+fn new_layers_are_plain_send_sync_fields() {
+    fn assert_field<T: Module + Send + Sync + 'static>() {}
+    assert_field::<Conv1d>();
+    assert_field::<ConvTranspose1d>();
+    assert_field::<ConvTranspose2d>();
+    assert_field::<MaxPool1d>();
+    assert_field::<AvgPool1d>();
+    assert_field::<AdaptiveAvgPool1d>();
+    assert_field::<AdaptiveMaxPool2d>();
+    assert_field::<Upsample>();
+    assert_field::<GroupNorm>();
+    assert_field::<InstanceNorm2d>();
+    assert_field::<RMSNorm>();
+    assert_field::<Dropout1d>();
+    assert_field::<Dropout2d>();
+    assert_field::<Unflatten>();
+    assert_field::<ModuleDict>();
+}
