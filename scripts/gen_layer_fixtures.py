@@ -259,6 +259,15 @@ def conv_pool_layers():
     for i, (name, m, shape, cfg) in enumerate(cases):
         torch.manual_seed(800 + i)
         layer_case(name, m, torch.randn(*shape) * 2, **cfg)
+    # Ties (the zeros after a ReLU, repeated values): PyTorch's gradient goes to the first
+    # maximum of each window only.
+    torch.manual_seed(850)
+    x = torch.randn(2, 3, 9).clamp(min=0.0).round()
+    layer_case("maxpool1d_ties", nn.MaxPool1d(3, stride=2, padding=1), x, kind="maxpool1d",
+               k=3, stride=2, padding=1, dilation=1)
+    x = torch.randn(2, 2, 5, 6).clamp(min=0.0).round()
+    layer_case("adaptive_maxpool2d_ties", nn.AdaptiveMaxPool2d((2, 3)), x,
+               kind="adaptive_maxpool2d", out=[2, 3])
 
 
 def norm_layers():

@@ -20,7 +20,7 @@ use kiln::nn::{
     AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool1d, Conv1d, Conv2d,
     Conv2dConfig, ConvTranspose1d, ConvTranspose2d, ConvTransposeConfig, Dropout1d, Dropout2d,
     Flatten, GroupNorm, InstanceNorm2d, InstanceNormConfig, LayerNorm, Linear, MaxPool1d,
-    ModuleDict, RMSNorm, ReLU, SiLU, Sequential, Unflatten, Upsample, UpsampleMode, registry,
+    ModuleDict, RMSNorm, ReLU, Sequential, SiLU, Unflatten, Upsample, UpsampleMode, registry,
 };
 use serde_json::Value;
 
@@ -65,11 +65,19 @@ fn build(case: &str) -> Box<dyn Module> {
     match c["kind"].as_str().unwrap() {
         "conv2d" => {
             let m = Conv2d::new(cin, cout, k, conv_cfg(&c)).unwrap();
-            Box::new(if same { m.with_padding_same().unwrap() } else { m })
+            Box::new(if same {
+                m.with_padding_same().unwrap()
+            } else {
+                m
+            })
         }
         "conv1d" => {
             let m = Conv1d::new(cin, cout, k, conv_cfg(&c)).unwrap();
-            Box::new(if same { m.with_padding_same().unwrap() } else { m })
+            Box::new(if same {
+                m.with_padding_same().unwrap()
+            } else {
+                m
+            })
         }
         "convt1d" => Box::new(ConvTranspose1d::new(cin, cout, k, convt_cfg(&c)).unwrap()),
         "convt2d" => Box::new(ConvTranspose2d::new(cin, cout, k, convt_cfg(&c)).unwrap()),
@@ -95,8 +103,13 @@ fn build(case: &str) -> Box<dyn Module> {
             })
         }
         "groupnorm" => Box::new(
-            GroupNorm::with(u(&c, "groups"), u(&c, "channels"), f(&c, "eps"), c["affine"] == true)
-                .unwrap(),
+            GroupNorm::with(
+                u(&c, "groups"),
+                u(&c, "channels"),
+                f(&c, "eps"),
+                c["affine"] == true,
+            )
+            .unwrap(),
         ),
         "instancenorm2d" => Box::new(
             InstanceNorm2d::with(
@@ -228,7 +241,10 @@ fn module_dict_keys_are_pytorchs() {
     let e = d.forward(&x).unwrap_err();
     assert!(e.to_string().contains("ModuleDict"), "{e}");
     assert_eq!(d.keys().collect::<Vec<_>>(), ["proj", "act", "norm", "up"]);
-    assert_eq!(d.insert("a.b", Box::new(ReLU)).err().unwrap().code(), "K0003");
+    assert_eq!(
+        d.insert("a.b", Box::new(ReLU)).err().unwrap().code(),
+        "K0003"
+    );
 }
 
 #[test]
@@ -244,11 +260,20 @@ fn channel_dropout_zeroes_whole_channels_in_training_only() {
     let per_channel = values(&y.flatten_from(2).unwrap());
     let mut dropped = 0;
     for ch in per_channel.chunks(9) {
-        assert!(ch.iter().all(|&v| v == ch[0]), "a channel is all kept or all dropped");
-        assert!(ch[0] == 0.0 || ch[0] == 2.0, "kept channels scale by 1/(1-p)");
+        assert!(
+            ch.iter().all(|&v| v == ch[0]),
+            "a channel is all kept or all dropped"
+        );
+        assert!(
+            ch[0] == 0.0 || ch[0] == 2.0,
+            "kept channels scale by 1/(1-p)"
+        );
         dropped += (ch[0] == 0.0) as usize;
     }
-    assert!((4..=28).contains(&dropped), "{dropped} of 32 channels dropped");
+    assert!(
+        (4..=28).contains(&dropped),
+        "{dropped} of 32 channels dropped"
+    );
     d2.eval();
     assert_eq!(values(&d2.forward(&x).unwrap()), values(&x));
 
@@ -257,9 +282,13 @@ fn channel_dropout_zeroes_whole_channels_in_training_only() {
     let x = Tensor::ones((6, 5), DType::F32, &Device::Cpu).unwrap(); // unbatched [C, L]
     let y = values(&d1.forward(&x).unwrap());
     for ch in y.chunks(5) {
-        assert!(ch.iter().all(|&v| v == ch[0]) && (ch[0] == 0.0 || (ch[0] - 4.0 / 3.0).abs() < 1e-6));
+        assert!(
+            ch.iter().all(|&v| v == ch[0]) && (ch[0] == 0.0 || (ch[0] - 4.0 / 3.0).abs() < 1e-6)
+        );
     }
-    let e = d1.forward(&Tensor::ones(5, DType::F32, &Device::Cpu).unwrap()).unwrap_err();
+    let e = d1
+        .forward(&Tensor::ones(5, DType::F32, &Device::Cpu).unwrap())
+        .unwrap_err();
     assert_eq!(e.code(), "K0203");
     assert!(e.to_string().starts_with("Dropout1d(p=0.25"), "{e}");
     assert_eq!(Dropout2d::new(1.5).err().unwrap().code(), "K0003");
@@ -272,25 +301,44 @@ fn wrong_inputs_are_coded_errors_naming_the_layer() {
     let c1 = Conv1d::new(4, 6, 3, Conv2dConfig::default()).unwrap();
     let e = c1.forward(&z(&[2, 3, 10])).unwrap_err();
     assert_eq!(e.code(), "K0201");
-    assert!(e.to_string().contains("Conv1d(4, 6, kernel_size=(3,)"), "{e}");
+    assert!(
+        e.to_string().contains("Conv1d(4, 6, kernel_size=(3,)"),
+        "{e}"
+    );
     assert_eq!(c1.forward(&z(&[2, 4, 3, 3])).unwrap_err().code(), "K0203");
     assert_eq!(c1.forward(&z(&[2, 4, 2])).unwrap_err().code(), "K0203");
     let f64x = Tensor::zeros((2, 4, 10), DType::F64, &dev).unwrap();
     assert_eq!(c1.forward(&f64x).unwrap_err().code(), "K0302");
     assert_eq!(
-        Conv2d::new(4, 4, 3, Conv2dConfig { stride: 2, ..Default::default() })
-            .unwrap()
-            .with_padding_same()
-            .err()
-            .unwrap()
-            .code(),
+        Conv2d::new(
+            4,
+            4,
+            3,
+            Conv2dConfig {
+                stride: 2,
+                ..Default::default()
+            }
+        )
+        .unwrap()
+        .with_padding_same()
+        .err()
+        .unwrap()
+        .code(),
         "K0003"
     );
     assert_eq!(
-        Conv2d::new(4, 6, 3, Conv2dConfig { groups: 4, ..Default::default() })
-            .err()
-            .unwrap()
-            .code(),
+        Conv2d::new(
+            4,
+            6,
+            3,
+            Conv2dConfig {
+                groups: 4,
+                ..Default::default()
+            }
+        )
+        .err()
+        .unwrap()
+        .code(),
         "K0003"
     );
     let ct = ConvTranspose2d::new(4, 2, 3, ConvTransposeConfig::default()).unwrap();
@@ -301,7 +349,10 @@ fn wrong_inputs_are_coded_errors_naming_the_layer() {
         output_padding: 1,
         ..Default::default()
     };
-    assert_eq!(ConvTranspose1d::new(2, 2, 3, bad_op).err().unwrap().code(), "K0003");
+    assert_eq!(
+        ConvTranspose1d::new(2, 2, 3, bad_op).err().unwrap().code(),
+        "K0003"
+    );
     let gn = GroupNorm::new(2, 6).unwrap();
     let e = gn.forward(&z(&[2, 4, 3])).unwrap_err();
     assert_eq!(e.code(), "K0203");
@@ -316,17 +367,28 @@ fn wrong_inputs_are_coded_errors_naming_the_layer() {
     let ids = Tensor::zeros((1, 3, 4, 4), DType::I64, &dev).unwrap();
     assert_eq!(inorm.forward(&ids).unwrap_err().code(), "K0003");
     assert_eq!(MaxPool1d::with(2, 1, 2, 1).err().unwrap().code(), "K0003");
-    let e = MaxPool1d::new(5).unwrap().forward(&z(&[1, 2, 3])).unwrap_err();
+    let e = MaxPool1d::new(5)
+        .unwrap()
+        .forward(&z(&[1, 2, 3]))
+        .unwrap_err();
     assert_eq!(e.code(), "K0203");
     assert!(e.to_string().starts_with("MaxPool1d(kernel_size=5"), "{e}");
     let up = Upsample::scale(2.0, UpsampleMode::Bilinear, None).unwrap();
     let e = up.forward(&z(&[2, 3, 4])).unwrap_err();
     assert_eq!(e.code(), "K0203");
-    assert!(e.to_string().contains("Upsample(scale_factor=2.0, mode='bilinear')"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("Upsample(scale_factor=2.0, mode='bilinear')"),
+        "{e}"
+    );
     let un = Unflatten::new(1, &[4, 2]);
     let e = un.forward(&z(&[3, 6])).unwrap_err();
     assert_eq!(e.code(), "K0203");
-    assert!(e.to_string().starts_with("Unflatten(dim=1, unflattened_size=(4, 2))"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("Unflatten(dim=1, unflattened_size=(4, 2))"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -11,10 +11,10 @@
 
 use kiln::candle::Tensor;
 use kiln::nn::{
-    AdaptiveAvgPool1d, AdaptiveMaxPool2d, AvgPool1d, Conv1d, Conv2d, Conv2dConfig,
-    ConvTranspose2d, ConvTransposeConfig, Dropout1d, Dropout2d, Flatten, GroupNorm, Hardswish,
-    InstanceNorm2d, InstanceNormConfig, Linear, Module, ModuleDict, RMSNorm, SiLU, Sequential,
-    Unflatten, Upsample, UpsampleMode,
+    AdaptiveAvgPool1d, AdaptiveMaxPool2d, AvgPool1d, Conv1d, Conv2d, Conv2dConfig, ConvTranspose2d,
+    ConvTransposeConfig, Dropout1d, Dropout2d, Flatten, GroupNorm, Hardswish, InstanceNorm2d,
+    InstanceNormConfig, Linear, Module, ModuleDict, RMSNorm, Sequential, SiLU, Unflatten, Upsample,
+    UpsampleMode,
 };
 use std::path::PathBuf;
 
@@ -88,12 +88,18 @@ impl MixedNet {
     }
 
     fn forward(&self, x: &Tensor) -> kiln::Result<Tensor> {
-        let x = self.act.forward(&self.gn.forward(&self.conv.forward(x)?)?)?;
+        let x = self
+            .act
+            .forward(&self.gn.forward(&self.conv.forward(x)?)?)?;
         let x = self.up.forward(&self.drop2.forward(&x)?)?;
-        let x = self.pool.forward(&self.inorm.forward(&self.convt.forward(&x)?)?)?;
+        let x = self
+            .pool
+            .forward(&self.inorm.forward(&self.convt.forward(&x)?)?)?;
         let x = x.flatten_from(2)?;
         let x = self.rms.forward(&self.conv1.forward(&x)?)?;
-        let x = self.apool.forward(&self.pool1.forward(&self.drop1.forward(&x)?)?)?;
+        let x = self
+            .apool
+            .forward(&self.pool1.forward(&self.drop1.forward(&x)?)?)?;
         let x = self.body.forward(&self.flat.forward(&x)?)?;
         let head = self
             .heads
@@ -152,7 +158,8 @@ fn mixed_model_round_trips_through_pt() {
     let y = net.forward(&x).unwrap();
     let dir = out_dir();
     kiln::io::save_state_dict(&net.state_dict(), dir.join("net.pt")).unwrap();
-    let io = kiln::StateDict::from_iter([("x".to_string(), x.clone()), ("y".to_string(), y.clone())]);
+    let io =
+        kiln::StateDict::from_iter([("x".to_string(), x.clone()), ("y".to_string(), y.clone())]);
     kiln::io::save_state_dict(&io, dir.join("io.safetensors")).unwrap();
 
     // kiln reads its own .pt back into a fresh model with the same output.

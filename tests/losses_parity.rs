@@ -13,9 +13,9 @@ mod common;
 use candle_core::{DType, Tensor, Var};
 use common::{get, load};
 use kiln::nn::loss::{
-    CrossEntropyLoss, NllLoss, Reduction, binary_cross_entropy, binary_cross_entropy_with_logits,
-    CosineEmbeddingLoss, MarginRankingLoss, TripletMarginLoss, cross_entropy, huber_loss, kl_div,
-    l1_loss, mse_loss_with, smooth_l1_loss,
+    CosineEmbeddingLoss, CrossEntropyLoss, MarginRankingLoss, NllLoss, Reduction,
+    TripletMarginLoss, binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy,
+    huber_loss, kl_div, l1_loss, mse_loss_with, smooth_l1_loss,
 };
 use serde_json::Value;
 use std::collections::HashMap;
@@ -234,12 +234,20 @@ fn run_multi(prefix: &str) {
             .collect();
         let xs: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
         let out = kiln_multi_loss(c, &t, &xs);
-        let mut report = format!("output |Δ| {:.2e}", close(case, "output", &out, get(&t, "output")));
+        let mut report = format!(
+            "output |Δ| {:.2e}",
+            close(case, "output", &out, get(&t, "output"))
+        );
         let loss = (&out * get(&t, "upstream")).unwrap().sum_all().unwrap();
         let g = loss.backward().unwrap();
         for (k, v) in names.iter().zip(&vars) {
             let gk = g.get(v.as_tensor()).expect("no input gradient");
-            let e = close(case, &format!("grad.{k}"), gk, get(&t, &format!("grad.{k}")));
+            let e = close(
+                case,
+                &format!("grad.{k}"),
+                gk,
+                get(&t, &format!("grad.{k}")),
+            );
             report.push_str(&format!(", grad.{k} |Δ| {e:.2e}"));
         }
         println!("{case}: {report}");
@@ -268,10 +276,16 @@ fn ranking_loss_shape_errors_are_coded() {
     let a = Tensor::zeros((3, 4), DType::F32, &dev).unwrap();
     let b = Tensor::zeros((3, 5), DType::F32, &dev).unwrap();
     let y = Tensor::ones(3, DType::F32, &dev).unwrap();
-    let e = CosineEmbeddingLoss::default().forward(&a, &b, &y).unwrap_err();
+    let e = CosineEmbeddingLoss::default()
+        .forward(&a, &b, &y)
+        .unwrap_err();
     assert_eq!(e.code(), "K0206");
-    let e = MarginRankingLoss::default().forward(&a, &a, &y).unwrap_err();
+    let e = MarginRankingLoss::default()
+        .forward(&a, &a, &y)
+        .unwrap_err();
     assert_eq!(e.code(), "K0206");
-    let e = TripletMarginLoss::default().forward(&a, &a, &b).unwrap_err();
+    let e = TripletMarginLoss::default()
+        .forward(&a, &a, &b)
+        .unwrap_err();
     assert!(e.to_string().contains("[3, 5]"), "{e}");
 }

@@ -207,4 +207,3 @@ pub fn cases_with_prefix(prefix: &str) -> Vec<String> {
     assert!(!v.is_empty(), "no fixture case starts with {prefix}");
     v
 }
-

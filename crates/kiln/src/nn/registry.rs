@@ -156,17 +156,23 @@ fn register_layers(t: &mut IndexMap<String, Builder>) {
 /// The layers of issue 14 items 1, 2 and 5.
 fn register_more_layers(t: &mut IndexMap<String, Builder>) {
     use super::layers::{
-        AdaptiveAvgPool1d, AdaptiveMaxPool2d, AvgPool1d, Conv1d, ConvTranspose1d,
-        ConvTranspose2d, Dropout1d, Dropout2d, GroupNorm, InstanceNorm2d, MaxPool1d, ModuleDict,
-        RMSNorm, Unflatten, Upsample,
+        AdaptiveAvgPool1d, AdaptiveMaxPool2d, AvgPool1d, Conv1d, ConvTranspose1d, ConvTranspose2d,
+        Dropout1d, Dropout2d, GroupNorm, InstanceNorm2d, MaxPool1d, ModuleDict, RMSNorm, Unflatten,
+        Upsample,
     };
     t.insert("Conv1d".into(), leaf(Conv1d::from_spec));
     t.insert("ConvTranspose1d".into(), leaf(ConvTranspose1d::from_spec));
     t.insert("ConvTranspose2d".into(), leaf(ConvTranspose2d::from_spec));
     t.insert("MaxPool1d".into(), leaf(MaxPool1d::from_spec));
     t.insert("AvgPool1d".into(), leaf(AvgPool1d::from_spec));
-    t.insert("AdaptiveAvgPool1d".into(), leaf(AdaptiveAvgPool1d::from_spec));
-    t.insert("AdaptiveMaxPool2d".into(), leaf(AdaptiveMaxPool2d::from_spec));
+    t.insert(
+        "AdaptiveAvgPool1d".into(),
+        leaf(AdaptiveAvgPool1d::from_spec),
+    );
+    t.insert(
+        "AdaptiveMaxPool2d".into(),
+        leaf(AdaptiveMaxPool2d::from_spec),
+    );
     t.insert("Upsample".into(), leaf(Upsample::from_spec));
     t.insert("GroupNorm".into(), leaf(GroupNorm::from_spec));
     t.insert("InstanceNorm2d".into(), leaf(InstanceNorm2d::from_spec));
@@ -177,9 +183,11 @@ fn register_more_layers(t: &mut IndexMap<String, Builder>) {
     t.insert(
         "ModuleDict".into(),
         Arc::new(|_, children| {
-            Ok(Box::new(ModuleDict::from_named(children).map_err(|e| Error::BadSpec {
-                detail: format!("ModuleDict: {e}"),
-            })?) as Box<dyn Module>)
+            Ok(Box::new(
+                ModuleDict::from_named(children).map_err(|e| Error::BadSpec {
+                    detail: format!("ModuleDict: {e}"),
+                })?,
+            ) as Box<dyn Module>)
         }),
     );
 }

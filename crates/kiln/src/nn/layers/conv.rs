@@ -325,9 +325,17 @@ pub(crate) fn from_spec(spec: &ModuleSpec) -> Result<Conv2d> {
             });
         }
     };
-    let same = spec.config.get("padding").and_then(serde_json::Value::as_str) == Some("same");
+    let same = spec
+        .config
+        .get("padding")
+        .and_then(serde_json::Value::as_str)
+        == Some("same");
     let cfg = Conv2dConfig {
-        padding: if same { 0 } else { spec.usize_or("padding", 0)? },
+        padding: if same {
+            0
+        } else {
+            spec.usize_or("padding", 0)?
+        },
         stride: spec.usize_or("stride", 1)?,
         dilation: spec.usize_or("dilation", 1)?,
         groups: spec.usize_or("groups", 1)?,
@@ -339,10 +347,19 @@ pub(crate) fn from_spec(spec: &ModuleSpec) -> Result<Conv2d> {
     } else {
         non_square(cin, cout, (kh, kw), cfg)?
     };
-    if same { conv.with_padding_same() } else { Ok(conv) }
+    if same {
+        conv.with_padding_same()
+    } else {
+        Ok(conv)
+    }
 }
 
-fn non_square(cin: usize, cout: usize, (kh, kw): (usize, usize), cfg: Conv2dConfig) -> Result<Conv2d> {
+fn non_square(
+    cin: usize,
+    cout: usize,
+    (kh, kw): (usize, usize),
+    cfg: Conv2dConfig,
+) -> Result<Conv2d> {
     if cfg.groups == 0 || cin % cfg.groups != 0 {
         return Err(Error::BadSpec {
             detail: format!(

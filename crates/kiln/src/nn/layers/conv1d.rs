@@ -148,9 +148,17 @@ impl Conv1d {
     /// # Errors
     /// `K0405` for a missing or mistyped entry; as [`Conv1d::new`].
     pub fn from_spec(spec: &ModuleSpec) -> Result<Self> {
-        let same = spec.config.get("padding").and_then(serde_json::Value::as_str) == Some("same");
+        let same = spec
+            .config
+            .get("padding")
+            .and_then(serde_json::Value::as_str)
+            == Some("same");
         let cfg = Conv1dConfig {
-            padding: if same { 0 } else { spec.usize_or("padding", 0)? },
+            padding: if same {
+                0
+            } else {
+                spec.usize_or("padding", 0)?
+            },
             stride: spec.usize_or("stride", 1)?,
             dilation: spec.usize_or("dilation", 1)?,
             groups: spec.usize_or("groups", 1)?,
@@ -211,10 +219,7 @@ impl Module for Conv1d {
         if dims[2] + lo + hi < span + 1 {
             return Err(Error::InputRank {
                 module: me,
-                expected: format!(
-                    "a length of at least {} after padding {lo}+{hi}",
-                    span + 1
-                ),
+                expected: format!("a length of at least {} after padding {lo}+{hi}", span + 1),
                 shape: shape_str(&dims),
             });
         }
@@ -224,9 +229,10 @@ impl Module for Conv1d {
             .ctx("Conv1d")?;
         let w4 = w.unsqueeze(2).ctx("Conv1d")?;
         let b = self.bias.as_ref().map(Param::tensor);
-        let y = crate::nn::ops::conv2d(&xp, &w4, b.as_ref(), self.cfg.stride, 0, d, self.cfg.groups)?
-            .squeeze(2)
-            .ctx("Conv1d")?;
+        let y =
+            crate::nn::ops::conv2d(&xp, &w4, b.as_ref(), self.cfg.stride, 0, d, self.cfg.groups)?
+                .squeeze(2)
+                .ctx("Conv1d")?;
         if unbatched {
             y.squeeze(0).ctx("Conv1d")
         } else {

@@ -172,7 +172,15 @@ pub fn conv_transpose2d(
         padding,
         output_padding,
     };
-    transpose_conv(name, x, weight, bias, [ax(d[2]), ax(d[3])], dilation, groups)
+    transpose_conv(
+        name,
+        x,
+        weight,
+        bias,
+        [ax(d[2]), ax(d[3])],
+        dilation,
+        groups,
+    )
 }
 
 fn check_output_padding(module: &str, stride: usize, dilation: usize, op: usize) -> Result<()> {
@@ -453,7 +461,11 @@ impl Module for ConvTranspose1d {
         let y = transpose_conv(&me, &x4, &w4, b.as_ref(), axes, c.dilation, c.groups)?
             .squeeze(2)
             .ctx(&me)?;
-        if unbatched { y.squeeze(0).ctx(&me) } else { Ok(y) }
+        if unbatched {
+            y.squeeze(0).ctx(&me)
+        } else {
+            Ok(y)
+        }
     }
 
     fn local_params(&self) -> Vec<(String, Param)> {
@@ -495,7 +507,11 @@ impl Module for ConvTranspose2d {
         let axes = [self.inner.axis(k), self.inner.axis(k)];
         let c = &self.inner.cfg;
         let y = transpose_conv(&me, &x, &w, b.as_ref(), axes, c.dilation, c.groups)?;
-        if unbatched { y.squeeze(0).ctx(&me) } else { Ok(y) }
+        if unbatched {
+            y.squeeze(0).ctx(&me)
+        } else {
+            Ok(y)
+        }
     }
 
     fn local_params(&self) -> Vec<(String, Param)> {

@@ -3,10 +3,10 @@
 //! `Dropout1d` / `Dropout2d` zero whole channels (one draw per `(n, c)`), as PyTorch's.
 
 use super::{ModeFlag, impl_as_any};
+use crate::error::shape_str;
 use crate::error::{Context, Error, Result};
 use crate::nn::{Module, ModuleSpec};
 use crate::rng;
-use crate::error::shape_str;
 use candle_core::{Device, Tensor};
 
 /// A `scale`-or-zero mask of `dims` drawn from kiln's generator.

@@ -12,12 +12,7 @@ pub(crate) fn normalize(x: &Tensor, red: &[usize], eps: f64, op: &str) -> Result
     let n: usize = red.iter().map(|&d| x.dims()[d]).product();
     let mean = (x.sum_keepdim(red).ctx(op)? / n as f64).ctx(op)?;
     let centered = x.broadcast_sub(&mean).ctx(op)?;
-    let var = (centered
-        .sqr()
-        .and_then(|c| c.sum_keepdim(red))
-        .ctx(op)?
-        / n as f64)
-        .ctx(op)?;
+    let var = (centered.sqr().and_then(|c| c.sum_keepdim(red)).ctx(op)? / n as f64).ctx(op)?;
     (var + eps)
         .and_then(|v| v.sqrt())
         .and_then(|s| centered.broadcast_div(&s))
@@ -95,7 +90,9 @@ impl GroupNorm {
             return Err(Error::invalid(
                 "GroupNorm num_groups",
                 num_groups,
-                format!("a divisor of num_channels={num_channels} (num_channels must be divisible by num_groups)"),
+                format!(
+                    "a divisor of num_channels={num_channels} (num_channels must be divisible by num_groups)"
+                ),
             ));
         }
         if eps.is_nan() || eps < 0.0 {
@@ -133,7 +130,11 @@ impl GroupNorm {
             spec.f64_or("eps", 1e-5)?,
             spec.bool_or("affine", true)?,
         )?;
-        Ok(if spec.bool_or("bias", true)? { g } else { g.without_bias() })
+        Ok(if spec.bool_or("bias", true)? {
+            g
+        } else {
+            g.without_bias()
+        })
     }
 
     /// The weight parameter, if affine.
@@ -162,13 +163,20 @@ impl Module for GroupNorm {
         if dims.len() < 2 || dims[1] != self.num_channels {
             return Err(Error::InputRank {
                 module: me,
-                expected: format!("[N, {}, *] (num_channels={})", self.num_channels, self.num_channels),
+                expected: format!(
+                    "[N, {}, *] (num_channels={})",
+                    self.num_channels, self.num_channels
+                ),
                 shape: shape_str(&dims),
             });
         }
         let rest: usize = dims[2..].iter().product();
         let g = x
-            .reshape((dims[0], self.num_groups, (self.num_channels / self.num_groups) * rest))
+            .reshape((
+                dims[0],
+                self.num_groups,
+                (self.num_channels / self.num_groups) * rest,
+            ))
             .ctx(&me)?;
         let y = normalize(&g, &[2], self.eps, &me)?
             .reshape(dims.as_slice())

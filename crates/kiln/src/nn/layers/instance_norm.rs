@@ -89,8 +89,12 @@ impl InstanceNorm2d {
             let dev = Device::Cpu;
             let c = "InstanceNorm2d";
             (
-                Some(Buffer::new(Tensor::zeros(num_features, DType::F32, &dev).ctx(c)?)),
-                Some(Buffer::new(Tensor::ones(num_features, DType::F32, &dev).ctx(c)?)),
+                Some(Buffer::new(
+                    Tensor::zeros(num_features, DType::F32, &dev).ctx(c)?,
+                )),
+                Some(Buffer::new(
+                    Tensor::ones(num_features, DType::F32, &dev).ctx(c)?,
+                )),
                 Some(Buffer::new(Tensor::new(0i64, &dev).ctx(c)?)),
             )
         } else {
@@ -216,7 +220,11 @@ impl Module for InstanceNorm2d {
                         .to_dtype(x4.dtype())
                         .and_then(|t| t.reshape(shape))
                         .ctx(&me),
-                    None => Err(Error::invalid(&me, "no running statistics", "track_running_stats=True")),
+                    None => Err(Error::invalid(
+                        &me,
+                        "no running statistics",
+                        "track_running_stats=True",
+                    )),
                 }
             };
             let (rm, rv) = (get(&self.running_mean)?, get(&self.running_var)?);
@@ -226,7 +234,11 @@ impl Module for InstanceNorm2d {
                 .ctx(&me)?
         };
         let y = affine_channels(y, self.weight.as_ref(), self.bias.as_ref(), &me)?;
-        if unbatched { y.squeeze(0).ctx(&me) } else { Ok(y) }
+        if unbatched {
+            y.squeeze(0).ctx(&me)
+        } else {
+            Ok(y)
+        }
     }
 
     fn local_params(&self) -> Vec<(String, Param)> {

@@ -4,8 +4,9 @@
 //! not offered.
 //!
 //! The windows are gathered with one `index_select` (`[N, C, out·k]`) and reduced, so the
-//! backward is candle's: a max window's gradient goes to its maximum (to every element tied
-//! for it), an average window's is spread evenly, and overlapping windows add up.
+//! backward is exact: a max window's gradient goes to its first maximum (PyTorch's choice
+//! among ties, e.g. the zeros after a ReLU; `argmax` + `gather`), an average window's is
+//! spread evenly, and overlapping windows add up.
 
 use super::conv1d::batched_3d;
 use super::impl_as_any;
@@ -13,6 +14,12 @@ use super::pool::adaptive_windows;
 use crate::error::{Context, Error, Result, shape_str};
 use crate::nn::{Module, ModuleSpec};
 use candle_core::{D, Tensor};
+
+/// The first maximum along `dim` (dropping it), with the gradient to that element only.
+fn first_max(t: &Tensor, dim: usize) -> candle_core::Result<Tensor> {
+    let idx = t.argmax_keepdim(dim)?;
+    t.contiguous()?.gather(&idx, dim)?.squeeze(dim)
+}
 
 /// Pads the last dimension with `value` on both sides.
 fn pad_last(x: &Tensor, pad: usize, value: f64) -> candle_core::Result<Tensor> {
@@ -112,7 +119,12 @@ impl MaxPool1d {
     ///
     /// # Errors
     /// `K0003` for a zero size or padding above half the kernel.
-    pub fn with(kernel_size: usize, stride: usize, padding: usize, dilation: usize) -> Result<Self> {
+    pub fn with(
+        kernel_size: usize,
+        stride: usize,
+        padding: usize,
+        dilation: usize,
+    ) -> Result<Self> {
         check_pool_args("MaxPool1d", kernel_size, stride, padding, dilation)?;
         Ok(MaxPool1d {
             kernel: kernel_size,
@@ -146,9 +158,8 @@ impl Module for MaxPool1d {
         let me = self.repr();
         on_3d(&me, x, |x| {
             let g = (self.kernel, self.stride, self.padding, self.dilation);
-            windows(&me, x, g, f64::NEG_INFINITY)?
-                .max(D::Minus1)
-                .ctx(&me)
+            let w = windows(&me, x, g, f64::NEG_INFINITY)?;
+            first_max(&w, 3).ctx(&me)
         })
     }
 
@@ -283,7 +294,11 @@ impl Module for AdaptiveAvgPool1d {
             let l = x.dim(2).ctx(&me)?;
             let mut cells = Vec::with_capacity(self.out);
             for (s, len) in adaptive_windows(l, self.out) {
-                cells.push(x.narrow(2, s, len).and_then(|c| c.mean_keepdim(2)).ctx(&me)?);
+                cells.push(
+                    x.narrow(2, s, len)
+                        .and_then(|c| c.mean_keepdim(2))
+                        .ctx(&me)?,
+                );
             }
             Tensor::cat(&cells, 2).ctx(&me)
         })
@@ -320,7 +335,9 @@ impl AdaptiveMaxPool2d {
                 "positive sizes",
             ));
         }
-        Ok(AdaptiveMaxPool2d { out: (out_h, out_w) })
+        Ok(AdaptiveMaxPool2d {
+            out: (out_h, out_w),
+        })
     }
 
     /// Rebuilds the layer from its [`Module::spec`].
@@ -364,15 +381,20 @@ impl Module for AdaptiveMaxPool2d {
             for (ws, wl) in adaptive_windows(w, self.out.1) {
                 let cell = band
                     .narrow(3, ws, wl)
-                    .and_then(|c| c.max_keepdim(3))
-                    .and_then(|c| c.max_keepdim(2))
+                    .and_then(|c| c.flatten_from(2))
+                    .and_then(|c| first_max(&c, 2))
+                    .and_then(|c| c.unsqueeze(2)?.unsqueeze(3))
                     .ctx(&me)?;
                 cols.push(cell);
             }
             rows.push(Tensor::cat(&cols, 3).ctx(&me)?);
         }
         let y = Tensor::cat(&rows, 2).ctx(&me)?;
-        if unbatched { y.squeeze(0).ctx(&me) } else { Ok(y) }
+        if unbatched {
+            y.squeeze(0).ctx(&me)
+        } else {
+            Ok(y)
+        }
     }
 
     fn spec(&self) -> ModuleSpec {

@@ -37,7 +37,11 @@ impl RMSNorm {
     ///
     /// # Errors
     /// `K0003` for an empty or zero `normalized_shape` or a negative `eps`.
-    pub fn new(normalized_shape: &[usize], eps: Option<f64>, elementwise_affine: bool) -> Result<Self> {
+    pub fn new(
+        normalized_shape: &[usize],
+        eps: Option<f64>,
+        elementwise_affine: bool,
+    ) -> Result<Self> {
         if normalized_shape.is_empty() || normalized_shape.contains(&0) {
             return Err(Error::invalid(
                 "RMSNorm normalized_shape",
@@ -95,7 +99,11 @@ impl Module for RMSNorm {
         let dims = x.dims();
         let k = self.normalized_shape.len();
         if dims.len() < k || dims[dims.len() - k..] != self.normalized_shape[..] {
-            let trailing: Vec<String> = self.normalized_shape.iter().map(|d| d.to_string()).collect();
+            let trailing: Vec<String> = self
+                .normalized_shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect();
             return Err(Error::NormalizedShape {
                 module: me,
                 normalized_shape: shape_str(&self.normalized_shape),
@@ -107,7 +115,11 @@ impl Module for RMSNorm {
         let red: Vec<usize> = (rank - k..rank).collect();
         let n: usize = self.normalized_shape.iter().product();
         let eps = self.eps.unwrap_or_else(|| machine_eps(x.dtype()));
-        let ms = (x.sqr().and_then(|s| s.sum_keepdim(red.as_slice())).ctx(&me)? / n as f64)
+        let ms = (x
+            .sqr()
+            .and_then(|s| s.sum_keepdim(red.as_slice()))
+            .ctx(&me)?
+            / n as f64)
             .ctx(&me)?;
         let y = (ms + eps)
             .and_then(|v| v.sqrt())
@@ -137,7 +149,11 @@ impl Module for RMSNorm {
     }
 
     fn extra_repr(&self) -> String {
-        let dims: Vec<String> = self.normalized_shape.iter().map(|d| d.to_string()).collect();
+        let dims: Vec<String> = self
+            .normalized_shape
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
         let shape = if dims.len() == 1 {
             format!("({},)", dims[0])
         } else {

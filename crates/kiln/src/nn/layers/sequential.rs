@@ -50,7 +50,11 @@ impl Sequential {
     /// `K0003` for an empty, dotted or repeated name.
     pub fn push_named(&mut self, name: impl Into<String>, m: Box<dyn Module>) -> Result<()> {
         let name = name.into();
-        check_child_name("Sequential", &name, self.layers.iter().map(|(n, _)| n.as_str()))?;
+        check_child_name(
+            "Sequential",
+            &name,
+            self.layers.iter().map(|(n, _)| n.as_str()),
+        )?;
         self.layers.push((name, m));
         Ok(())
     }

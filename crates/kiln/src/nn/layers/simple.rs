@@ -116,7 +116,11 @@ impl Unflatten {
 
     fn target(&self, dims: &[usize]) -> Option<Vec<usize>> {
         let rank = dims.len() as isize;
-        let d = if self.dim < 0 { self.dim + rank } else { self.dim };
+        let d = if self.dim < 0 {
+            self.dim + rank
+        } else {
+            self.dim
+        };
         if d < 0 || d >= rank || self.sizes.is_empty() {
             return None;
         }

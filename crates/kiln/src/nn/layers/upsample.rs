@@ -90,8 +90,16 @@ impl Upsample {
     ///
     /// # Errors
     /// As [`Upsample::new`].
-    pub fn scale(scale_factor: f64, mode: UpsampleMode, align_corners: Option<bool>) -> Result<Self> {
-        Self::new(UpsampleTarget::ScaleFactor(scale_factor), mode, align_corners)
+    pub fn scale(
+        scale_factor: f64,
+        mode: UpsampleMode,
+        align_corners: Option<bool>,
+    ) -> Result<Self> {
+        Self::new(
+            UpsampleTarget::ScaleFactor(scale_factor),
+            mode,
+            align_corners,
+        )
     }
 
     /// The general constructor.
@@ -320,7 +328,10 @@ impl Module for Upsample {
             UpsampleTarget::Size(v) if v.len() == 1 => format!("size={}", v[0]),
             UpsampleTarget::Size(v) => format!(
                 "size=({})",
-                v.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+                v.iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         };
         format!("{t}, mode='{}'", self.mode.as_str())

@@ -85,4 +85,3 @@ pub fn binary_cross_entropy_with_logits(
     }
     reduction.apply(loss, v)
 }
-

@@ -358,4 +358,3 @@ impl Coefficients<'_> {
         (coef, (rows.probs.len() / c.max(1)) as f64)
     }
 }
-

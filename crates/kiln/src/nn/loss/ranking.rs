@@ -113,7 +113,9 @@ pub fn margin_ranking_loss(
 fn pairwise_distance(a: &Tensor, b: &Tensor, p: f64, eps: f64, loss: &str) -> Result<Tensor> {
     let d = (a - b).and_then(|d| d + eps).ctx(loss)?;
     let r = if p == 2.0 {
-        d.sqr().and_then(|s| s.sum(D::Minus1)).and_then(|s| s.sqrt())
+        d.sqr()
+            .and_then(|s| s.sum(D::Minus1))
+            .and_then(|s| s.sqrt())
     } else if p == 1.0 {
         d.abs().and_then(|s| s.sum(D::Minus1))
     } else {

@@ -188,4 +188,3 @@ pub fn kl_div(
         r => r.apply(loss, v),
     }
 }
-
