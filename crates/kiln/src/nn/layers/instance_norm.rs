@@ -145,29 +145,29 @@ impl InstanceNorm2d {
             return Ok(());
         };
         let m = self.cfg.momentum.unwrap_or(0.0);
-        let (n, c, h, w) = x.dims4().ctx(&me)?;
+        let (n, c, h, w) = x.dims4().ctx(me)?;
         let hw = h * w;
         let xs = x
             .detach()
             .to_dtype(DType::F64)
             .and_then(|t| t.reshape((n, c, hw)))
-            .ctx(&me)?;
-        let mean = xs.mean_keepdim(2).ctx(&me)?;
+            .ctx(me)?;
+        let mean = xs.mean_keepdim(2).ctx(me)?;
         let ss = xs
             .broadcast_sub(&mean)
             .and_then(|d| d.sqr())
             .and_then(|d| d.sum_keepdim(2))
-            .ctx(&me)?;
-        let var = (ss / (hw.max(2) - 1) as f64).ctx(&me)?;
-        let bm = mean.squeeze(2).and_then(|t| t.mean(0)).ctx(&me)?;
-        let bv = var.squeeze(2).and_then(|t| t.mean(0)).ctx(&me)?;
+            .ctx(me)?;
+        let var = (ss / (hw.max(2) - 1) as f64).ctx(me)?;
+        let bm = mean.squeeze(2).and_then(|t| t.mean(0)).ctx(me)?;
+        let bv = var.squeeze(2).and_then(|t| t.mean(0)).ctx(me)?;
         for (buf, batch) in [(rm, bm), (rv, bv)] {
             let old = buf.get();
             let new = old
                 .to_dtype(DType::F64)
                 .and_then(|o| (o * (1.0 - m))? + (batch.to_device(old.device())? * m)?)
                 .and_then(|t| t.to_dtype(old.dtype()))
-                .ctx(&me)?;
+                .ctx(me)?;
             buf.set(&new)?;
         }
         Ok(())

@@ -47,7 +47,7 @@ fn windows(
             "a floating-point tensor",
         ));
     }
-    let (n, c, l) = x.dims3().ctx(&me)?;
+    let (n, c, l) = x.dims3().ctx(me)?;
     let span = d * (k - 1) + 1;
     if l + 2 * p < span {
         return Err(Error::InputRank {
@@ -60,11 +60,11 @@ fn windows(
     let idx: Vec<u32> = (0..out)
         .flat_map(|o| (0..k).map(move |j| (o * s + j * d) as u32))
         .collect();
-    let idx = Tensor::from_vec(idx, out * k, x.device()).ctx(&me)?;
+    let idx = Tensor::from_vec(idx, out * k, x.device()).ctx(me)?;
     pad_last(x, p, fill)
         .and_then(|x| x.index_select(&idx, 2))
         .and_then(|w| w.reshape((n, c, out, k)))
-        .ctx(&me)
+        .ctx(me)
 }
 
 fn check_pool_args(layer: &str, k: usize, s: usize, p: usize, d: usize) -> Result<()> {
@@ -83,7 +83,7 @@ fn on_3d(me: &str, x: &Tensor, f: impl FnOnce(&Tensor) -> Result<Tensor>) -> Res
     let (x3, unbatched) = batched_3d(me, x)?;
     let y = f(&x3)?;
     if unbatched {
-        y.squeeze(0).ctx(&me)
+        y.squeeze(0).ctx(me)
     } else {
         Ok(y)
     }
