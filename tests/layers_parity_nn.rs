@@ -442,3 +442,16 @@ fn new_layers_are_plain_send_sync_fields() {
     assert_field::<Unflatten>();
     assert_field::<ModuleDict>();
 }
+
+#[test]
+fn oversized_outputs_are_refused_not_aborted() {
+    let x = Tensor::zeros((1, 1, 2, 2), DType::F32, &Device::Cpu).unwrap();
+    let up = Upsample::size(&[1 << 31, 1 << 31], UpsampleMode::Nearest, None).unwrap();
+    assert_eq!(up.forward(&x).unwrap_err().code(), "K0004");
+    let cfg = ConvTransposeConfig {
+        stride: 1 << 40,
+        ..Default::default()
+    };
+    let ct = ConvTranspose2d::new(1, 1, 1, cfg).unwrap();
+    assert_eq!(ct.forward(&x).unwrap_err().code(), "K0004");
+}

@@ -115,6 +115,15 @@ fn transpose_conv(
             });
         }
     }
+    let spread_dims: Vec<usize> = axes
+        .iter()
+        .zip([h, wd])
+        .map(|(a, size)| {
+            size.saturating_mul(a.stride)
+                .saturating_add(dilation.saturating_mul(a.k).saturating_mul(2))
+        })
+        .collect();
+    super::check_alloc(&[n, cin, spread_dims[0], spread_dims[1]], x.dtype())?;
     let ctx = module.to_string();
     let mut xs = x.clone();
     for (i, a) in axes.iter().enumerate() {

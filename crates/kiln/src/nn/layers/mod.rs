@@ -155,6 +155,17 @@ pub(crate) fn check_float(module: &dyn crate::nn::Module, x: &Tensor) -> Result<
     ))
 }
 
+/// Fails with `K0004` (out of memory) (instead of aborting) when a `dims` tensor of `dtype`
+/// cannot be allocated: layers whose output size comes from their configuration (Upsample,
+/// ConvTranspose) check it before computing.
+pub(crate) fn check_alloc(dims: &[usize], dtype: DType) -> Result<()> {
+    let n = crate::error::alloc::numel(dims, dtype.size_in_bytes())?;
+    drop(crate::error::alloc::try_vec::<u8>(
+        n * dtype.size_in_bytes(),
+    )?);
+    Ok(())
+}
+
 /// `as_any` for a concrete module type.
 macro_rules! impl_as_any {
     () => {

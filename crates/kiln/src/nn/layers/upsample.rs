@@ -276,6 +276,9 @@ impl Module for Upsample {
         }
         let spatial = &x.dims()[2..];
         let (out, sf) = self.out_sizes(&me, spatial)?;
+        let mut full = x.dims()[..2].to_vec();
+        full.extend(&out);
+        super::check_alloc(&full, x.dtype())?;
         let dev = x.device();
         let idx = |v: Vec<u32>| {
             let n = v.len();
