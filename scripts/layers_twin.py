@@ -1,6 +1,8 @@
 """The PyTorch twin of tests/layers_roundtrip.rs (a model mixing the issue-14 layers): loads
 kiln's net.pt with torch.load(weights_only=True) and load_state_dict(strict=True), checks
-the key order, and compares the eval-mode output on kiln's input within 1e-5.
+the key order, and compares the eval-mode output on kiln's input within 1e-5. Then the other way: a seeded PyTorch
+MixedNet (one training-mode forward, so the InstanceNorm statistics move) is saved as
+torch_net.pt + torch_io.safetensors for `cargo test --test layers_roundtrip -- --ignored`.
 
 usage: python scripts/layers_twin.py DIR   (DIR = target/tmp/layers_roundtrip, written by
 `cargo test --release --test layers_roundtrip`)
@@ -10,7 +12,7 @@ from collections import OrderedDict
 
 import torch
 import torch.nn as nn
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 
 class MixedNet(nn.Module):
@@ -56,7 +58,17 @@ def main():
     err = (y - io["y"]).abs().max().item()
     print(f"MixedNet: {len(sd)} keys equal and loaded strictly, max |torch - kiln| = {err:.3e}")
     assert err <= 1e-5, err
-    print("layers twin: ok")
+    torch.manual_seed(0)
+    twin = MixedNet()
+    twin.train()
+    twin(torch.randn(2, 2, 8, 8) * 2 + 0.5)
+    twin.eval()
+    x = torch.randn(2, 2, 8, 8)
+    with torch.no_grad():
+        y = twin(x)
+    torch.save(twin.state_dict(), f"{out}/torch_net.pt")
+    save_file({"x": x, "y": y}, f"{out}/torch_io.safetensors")
+    print("layers twin: ok (torch_net.pt written for kiln)")
 
 
 if __name__ == "__main__":
