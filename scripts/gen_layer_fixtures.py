@@ -259,6 +259,11 @@ def conv_pool_layers():
     for i, (name, m, shape, cfg) in enumerate(cases):
         torch.manual_seed(800 + i)
         layer_case(name, m, torch.randn(*shape) * 2, **cfg)
+    torch.manual_seed(860)
+    layer_case("maxpool2d_ceil_mode", nn.MaxPool2d(3, stride=2, ceil_mode=True),
+               torch.randn(2, 3, 8, 7), kind="maxpool2d", k=3, stride=2, padding=0)
+    layer_case("maxpool2d_ceil_mode_padding_rule", nn.MaxPool2d(2, 2, padding=1, ceil_mode=True),
+               torch.randn(1, 2, 5, 5), kind="maxpool2d", k=2, stride=2, padding=1)
     # Ties (the zeros after a ReLU, repeated values): PyTorch's gradient goes to the first
     # maximum of each window only.
     torch.manual_seed(850)

@@ -20,7 +20,8 @@ use kiln::nn::{
     AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool1d, Conv1d, Conv2d,
     Conv2dConfig, ConvTranspose1d, ConvTranspose2d, ConvTransposeConfig, Dropout1d, Dropout2d,
     Flatten, GroupNorm, InstanceNorm2d, InstanceNormConfig, LayerNorm, Linear, MaxPool1d,
-    ModuleDict, RMSNorm, ReLU, Sequential, SiLU, Unflatten, Upsample, UpsampleMode, registry,
+    MaxPool2d, ModuleDict, RMSNorm, ReLU, Sequential, SiLU, Unflatten, Upsample, UpsampleMode,
+    registry,
 };
 use serde_json::Value;
 
@@ -84,6 +85,9 @@ fn build(case: &str) -> Box<dyn Module> {
         "maxpool1d" => Box::new(
             MaxPool1d::with(k, u(&c, "stride"), u(&c, "padding"), u(&c, "dilation")).unwrap(),
         ),
+        "maxpool2d" => {
+            Box::new(MaxPool2d::with(k, u(&c, "stride"), u(&c, "padding")).ceil_mode(true))
+        }
         "avgpool1d" => Box::new(AvgPool1d::with(k, u(&c, "stride"), u(&c, "padding")).unwrap()),
         "adaptive_avgpool1d" => Box::new(AdaptiveAvgPool1d::new(usizes(&c["out"])[0]).unwrap()),
         "adaptive_maxpool2d" => {
@@ -199,6 +203,7 @@ fn conv_transpose_1d_2d_output_padding_groups_dilation_cropping() {
 #[test]
 fn pooling_1d_and_adaptive() {
     run_prefix("maxpool1d");
+    run_prefix("maxpool2d_ceil");
     run_prefix("avgpool1d");
     run_prefix("adaptive_");
 }

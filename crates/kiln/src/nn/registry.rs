@@ -72,11 +72,10 @@ fn builtins() -> IndexMap<String, Builder> {
         "MaxPool2d".into(),
         leaf(|s| {
             let k = s.usize("kernel_size")?;
-            Ok(MaxPool2d::with(
-                k,
-                s.usize_or("stride", k)?,
-                s.usize_or("padding", 0)?,
-            ))
+            Ok(
+                MaxPool2d::with(k, s.usize_or("stride", k)?, s.usize_or("padding", 0)?)
+                    .ceil_mode(s.bool_or("ceil_mode", false)?),
+            )
         }),
     );
     t.insert(
