@@ -69,7 +69,8 @@ def layer_case(name, module, x, mode="train", **config):
     if floating:
         tensors["grad.input"] = x.grad
     tensors.update(state("after", module))
-    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+    if isinstance(module, (nn.modules.batchnorm._BatchNorm,
+                           nn.modules.instancenorm._InstanceNorm)):
         module.eval()
         tensors["eval_output"] = module(x)
     save(name, tensors, mode=mode, repr=repr(module), state_dict=state_keys(module), **config)
@@ -187,6 +188,145 @@ def activations():
         layer_case(name, cls(dim=dim), x, kind=cls.__name__, dim=dim)
 
 
+def conv_pool_layers():
+    """Issue 14 item 1: convolutions (grouped, depthwise, dilated, 'same', transposed),
+    1-D and adaptive pooling, Upsample."""
+    cases = [
+        ("conv2d_groups_dilation", nn.Conv2d(4, 6, 3, stride=2, padding=2, dilation=2, groups=2),
+         (2, 4, 7, 8), {"kind": "conv2d", "cin": 4, "cout": 6, "k": 3, "stride": 2,
+                        "padding": 2, "dilation": 2, "groups": 2, "bias": True}),
+        ("conv2d_depthwise_same", nn.Conv2d(4, 4, 3, padding="same", groups=4),
+         (2, 4, 5, 6), {"kind": "conv2d", "cin": 4, "cout": 4, "k": 3, "stride": 1,
+                        "padding": "same", "dilation": 1, "groups": 4, "bias": True}),
+        ("conv2d_same_even_kernel", nn.Conv2d(3, 4, 4, padding="same", dilation=1, bias=False),
+         (1, 3, 6, 5), {"kind": "conv2d", "cin": 3, "cout": 4, "k": 4, "stride": 1,
+                        "padding": "same", "dilation": 1, "groups": 1, "bias": False}),
+        ("conv2d_depthwise_multiplier", nn.Conv2d(3, 6, 3, stride=1, padding=1, groups=3),
+         (2, 3, 5, 5), {"kind": "conv2d", "cin": 3, "cout": 6, "k": 3, "stride": 1,
+                        "padding": 1, "dilation": 1, "groups": 3, "bias": True}),
+        ("conv1d_groups_dilation", nn.Conv1d(4, 6, 3, stride=2, padding=1, dilation=2, groups=2),
+         (2, 4, 11), {"kind": "conv1d", "cin": 4, "cout": 6, "k": 3, "stride": 2,
+                      "padding": 1, "dilation": 2, "groups": 2, "bias": True}),
+        ("conv1d_same", nn.Conv1d(3, 2, 4, padding="same", bias=False),
+         (2, 3, 9), {"kind": "conv1d", "cin": 3, "cout": 2, "k": 4, "stride": 1,
+                     "padding": "same", "dilation": 1, "groups": 1, "bias": False}),
+        ("convt1d_output_padding_groups",
+         nn.ConvTranspose1d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2),
+         (2, 4, 5), {"kind": "convt1d", "cin": 4, "cout": 6, "k": 3, "stride": 2, "padding": 1,
+                     "output_padding": 1, "dilation": 1, "groups": 2, "bias": True}),
+        ("convt2d_output_padding",
+         nn.ConvTranspose2d(4, 2, 3, stride=2, padding=1, output_padding=1),
+         (2, 4, 3, 4), {"kind": "convt2d", "cin": 4, "cout": 2, "k": 3, "stride": 2,
+                        "padding": 1, "output_padding": 1, "dilation": 1, "groups": 1,
+                        "bias": True}),
+        ("convt2d_dilation_groups_no_bias",
+         nn.ConvTranspose2d(4, 6, 3, padding=2, dilation=2, groups=2, bias=False),
+         (1, 4, 4, 5), {"kind": "convt2d", "cin": 4, "cout": 6, "k": 3, "stride": 1,
+                        "padding": 2, "output_padding": 0, "dilation": 2, "groups": 2,
+                        "bias": False}),
+        ("convt2d_padding_crops", nn.ConvTranspose2d(2, 3, 2, stride=3, padding=2),
+         (1, 2, 4, 4), {"kind": "convt2d", "cin": 2, "cout": 3, "k": 2, "stride": 3,
+                        "padding": 2, "output_padding": 0, "dilation": 1, "groups": 1,
+                        "bias": True}),
+        ("maxpool1d", nn.MaxPool1d(3, stride=2, padding=1), (2, 3, 10),
+         {"kind": "maxpool1d", "k": 3, "stride": 2, "padding": 1, "dilation": 1}),
+        ("maxpool1d_dilation", nn.MaxPool1d(2, stride=1, dilation=2), (2, 2, 7),
+         {"kind": "maxpool1d", "k": 2, "stride": 1, "padding": 0, "dilation": 2}),
+        ("avgpool1d", nn.AvgPool1d(3, stride=2, padding=1), (2, 3, 10),
+         {"kind": "avgpool1d", "k": 3, "stride": 2, "padding": 1}),
+        ("adaptive_avgpool1d", nn.AdaptiveAvgPool1d(4), (2, 3, 10),
+         {"kind": "adaptive_avgpool1d", "out": [4]}),
+        ("adaptive_maxpool2d", nn.AdaptiveMaxPool2d((2, 3)), (2, 3, 5, 7),
+         {"kind": "adaptive_maxpool2d", "out": [2, 3]}),
+        ("adaptive_avgpool2d_3x2", nn.AdaptiveAvgPool2d((3, 2)), (2, 3, 7, 5),
+         {"kind": "adaptive_avgpool2d", "out": [3, 2]}),
+        ("upsample_nearest_scale2", nn.Upsample(scale_factor=2), (1, 2, 3, 4),
+         {"kind": "upsample", "mode": "nearest", "scale_factor": 2.0}),
+        ("upsample_nearest_size", nn.Upsample(size=(5, 7)), (1, 2, 3, 4),
+         {"kind": "upsample", "mode": "nearest", "size": [5, 7]}),
+        ("upsample_nearest_1d_scale3", nn.Upsample(scale_factor=3), (2, 2, 4),
+         {"kind": "upsample", "mode": "nearest", "scale_factor": 3.0}),
+        ("upsample_bilinear_align_corners",
+         nn.Upsample(size=(5, 7), mode="bilinear", align_corners=True), (1, 2, 3, 4),
+         {"kind": "upsample", "mode": "bilinear", "size": [5, 7], "align_corners": True}),
+        ("upsample_bilinear_scale1.5",
+         nn.Upsample(scale_factor=1.5, mode="bilinear", align_corners=False), (1, 2, 4, 5),
+         {"kind": "upsample", "mode": "bilinear", "scale_factor": 1.5, "align_corners": False}),
+        ("upsample_bilinear_down_size",
+         nn.Upsample(size=(3, 2), mode="bilinear"), (2, 1, 5, 6),
+         {"kind": "upsample", "mode": "bilinear", "size": [3, 2], "align_corners": None}),
+    ]
+    for i, (name, m, shape, cfg) in enumerate(cases):
+        torch.manual_seed(800 + i)
+        layer_case(name, m, torch.randn(*shape) * 2, **cfg)
+    torch.manual_seed(860)
+    layer_case("maxpool2d_ceil_mode", nn.MaxPool2d(3, stride=2, ceil_mode=True),
+               torch.randn(2, 3, 8, 7), kind="maxpool2d", k=3, stride=2, padding=0)
+    layer_case("maxpool2d_ceil_mode_padding_rule", nn.MaxPool2d(2, 2, padding=1, ceil_mode=True),
+               torch.randn(1, 2, 5, 5), kind="maxpool2d", k=2, stride=2, padding=1)
+    # Ties (the zeros after a ReLU, repeated values): PyTorch's gradient goes to the first
+    # maximum of each window only.
+    torch.manual_seed(850)
+    x = torch.randn(2, 3, 9).clamp(min=0.0).round()
+    layer_case("maxpool1d_ties", nn.MaxPool1d(3, stride=2, padding=1), x, kind="maxpool1d",
+               k=3, stride=2, padding=1, dilation=1)
+    x = torch.randn(2, 2, 5, 6).clamp(min=0.0).round()
+    layer_case("adaptive_maxpool2d_ties", nn.AdaptiveMaxPool2d((2, 3)), x,
+               kind="adaptive_maxpool2d", out=[2, 3])
+
+
+def norm_layers():
+    """Issue 14 items 2 and 5: GroupNorm, InstanceNorm2d, RMSNorm, Unflatten, named
+    Sequential."""
+    cases = [
+        ("groupnorm", nn.GroupNorm(2, 6), (3, 6, 4, 4), "train",
+         {"kind": "groupnorm", "groups": 2, "channels": 6, "eps": 1e-5, "affine": True}),
+        ("groupnorm_no_affine_3d", nn.GroupNorm(3, 6, eps=1e-3, affine=False), (2, 6, 5), "train",
+         {"kind": "groupnorm", "groups": 3, "channels": 6, "eps": 1e-3, "affine": False}),
+        ("instancenorm2d", nn.InstanceNorm2d(3), (2, 3, 4, 5), "train",
+         {"kind": "instancenorm2d", "features": 3, "eps": 1e-5, "momentum": 0.1,
+          "affine": False, "track_running_stats": False}),
+        ("instancenorm2d_affine_track_train",
+         nn.InstanceNorm2d(3, momentum=0.2, affine=True, track_running_stats=True),
+         (2, 3, 4, 5), "train",
+         {"kind": "instancenorm2d", "features": 3, "eps": 1e-5, "momentum": 0.2,
+          "affine": True, "track_running_stats": True}),
+        ("instancenorm2d_track_eval",
+         nn.InstanceNorm2d(3, track_running_stats=True), (2, 3, 4, 5), "eval",
+         {"kind": "instancenorm2d", "features": 3, "eps": 1e-5, "momentum": 0.1,
+          "affine": False, "track_running_stats": True}),
+        ("rmsnorm", nn.RMSNorm([6]), (3, 4, 6), "train",
+         {"kind": "rmsnorm", "shape": [6], "eps": None, "affine": True}),
+        ("rmsnorm_two_dims_eps", nn.RMSNorm([4, 6], eps=1e-3), (3, 4, 6), "train",
+         {"kind": "rmsnorm", "shape": [4, 6], "eps": 1e-3, "affine": True}),
+        ("rmsnorm_no_affine", nn.RMSNorm(5, elementwise_affine=False), (7, 5), "train",
+         {"kind": "rmsnorm", "shape": [5], "eps": None, "affine": False}),
+        ("unflatten", nn.Unflatten(1, (2, 3)), (4, 6), "train",
+         {"kind": "unflatten", "dim": 1, "sizes": [2, 3]}),
+        ("unflatten_neg_dim_infer", nn.Unflatten(-1, (-1, 2)), (2, 3, 8), "train",
+         {"kind": "unflatten", "dim": -1, "sizes": [-1, 2]}),
+    ]
+    for i, (name, m, shape, mode, cfg) in enumerate(cases):
+        torch.manual_seed(900 + i)
+        randomize(m)
+        layer_case(name, m, torch.randn(*shape) * 2 + 0.3, mode=mode, **cfg)
+
+    from collections import OrderedDict
+    torch.manual_seed(950)
+    seq = nn.Sequential(OrderedDict([("conv", nn.Conv2d(2, 4, 3, padding=1)),
+                                     ("norm", nn.GroupNorm(2, 4)), ("act", nn.SiLU()),
+                                     ("pool", nn.AdaptiveAvgPool2d((2, 2))),
+                                     ("flat", nn.Flatten()), ("fc", nn.Linear(16, 3))]))
+    randomize(seq.norm)
+    layer_case("sequential_named", seq, torch.randn(2, 2, 5, 5), kind="sequential_named")
+    torch.manual_seed(951)
+    md = nn.ModuleDict(OrderedDict([("proj", nn.Linear(4, 3)), ("act", nn.ReLU()),
+                                    ("norm", nn.LayerNorm(3)),
+                                    ("up", nn.ConvTranspose1d(3, 2, 2))]))
+    save("module_dict", state("param", md), kind="module_dict", repr=repr(md),
+         state_dict=state_keys(md))
+
+
 def loss_case(name, fn, inp, target, extra=None, **config):
     """`fn(input, target, **extra)`; gradient of `sum(out * upstream)` w.r.t. the input."""
     inp = inp.clone().requires_grad_(True)
@@ -301,11 +441,70 @@ def losses():
         kind="kl_div", reduction="batchmean", log_target=True)
 
 
+def multi_loss_case(name, fn, inputs, target, extra, **config):
+    """`fn(*inputs, target, **extra)`; gradients of `sum(out * upstream)` w.r.t. each input
+    (saved as `grad.<name>`)."""
+    ins = {k: v.clone().requires_grad_(True) for k, v in inputs.items()}
+    args = list(ins.values()) + ([] if target is None else [target])
+    out = fn(*args, **extra)
+    r = torch.randn(out.shape, dtype=out.dtype)
+    (out * r).sum().backward()
+    tensors = {**ins, "output": out, "upstream": r}
+    if target is not None:
+        tensors["target"] = target
+    tensors.update({f"grad.{k}": v.grad for k, v in ins.items()})
+    save(name, tensors, inputs=list(ins.keys()), **config)
+
+
+def ranking_losses():
+    """Issue 14 item 6: cosine embedding, margin ranking, triplet margin."""
+    seed = 1000
+    for reduction in ["mean", "sum", "none"]:
+        seed += 1
+        torch.manual_seed(seed)
+        x1, x2 = torch.randn(5, 4), torch.randn(5, 4)
+        x2[0] = x1[0] * 0.9 + 0.05  # a near-parallel pair
+        y = torch.tensor([1, -1, 1, -1, -1])
+        multi_loss_case(f"cosine_embedding_{reduction}", F.cosine_embedding_loss,
+                        {"x1": x1, "x2": x2}, y, {"margin": 0.2, "reduction": reduction},
+                        kind="cosine_embedding_loss", reduction=reduction, margin=0.2)
+        x1, x2 = torch.randn(6), torch.randn(6)
+        y = torch.tensor([1.0, -1.0, 1.0, 1.0, -1.0, -1.0])
+        multi_loss_case(f"margin_ranking_{reduction}", F.margin_ranking_loss,
+                        {"x1": x1, "x2": x2}, y, {"margin": 0.5, "reduction": reduction},
+                        kind="margin_ranking_loss", reduction=reduction, margin=0.5)
+        a, p, n = torch.randn(5, 4), torch.randn(5, 4), torch.randn(5, 4)
+        multi_loss_case(f"triplet_{reduction}", F.triplet_margin_loss,
+                        {"anchor": a, "positive": p, "negative": n}, None,
+                        {"margin": 1.0, "reduction": reduction},
+                        kind="triplet_margin_loss", reduction=reduction, margin=1.0, p=2.0,
+                        eps=1e-6, swap=False)
+    torch.manual_seed(1010)
+    a, p, n = torch.randn(5, 4), torch.randn(5, 4), torch.randn(5, 4)
+    multi_loss_case("triplet_swap_p1_margin2", F.triplet_margin_loss,
+                    {"anchor": a, "positive": p, "negative": n}, None,
+                    {"margin": 2.0, "p": 1.0, "swap": True},
+                    kind="triplet_margin_loss", reduction="mean", margin=2.0, p=1.0,
+                    eps=1e-6, swap=True)
+    multi_loss_case("triplet_p3_eps", F.triplet_margin_loss,
+                    {"anchor": a, "positive": p, "negative": n}, None,
+                    {"margin": 0.5, "p": 3.0, "eps": 1e-3},
+                    kind="triplet_margin_loss", reduction="mean", margin=0.5, p=3.0,
+                    eps=1e-3, swap=False)
+    x1, x2 = torch.randn(4), torch.randn(4)
+    multi_loss_case("cosine_embedding_1d", F.cosine_embedding_loss, {"x1": x1, "x2": x2},
+                    torch.tensor(-1), {"margin": -0.5}, kind="cosine_embedding_loss",
+                    reduction="mean", margin=-0.5)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     layers()
     activations()
     losses()
+    conv_pool_layers()
+    norm_layers()
+    ranking_losses()
     with open(os.path.join(OUT, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1, sort_keys=True)
         f.write("\n")

@@ -16,6 +16,10 @@ KILN_PYTHON="$(scripts/setup-python.sh)"
 export KILN_PYTHON KILN_CARGO_PROFILE=release
 step "cargo test --release --workspace (all Rust tests)"
 limit 1800 cargo test --release --workspace
+step "layers: the issue-14 mixed model's .pt in its PyTorch twin (scripts/layers_twin.py)"
+limit 300 cargo test --release -q --test layers_roundtrip
+limit 300 "$KILN_PYTHON" scripts/layers_twin.py target/tmp/layers_roundtrip
+limit 300 cargo test --release -q --test layers_roundtrip -- --ignored
 step "the library has no CLI dependencies (cargo tree -p kiln -e normal)"
 if cargo tree -p kiln -e normal --prefix none | grep -E '^(clap|indicatif|plotters) '; then
     echo "the kiln library depends on a CLI crate" >&2; exit 1

@@ -5,15 +5,17 @@
 //!
 //! For each case: the loss for the manifest's configuration and the gradient of
 //! `sum(loss * upstream)` w.r.t. the input must agree element by element within
-//! `|kiln − torch| ≤ 1e-5 + 1e-5·|torch|` (f32).
+//! `|kiln − torch| ≤ 1e-5 + 1e-5·|torch|` (f32). The embedding/ranking losses (cosine
+//! embedding, margin ranking, triplet margin) compare the gradient of every input.
 
 mod common;
 
 use candle_core::{DType, Tensor, Var};
 use common::{get, load};
 use kiln::nn::loss::{
-    CrossEntropyLoss, NllLoss, Reduction, binary_cross_entropy, binary_cross_entropy_with_logits,
-    cross_entropy, huber_loss, kl_div, l1_loss, mse_loss_with, smooth_l1_loss,
+    CosineEmbeddingLoss, CrossEntropyLoss, MarginRankingLoss, NllLoss, Reduction,
+    TripletMarginLoss, binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy,
+    huber_loss, kl_div, l1_loss, mse_loss_with, smooth_l1_loss,
 };
 use serde_json::Value;
 use std::collections::HashMap;
@@ -183,4 +185,107 @@ fn loss_errors_are_coded() {
         "K0003"
     );
     assert_eq!(Reduction::parse("avg").unwrap_err().code(), "K0003");
+}
+
+/// The embedding/ranking losses through their option structs (as `nn.*Loss` modules).
+fn kiln_multi_loss(c: &Value, t: &HashMap<String, Tensor>, xs: &[Tensor]) -> Tensor {
+    let reduction = Reduction::parse(c["reduction"].as_str().unwrap()).unwrap();
+    let margin = c["margin"].as_f64().unwrap();
+    match c["kind"].as_str().unwrap() {
+        "cosine_embedding_loss" => CosineEmbeddingLoss::new(margin)
+            .reduction(reduction)
+            .forward(&xs[0], &xs[1], get(t, "target"))
+            .unwrap(),
+        "margin_ranking_loss" => MarginRankingLoss::new(margin)
+            .reduction(reduction)
+            .forward(&xs[0], &xs[1], get(t, "target"))
+            .unwrap(),
+        "triplet_margin_loss" => TripletMarginLoss {
+            margin,
+            p: c["p"].as_f64().unwrap(),
+            eps: c["eps"].as_f64().unwrap(),
+            swap: c["swap"] == true,
+            reduction,
+        }
+        .forward(&xs[0], &xs[1], &xs[2])
+        .unwrap(),
+        other => panic!("unknown loss kind {other}"),
+    }
+}
+
+fn run_multi(prefix: &str) {
+    let m = manifest();
+    let mut n = 0;
+    for (case, c) in m["cases"].as_object().unwrap() {
+        if !case.starts_with(prefix) {
+            continue;
+        }
+        n += 1;
+        let t = load(&dir().join(format!("{case}.safetensors")));
+        let names: Vec<&str> = c["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let vars: Vec<Var> = names
+            .iter()
+            .map(|k| Var::from_tensor(get(&t, k)).unwrap())
+            .collect();
+        let xs: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+        let out = kiln_multi_loss(c, &t, &xs);
+        let mut report = format!(
+            "output |Δ| {:.2e}",
+            close(case, "output", &out, get(&t, "output"))
+        );
+        let loss = (&out * get(&t, "upstream")).unwrap().sum_all().unwrap();
+        let g = loss.backward().unwrap();
+        for (k, v) in names.iter().zip(&vars) {
+            let gk = g.get(v.as_tensor()).expect("no input gradient");
+            let e = close(
+                case,
+                &format!("grad.{k}"),
+                gk,
+                get(&t, &format!("grad.{k}")),
+            );
+            report.push_str(&format!(", grad.{k} |Δ| {e:.2e}"));
+        }
+        println!("{case}: {report}");
+    }
+    assert!(n > 0, "no case starts with {prefix}");
+}
+
+#[test]
+fn cosine_embedding_loss_reductions_margin_and_1d() {
+    run_multi("cosine_embedding_");
+}
+
+#[test]
+fn margin_ranking_loss_reductions() {
+    run_multi("margin_ranking_");
+}
+
+#[test]
+fn triplet_margin_loss_reductions_swap_and_p() {
+    run_multi("triplet_");
+}
+
+#[test]
+fn ranking_loss_shape_errors_are_coded() {
+    let dev = candle_core::Device::Cpu;
+    let a = Tensor::zeros((3, 4), DType::F32, &dev).unwrap();
+    let b = Tensor::zeros((3, 5), DType::F32, &dev).unwrap();
+    let y = Tensor::ones(3, DType::F32, &dev).unwrap();
+    let e = CosineEmbeddingLoss::default()
+        .forward(&a, &b, &y)
+        .unwrap_err();
+    assert_eq!(e.code(), "K0206");
+    let e = MarginRankingLoss::default()
+        .forward(&a, &a, &y)
+        .unwrap_err();
+    assert_eq!(e.code(), "K0206");
+    let e = TripletMarginLoss::default()
+        .forward(&a, &a, &b)
+        .unwrap_err();
+    assert!(e.to_string().contains("[3, 5]"), "{e}");
 }

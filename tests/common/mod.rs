@@ -5,6 +5,7 @@ use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+pub mod layers;
 pub mod runs;
 
 /// `tests/fixtures/nn`.

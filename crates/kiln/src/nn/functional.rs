@@ -19,6 +19,8 @@ use crate::error::{Context, Error, Result, shape_str};
 use crate::nn::layers::pointwise::{Pointwise, apply};
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor, WithDType};
 
+pub use crate::nn::layers::conv_transpose::conv_transpose2d;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Max,

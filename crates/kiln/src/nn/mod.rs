@@ -19,6 +19,12 @@ pub use chain::TensorExt;
 pub use kiln_derive::Module;
 pub use layers::Conv2dConfig;
 pub use layers::{
+    AdaptiveAvgPool1d, AdaptiveMaxPool2d, AvgPool1d, Conv1d, Conv1dConfig, ConvTranspose1d,
+    ConvTranspose2d, ConvTransposeConfig, Dropout1d, Dropout2d, GroupNorm, InstanceNorm2d,
+    InstanceNormConfig, MaxPool1d, ModuleDict, RMSNorm, Unflatten, Upsample, UpsampleMode,
+    UpsampleTarget,
+};
+pub use layers::{
     AdaptiveAvgPool2d, AvgPool2d, BatchNorm, Conv2d, Dropout, Flatten, Identity, Linear, MaxPool2d,
     ModuleList, ReLU, Sequential,
 };

@@ -72,11 +72,10 @@ fn builtins() -> IndexMap<String, Builder> {
         "MaxPool2d".into(),
         leaf(|s| {
             let k = s.usize("kernel_size")?;
-            Ok(MaxPool2d::with(
-                k,
-                s.usize_or("stride", k)?,
-                s.usize_or("padding", 0)?,
-            ))
+            Ok(
+                MaxPool2d::with(k, s.usize_or("stride", k)?, s.usize_or("padding", 0)?)
+                    .ceil_mode(s.bool_or("ceil_mode", false)?),
+            )
         }),
     );
     t.insert(
@@ -150,6 +149,46 @@ fn register_layers(t: &mut IndexMap<String, Builder>) {
     t.insert("ReLU6".into(), leaf(ReLU6::from_spec));
     t.insert("Softmax".into(), leaf(Softmax::from_spec));
     t.insert("LogSoftmax".into(), leaf(LogSoftmax::from_spec));
+    register_more_layers(t);
+}
+
+/// The layers of issue 14 items 1, 2 and 5.
+fn register_more_layers(t: &mut IndexMap<String, Builder>) {
+    use super::layers::{
+        AdaptiveAvgPool1d, AdaptiveMaxPool2d, AvgPool1d, Conv1d, ConvTranspose1d, ConvTranspose2d,
+        Dropout1d, Dropout2d, GroupNorm, InstanceNorm2d, MaxPool1d, ModuleDict, RMSNorm, Unflatten,
+        Upsample,
+    };
+    t.insert("Conv1d".into(), leaf(Conv1d::from_spec));
+    t.insert("ConvTranspose1d".into(), leaf(ConvTranspose1d::from_spec));
+    t.insert("ConvTranspose2d".into(), leaf(ConvTranspose2d::from_spec));
+    t.insert("MaxPool1d".into(), leaf(MaxPool1d::from_spec));
+    t.insert("AvgPool1d".into(), leaf(AvgPool1d::from_spec));
+    t.insert(
+        "AdaptiveAvgPool1d".into(),
+        leaf(AdaptiveAvgPool1d::from_spec),
+    );
+    t.insert(
+        "AdaptiveMaxPool2d".into(),
+        leaf(AdaptiveMaxPool2d::from_spec),
+    );
+    t.insert("Upsample".into(), leaf(Upsample::from_spec));
+    t.insert("GroupNorm".into(), leaf(GroupNorm::from_spec));
+    t.insert("InstanceNorm2d".into(), leaf(InstanceNorm2d::from_spec));
+    t.insert("RMSNorm".into(), leaf(RMSNorm::from_spec));
+    t.insert("Dropout1d".into(), leaf(Dropout1d::from_spec));
+    t.insert("Dropout2d".into(), leaf(Dropout2d::from_spec));
+    t.insert("Unflatten".into(), leaf(Unflatten::from_spec));
+    t.insert(
+        "ModuleDict".into(),
+        Arc::new(|_, children| {
+            Ok(Box::new(
+                ModuleDict::from_named(children).map_err(|e| Error::BadSpec {
+                    detail: format!("ModuleDict: {e}"),
+                })?,
+            ) as Box<dyn Module>)
+        }),
+    );
 }
 
 /// Registers (or replaces) a builder for `type_name`, so `load_model` can rebuild files

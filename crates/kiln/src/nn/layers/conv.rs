@@ -1,5 +1,6 @@
-//! `Conv2d`: 2-D convolution with stride, padding, dilation, groups and bias (PyTorch's
-//! `nn.Conv2d` with square stride/padding/dilation).
+//! `Conv2d`: 2-D convolution with stride, padding (a number, or PyTorch's `padding='same'`
+//! through [`Conv2d::with_padding_same`]), dilation, groups (grouped and depthwise
+//! convolutions) and bias: PyTorch's `nn.Conv2d` with square stride/padding/dilation.
 
 use super::{check_input, impl_as_any};
 use crate::error::{Context, Error, Result, shape_str};
@@ -41,6 +42,9 @@ pub struct Conv2d {
     out_channels: usize,
     kernel: (usize, usize),
     cfg: Conv2dConfig,
+    /// PyTorch's `padding='same'`: the output has the input's size (stride 1); the padding
+    /// `dilation·(k−1)` is split with the extra row/column at the bottom/right, as in PyTorch.
+    same: bool,
     /// `training`: kept so `eval()` is recorded even in models without Dropout/BatchNorm.
     mode: super::ModeFlag,
 }
@@ -99,8 +103,48 @@ impl Conv2d {
                 bias: cfg.bias,
                 ..cfg
             },
+            same: false,
             mode: super::ModeFlag::default(),
         })
+    }
+
+    /// PyTorch's `padding='same'`: pads so that the output has the input's height and width,
+    /// `dilation·(k−1)` in total per dimension, the odd one at the bottom/right (as PyTorch).
+    /// `Conv2dConfig.padding` must be 0 and the stride 1 (PyTorch: "padding='same' is not
+    /// supported for strided convolutions").
+    ///
+    /// ```
+    /// use kiln::nn::{Conv2d, Conv2dConfig, Module};
+    /// let dw = Conv2d::new(8, 8, 3, Conv2dConfig { groups: 8, ..Default::default() })?
+    ///     .with_padding_same()?;
+    /// let x = candle_core::Tensor::zeros((1, 8, 5, 7), candle_core::DType::F32, &candle_core::Device::Cpu)?;
+    /// assert_eq!(dw.forward(&x)?.dims(), &[1, 8, 5, 7]);
+    /// assert!(dw.repr().contains("padding=same"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `K0003` for a stride other than 1 or a non-zero numeric padding.
+    pub fn with_padding_same(mut self) -> Result<Self> {
+        if self.cfg.stride != 1 || self.cfg.padding != 0 {
+            return Err(Error::invalid(
+                format!("{} padding='same'", self.describe()),
+                format!("stride={}, padding={}", self.cfg.stride, self.cfg.padding),
+                "stride=1 and padding=0 (padding='same' is not supported for strided convolutions)",
+            ));
+        }
+        self.same = true;
+        Ok(self)
+    }
+
+    /// Whether the layer pads like PyTorch's `padding='same'`.
+    pub fn is_padding_same(&self) -> bool {
+        self.same
+    }
+
+    /// Kernel height and width.
+    pub fn kernel_size(&self) -> (usize, usize) {
+        self.kernel
     }
 
     /// Replaces the weight's initial values with `kaiming_normal_(fan_out, relu)` (torchvision).
@@ -136,6 +180,14 @@ impl Conv2d {
 
     fn describe(&self) -> String {
         format!("Conv2d({})", self.extra_repr())
+    }
+
+    fn padding_value(&self) -> serde_json::Value {
+        if self.same {
+            serde_json::Value::from("same")
+        } else {
+            serde_json::Value::from(self.cfg.padding)
+        }
     }
 }
 
@@ -173,6 +225,21 @@ impl Module for Conv2d {
                 got: dims[1],
             });
         }
+        let b = self.bias.as_ref().map(Param::tensor);
+        let d = self.cfg.dilation;
+        if self.same {
+            let (th, tw) = (d * (self.kernel.0 - 1), d * (self.kernel.1 - 1));
+            if th == tw && th % 2 == 0 {
+                let g = self.cfg.groups;
+                return crate::nn::ops::conv2d(x, &w, b.as_ref(), 1, th / 2, d, g);
+            }
+            let ctx = "Conv2d padding='same'";
+            let xp = x
+                .pad_with_zeros(2, th / 2, th - th / 2)
+                .and_then(|x| x.pad_with_zeros(3, tw / 2, tw - tw / 2))
+                .ctx(ctx)?;
+            return crate::nn::ops::conv2d(&xp, &w, b.as_ref(), 1, 0, d, self.cfg.groups);
+        }
         let eff_h = self.cfg.dilation * (self.kernel.0 - 1) + 1;
         let eff_w = self.cfg.dilation * (self.kernel.1 - 1) + 1;
         if dims[2] + 2 * self.cfg.padding < eff_h || dims[3] + 2 * self.cfg.padding < eff_w {
@@ -185,7 +252,6 @@ impl Module for Conv2d {
                 shape: shape_str(dims),
             });
         }
-        let b = self.bias.as_ref().map(Param::tensor);
         crate::nn::ops::conv2d(
             x,
             &w,
@@ -211,7 +277,7 @@ impl Module for Conv2d {
             .with("out_channels", self.out_channels)
             .with("kernel_size", vec![self.kernel.0, self.kernel.1])
             .with("stride", self.cfg.stride)
-            .with("padding", self.cfg.padding)
+            .with("padding", self.padding_value())
             .with("dilation", self.cfg.dilation)
             .with("groups", self.cfg.groups)
             .with("bias", self.bias.is_some())
@@ -227,7 +293,9 @@ impl Module for Conv2d {
             self.cfg.stride,
             self.cfg.stride
         );
-        if self.cfg.padding != 0 {
+        if self.same {
+            s.push_str(", padding=same");
+        } else if self.cfg.padding != 0 {
             s.push_str(&format!(", padding=({0}, {0})", self.cfg.padding));
         }
         if self.cfg.dilation != 1 {
@@ -257,17 +325,41 @@ pub(crate) fn from_spec(spec: &ModuleSpec) -> Result<Conv2d> {
             });
         }
     };
+    let same = spec
+        .config
+        .get("padding")
+        .and_then(serde_json::Value::as_str)
+        == Some("same");
     let cfg = Conv2dConfig {
-        padding: spec.usize_or("padding", 0)?,
+        padding: if same {
+            0
+        } else {
+            spec.usize_or("padding", 0)?
+        },
         stride: spec.usize_or("stride", 1)?,
         dilation: spec.usize_or("dilation", 1)?,
         groups: spec.usize_or("groups", 1)?,
         bias: spec.bool_or("bias", true)?,
     };
     let (cin, cout) = (spec.usize("in_channels")?, spec.usize("out_channels")?);
-    if kh == kw {
-        return Conv2d::new(cin, cout, kh, cfg);
+    let conv = if kh == kw {
+        Conv2d::new(cin, cout, kh, cfg)?
+    } else {
+        non_square(cin, cout, (kh, kw), cfg)?
+    };
+    if same {
+        conv.with_padding_same()
+    } else {
+        Ok(conv)
     }
+}
+
+fn non_square(
+    cin: usize,
+    cout: usize,
+    (kh, kw): (usize, usize),
+    cfg: Conv2dConfig,
+) -> Result<Conv2d> {
     if cfg.groups == 0 || cin % cfg.groups != 0 {
         return Err(Error::BadSpec {
             detail: format!(

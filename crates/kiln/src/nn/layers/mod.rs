@@ -4,16 +4,24 @@ mod activation;
 pub(crate) mod batchnorm;
 mod batchnorm_nd;
 pub(crate) mod conv;
+pub(crate) mod conv1d;
+pub(crate) mod conv_transpose;
 mod dropout;
 mod embedding;
 mod gelu;
+mod group_norm;
+mod instance_norm;
 mod layernorm;
 mod linear;
+mod module_dict;
 mod module_list;
 pub(crate) mod pointwise;
 pub(crate) mod pool;
+mod pool1d;
+mod rms_norm;
 pub(crate) mod sequential;
 mod simple;
+mod upsample;
 
 pub use crate::nn::functional::GeluApproximate;
 pub use activation::{
@@ -23,15 +31,23 @@ pub use activation::{
 pub use batchnorm::{BatchNorm, BatchNormKind};
 pub use batchnorm_nd::{BatchNorm1d, BatchNorm2d, BatchNormConfig};
 pub use conv::{Conv2d, Conv2dConfig};
-pub use dropout::Dropout;
+pub use conv_transpose::{ConvTranspose1d, ConvTranspose2d, ConvTransposeConfig};
+pub use conv1d::{Conv1d, Conv1dConfig};
+pub use dropout::{Dropout, Dropout1d, Dropout2d};
 pub use embedding::Embedding;
 pub use gelu::Gelu;
+pub use group_norm::GroupNorm;
+pub use instance_norm::{InstanceNorm2d, InstanceNormConfig};
 pub use layernorm::{LayerNorm, LayerNormConfig};
 pub use linear::Linear;
+pub use module_dict::ModuleDict;
 pub use module_list::ModuleList;
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
+pub use pool1d::{AdaptiveAvgPool1d, AdaptiveMaxPool2d, AvgPool1d, MaxPool1d};
+pub use rms_norm::RMSNorm;
 pub use sequential::Sequential;
-pub use simple::{Flatten, Identity, ReLU};
+pub use simple::{Flatten, Identity, ReLU, Unflatten};
+pub use upsample::{Upsample, UpsampleMode, UpsampleTarget};
 
 use crate::error::{Error, Result};
 use candle_core::{DType, DeviceLocation, Tensor};
@@ -137,6 +153,17 @@ pub(crate) fn check_float(module: &dyn crate::nn::Module, x: &Tensor) -> Result<
         ),
         "a floating-point tensor (convert with x.to_dtype(DType::F32))",
     ))
+}
+
+/// Fails with `K0004` (out of memory) (instead of aborting) when a `dims` tensor of `dtype`
+/// cannot be allocated: layers whose output size comes from their configuration (Upsample,
+/// ConvTranspose) check it before computing.
+pub(crate) fn check_alloc(dims: &[usize], dtype: DType) -> Result<()> {
+    let n = crate::error::alloc::numel(dims, dtype.size_in_bytes())?;
+    drop(crate::error::alloc::try_vec::<u8>(
+        n * dtype.size_in_bytes(),
+    )?);
+    Ok(())
 }
 
 /// `as_any` for a concrete module type.

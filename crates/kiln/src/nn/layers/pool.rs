@@ -41,11 +41,24 @@ fn check_window(module: &str, h: usize, w: usize, k: usize, pad: usize) -> Resul
     Ok(())
 }
 
-/// Max pooling with a square window.
+/// Max pooling with a square window (PyTorch's `nn.MaxPool2d`, dilation 1; `ceil_mode`
+/// through [`MaxPool2d::ceil_mode`]).
 pub struct MaxPool2d {
     kernel: usize,
     stride: usize,
     padding: usize,
+    ceil_mode: bool,
+}
+
+/// PyTorch's pooling output size with `ceil_mode=True`: `⌈(in + 2p − k)/s⌉ + 1`, less one when
+/// the last window would start beyond the input and its left padding.
+pub(crate) fn ceil_out(size: usize, k: usize, s: usize, p: usize) -> usize {
+    let span = size + 2 * p - k;
+    let mut out = span.div_ceil(s) + 1;
+    if (out - 1) * s >= size + p {
+        out -= 1;
+    }
+    out
 }
 
 impl MaxPool2d {
@@ -60,7 +73,15 @@ impl MaxPool2d {
             kernel: kernel.max(1),
             stride: stride.max(1),
             padding,
+            ceil_mode: false,
         }
+    }
+
+    /// PyTorch's `ceil_mode`: with `true` the output size rounds up (the last window may run
+    /// past the input; it never starts beyond it and its left padding).
+    pub fn ceil_mode(mut self, ceil_mode: bool) -> Self {
+        self.ceil_mode = ceil_mode;
+        self
     }
 }
 
@@ -72,7 +93,25 @@ impl Module for MaxPool2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (_, _, h, w) = dims4("MaxPool2d", x)?;
         check_window("MaxPool2d", h, w, self.kernel, self.padding)?;
-        functional::max_pool2d(x, self.kernel, self.stride, self.padding)
+        let (k, s, p) = (self.kernel, self.stride, self.padding);
+        if !self.ceil_mode {
+            return functional::max_pool2d(x, k, s, p);
+        }
+        // Rows/columns of −∞ at the bottom/right turn the floor-mode size into the ceil one.
+        let mut xp = x.clone();
+        for (dim, size) in [(2, h), (3, w)] {
+            let extra = ((ceil_out(size, k, s, p) - 1) * s + k).saturating_sub(size + 2 * p);
+            if extra > 0 {
+                let mut d = xp.dims().to_vec();
+                d[dim] = extra;
+                let fill = Tensor::full(f64::NEG_INFINITY, d, x.device())
+                    .and_then(|t| t.to_dtype(x.dtype()))
+                    .and_then(|t| Tensor::cat(&[&xp, &t], dim))
+                    .ctx("MaxPool2d ceil_mode")?;
+                xp = fill;
+            }
+        }
+        functional::max_pool2d(&xp, k, s, p)
     }
 
     fn spec(&self) -> ModuleSpec {
@@ -80,12 +119,16 @@ impl Module for MaxPool2d {
             .with("kernel_size", self.kernel)
             .with("stride", self.stride)
             .with("padding", self.padding)
+            .with("ceil_mode", self.ceil_mode)
     }
 
     fn extra_repr(&self) -> String {
         format!(
-            "kernel_size={}, stride={}, padding={}, dilation=1, ceil_mode=False",
-            self.kernel, self.stride, self.padding
+            "kernel_size={}, stride={}, padding={}, dilation=1, ceil_mode={}",
+            self.kernel,
+            self.stride,
+            self.padding,
+            super::py_bool(self.ceil_mode)
         )
     }
 
@@ -158,7 +201,7 @@ impl AdaptiveAvgPool2d {
     }
 }
 
-fn adaptive_windows(size: usize, out: usize) -> Vec<(usize, usize)> {
+pub(crate) fn adaptive_windows(size: usize, out: usize) -> Vec<(usize, usize)> {
     (0..out)
         .map(|i| {
             let start = (i * size) / out;
@@ -212,6 +255,14 @@ impl Module for AdaptiveAvgPool2d {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ceil_mode_sizes_match_pytorch() {
+        assert_eq!(ceil_out(8, 3, 2, 0), 4);
+        assert_eq!(ceil_out(7, 3, 2, 0), 3);
+        assert_eq!(ceil_out(5, 2, 2, 1), 3);
+        assert_eq!(ceil_out(55, 3, 2, 0), 27);
+    }
 
     #[test]
     fn adaptive_windows_match_pytorch() {
