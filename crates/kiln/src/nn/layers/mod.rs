@@ -1,6 +1,7 @@
 //! The layers kiln ships, with PyTorch's names, defaults and state-dict keys.
 
 mod activation;
+mod attention;
 pub(crate) mod batchnorm;
 mod batchnorm_nd;
 pub(crate) mod conv;
@@ -12,14 +13,19 @@ mod linear;
 mod module_list;
 pub(crate) mod pointwise;
 pub(crate) mod pool;
+pub(crate) mod rnn;
+mod rnn_cell;
+pub(crate) mod sdpa;
 pub(crate) mod sequential;
 mod simple;
+pub(crate) mod transformer;
 
 pub use crate::nn::functional::GeluApproximate;
 pub use activation::{
     Elu, Hardsigmoid, Hardswish, LeakyReLU, LogSoftmax, Mish, ReLU6, SiLU, Sigmoid, Softmax,
     Softplus, Tanh,
 };
+pub use attention::{AttentionArgs, MultiheadAttention, MultiheadAttentionConfig, OutProj};
 pub use batchnorm::{BatchNorm, BatchNormKind};
 pub use batchnorm_nd::{BatchNorm1d, BatchNorm2d, BatchNormConfig};
 pub use conv::{Conv2d, Conv2dConfig};
@@ -30,8 +36,15 @@ pub use layernorm::{LayerNorm, LayerNormConfig};
 pub use linear::Linear;
 pub use module_list::ModuleList;
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
+pub use rnn::{GRU, LSTM, RnnConfig};
+pub use rnn_cell::{GRUCell, LSTMCell};
 pub use sequential::Sequential;
 pub use simple::{Flatten, Identity, ReLU};
+pub use transformer::{
+    DecoderArgs, EncoderArgs, TransformerActivation, TransformerDecoder, TransformerDecoderLayer,
+    TransformerEncoder, TransformerEncoderLayer, TransformerLayerConfig,
+    generate_square_subsequent_mask,
+};
 
 use crate::error::{Error, Result};
 use candle_core::{DType, DeviceLocation, Tensor};
