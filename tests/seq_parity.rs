@@ -273,3 +273,186 @@ fn lstm_cell_matches_torch() {
 fn gru_cell_matches_torch() {
     run_kind("gru_cell", calls::build_gru_cell, calls::gru_cell);
 }
+
+/// Dropout (attention weights, between LSTM layers, Transformer residuals) draws from kiln's
+/// generator in training mode only: two seeds differ in training, eval is deterministic and
+/// dropout-free.
+#[test]
+fn dropout_applies_in_training_mode_only() {
+    use kiln::nn::{
+        LSTM, MultiheadAttention, MultiheadAttentionConfig, RnnConfig, TransformerEncoderLayer,
+        TransformerLayerConfig,
+    };
+    let dev = candle_core::Device::Cpu;
+    let x = Tensor::randn(0f32, 1.0, (5, 2, 8), &dev).unwrap();
+    let mha = MultiheadAttention::with(
+        8,
+        2,
+        MultiheadAttentionConfig {
+            dropout: 0.5,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let lstm = LSTM::with(
+        8,
+        4,
+        RnnConfig {
+            num_layers: 2,
+            dropout: 0.5,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let enc = TransformerEncoderLayer::with(
+        8,
+        2,
+        TransformerLayerConfig {
+            dim_feedforward: 16,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    for m in [&mha as &dyn Module, &lstm, &enc] {
+        m.train(true);
+        kiln::rng::manual_seed(1);
+        let a = values(&m.forward(&x).unwrap());
+        kiln::rng::manual_seed(2);
+        let b = values(&m.forward(&x).unwrap());
+        assert_ne!(a, b, "{}: dropout in training", m.type_name());
+        m.eval();
+        kiln::rng::manual_seed(1);
+        let c = values(&m.forward(&x).unwrap());
+        kiln::rng::manual_seed(2);
+        let d = values(&m.forward(&x).unwrap());
+        assert_eq!(c, d, "{}: no dropout in eval", m.type_name());
+    }
+}
+
+/// Wrong shapes are `K0220` errors naming the layer (and, inside a Transformer layer, the
+/// child), never a backend error.
+#[test]
+fn wrong_shapes_name_the_layer() {
+    use kiln::nn::{
+        GRU, LSTM, LSTMCell, MultiheadAttention, TransformerEncoder, TransformerEncoderLayer,
+    };
+    let dev = candle_core::Device::Cpu;
+    let z = |d: &[usize]| Tensor::zeros(d, DType::F32, &dev).unwrap();
+    let mha = MultiheadAttention::new(8, 2).unwrap();
+    let e = mha.forward(&z(&[5, 2, 6])).unwrap_err();
+    assert_eq!(e.code(), "K0220");
+    assert!(
+        e.to_string().contains("MultiheadAttention(embed_dim=8"),
+        "{e}"
+    );
+    let kpm = z(&[3, 5]);
+    let args = kiln::nn::AttentionArgs {
+        key_padding_mask: Some(&kpm),
+        ..Default::default()
+    };
+    let x = z(&[5, 2, 8]);
+    let e = mha.forward_with(&x, &x, &x, args).unwrap_err();
+    assert!(
+        e.to_string().contains("key_padding_mask") && e.to_string().contains("[2, 5]"),
+        "{e}"
+    );
+    let causal = kiln::nn::AttentionArgs {
+        is_causal: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        mha.forward_with(&x, &x, &x, causal).unwrap_err().code(),
+        "K0003"
+    );
+    let enc =
+        TransformerEncoder::new(TransformerEncoderLayer::new(8, 2).unwrap(), 2, None).unwrap();
+    let e = enc.forward(&z(&[5, 2, 4])).unwrap_err();
+    assert_eq!(e.code(), "K0220");
+    assert!(
+        e.to_string()
+            .starts_with("layers.0.self_attn: MultiheadAttention"),
+        "{e}"
+    );
+    let lstm = LSTM::new(3, 4).unwrap();
+    let e = lstm.forward(&z(&[5, 2, 2])).unwrap_err();
+    assert_eq!(e.code(), "K0220");
+    assert!(e.to_string().contains("LSTM(3, 4)"), "{e}");
+    let h = z(&[1, 2, 4]);
+    let c = z(&[1, 3, 4]);
+    let e = lstm
+        .forward_with(&z(&[5, 2, 3]), Some((&h, &c)), None)
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("c0") && e.to_string().contains("[1, 2, 4]"),
+        "{e}"
+    );
+    let gru = GRU::new(3, 4).unwrap();
+    let e = gru
+        .forward_with(&z(&[5, 2, 3]), None, Some(&[5]))
+        .unwrap_err();
+    assert_eq!(e.code(), "K0220");
+    let cell = LSTMCell::new(3, 4, true).unwrap();
+    assert_eq!(cell.forward(&z(&[2, 5])).unwrap_err().code(), "K0220");
+}
+
+/// Every sequence layer rebuilds from its spec through the registry (whole-model files) with
+/// the same state-dict keys and shapes.
+#[test]
+fn sequence_layers_rebuild_from_their_spec() {
+    use kiln::nn::{
+        GRU, GRUCell, LSTM, LSTMCell, LayerNorm, MultiheadAttention, MultiheadAttentionConfig,
+        RnnConfig, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder,
+        TransformerEncoderLayer, registry,
+    };
+    let cfg = RnnConfig {
+        num_layers: 2,
+        bidirectional: true,
+        proj_size: 2,
+        ..Default::default()
+    };
+    let mods: Vec<Box<dyn Module>> = vec![
+        Box::new(
+            MultiheadAttention::with(
+                8,
+                2,
+                MultiheadAttentionConfig {
+                    kdim: Some(3),
+                    add_bias_kv: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap(),
+        ),
+        Box::new(
+            TransformerEncoder::new(
+                TransformerEncoderLayer::new(8, 2).unwrap(),
+                3,
+                Some(LayerNorm::new(&[8]).unwrap()),
+            )
+            .unwrap(),
+        ),
+        Box::new(
+            TransformerDecoder::new(TransformerDecoderLayer::new(8, 2).unwrap(), 2, None).unwrap(),
+        ),
+        Box::new(LSTM::with(3, 4, cfg).unwrap()),
+        Box::new(GRU::new(3, 4).unwrap()),
+        Box::new(LSTMCell::new(3, 4, false).unwrap()),
+        Box::new(GRUCell::new(3, 4, true).unwrap()),
+    ];
+    for m in mods {
+        let rebuilt = registry::build(&m.spec()).unwrap();
+        let keys = |m: &dyn Module| -> Vec<(String, Vec<usize>)> {
+            m.state_dict()
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.dims().to_vec()))
+                .collect()
+        };
+        assert_eq!(
+            keys(rebuilt.as_ref()),
+            keys(m.as_ref()),
+            "{}",
+            m.type_name()
+        );
+        assert_eq!(rebuilt.repr(), m.repr());
+    }
+}
