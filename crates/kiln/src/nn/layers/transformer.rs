@@ -354,6 +354,12 @@ impl Module for TransformerEncoderLayer {
 
 /// `num_layers` copies of one [`TransformerEncoderLayer`] (same initial weights, as
 /// PyTorch's `deepcopy`) and an optional final norm. Keys `layers.0.self_attn.…`, `norm.…`.
+///
+/// Difference from PyTorch: in evaluation mode *under `torch.no_grad()`*, PyTorch runs a
+/// `batch_first`, post-norm encoder given a left-aligned `src_key_padding_mask` on nested
+/// tensors, and the padded positions come out as zeros (then the final norm's bias). kiln
+/// computes those positions like PyTorch does with gradients enabled or in training; the
+/// positions that are not padding agree either way.
 pub struct TransformerEncoder {
     layers: Vec<TransformerEncoderLayer>,
     norm: Option<LayerNorm>,
