@@ -24,16 +24,20 @@ step "the library has no CLI dependencies (cargo tree -p kiln -e normal)"
 if cargo tree -p kiln -e normal --prefix none | grep -E '^(clap|indicatif|plotters) '; then
     echo "the kiln library depends on a CLI crate" >&2; exit 1
 fi
-step "examples (custom_model + its PyTorch twin, custom_dataset, own_loop)"
+step "examples (custom_model + its PyTorch twin, custom_dataset, own_loop, char_lstm, transformer_classifier)"
 ex_out="$(mktemp -d)"
 limit 600 cargo run --release -q --example custom_model -- "$ex_out/custom_model"
 limit 300 "$KILN_PYTHON" scripts/custom_model_twin.py "$ex_out/custom_model"
 limit 300 cargo run --release -q --example custom_dataset
 limit 300 cargo run --release -q --example own_loop -- "$ex_out/own_loop"
+limit 300 cargo run --release -q --example char_lstm -- "$ex_out/char_lstm"
+limit 300 cargo run --release -q --example transformer_classifier -- "$ex_out/transformer_classifier"
 step "interop: kiln <-> PyTorch files (scripts/interop_check.py)"
 limit 600 "$KILN_PYTHON" scripts/interop_check.py
 step "interop: ResNet-18 vs torchvision, kiln train files in the PyTorch twins"
 limit 600 scripts/nn_interop.sh
+step "interop: sequence layers (.pt both ways with torch.nn's MultiheadAttention, Transformer, LSTM, GRU)"
+limit 600 scripts/seq_interop.sh
 step "interop: checkpoints (PyTorch recipe resumed by kiln, kiln checkpoints into PyTorch)"
 limit 600 scripts/checkpoint_interop.sh
 step "distributed: mpirun -np 2"

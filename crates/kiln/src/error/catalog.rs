@@ -197,6 +197,13 @@ pub static CATALOG: &[CodeInfo] = &[
         "convert the ids with ids.to_dtype(DType::I64) (PyTorch: ids.long())"
     ),
     entry!(
+        "K0220",
+        "SequenceShape",
+        "an attention or recurrent layer got an input, mask or state of the wrong shape",
+        "MultiheadAttention, the Transformer layers, LSTM and GRU check every tensor they are given against their configuration before computing: the query's last dimension must be embed_dim, key and value must agree, attn_mask must be (L, S) or (N*num_heads, L, S), key_padding_mask (N, S), initial states (num_layers*num_directions, N, hidden_size) (PyTorch: was expecting embedding dimension of 8, but got 6 / Expected hidden[0] size (1, 3, 20), got [1, 2, 20]). A swapped batch and sequence dimension (batch_first) is the usual cause.",
+        "give the tensor the shape the message names, or build the layer with batch_first=true for (batch, seq, feature) inputs"
+    ),
+    entry!(
         "K0301",
         "DeviceMismatch",
         "a module's weights and its input are on different devices",

@@ -206,6 +206,15 @@ pub enum Error {
         "{module}: Expected tensor for argument #1 'indices' to have one of the following scalar types: Long, Int; but got {dtype} instead"
     )]
     IndexDtype { module: String, dtype: String },
+    /// An attention or recurrent layer's input, mask or state whose shape does not fit.
+    #[error("{module}: {what} has shape {got}, but should be {expected}")]
+    SequenceShape {
+        module: String,
+        /// Which argument (`query`, `key_padding_mask`, `h0`, …).
+        what: String,
+        got: String,
+        expected: String,
+    },
 
     // ---------------------------------------------------------------- K03xx devices and dtypes
     /// A module's weights and its input live on different devices.
@@ -426,6 +435,7 @@ impl Error {
             NormalizedShape { .. } => "K0208",
             EmbeddingIndex { .. } => "K0209",
             IndexDtype { .. } => "K0210",
+            SequenceShape { .. } => "K0220",
             DeviceMismatch { .. } => "K0301",
             DtypeMismatch { .. } => "K0302",
             CudaUnavailable { .. } => "K0303",
@@ -516,6 +526,9 @@ impl Error {
                 "id {id} does not fit num_embeddings={num_embeddings}: raise num_embeddings to at least {} or remap the ids to 0..{}",
                 id.saturating_add(1).max(1),
                 num_embeddings.saturating_sub(1)
+            ),
+            SequenceShape { what, expected, .. } => format!(
+                "pass {what} with shape {expected}; the layer's batch_first decides whether inputs are (batch, seq, feature) or (seq, batch, feature)"
             ),
             NoSuchDevice { count, .. } => format!(
                 "use one of cuda:0..cuda:{} or cpu; when loading a file, remap its storages with map_location",

@@ -15,6 +15,8 @@
 //! average pooling the op below. Other devices fall back to candle's kernels (forward only
 //! when `kernel != stride`).
 
+pub use crate::nn::layers::sdpa::scaled_dot_product_attention;
+
 use crate::error::{Context, Error, Result, shape_str};
 use crate::nn::layers::pointwise::{Pointwise, apply};
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor, WithDType};

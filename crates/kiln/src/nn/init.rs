@@ -47,6 +47,19 @@ pub fn default_bias(out: usize, fan_in: usize) -> Result<Tensor> {
     uniform(&[out], -bound, bound)
 }
 
+/// `xavier_uniform_(w)`: `uniform(±√(6 / (fan_in + fan_out)))` (gain 1).
+pub fn xavier_uniform(dims: &[usize]) -> Result<Tensor> {
+    let (fan_in, fan_out) = fans(dims);
+    let bound = (6.0 / (fan_in + fan_out) as f64).sqrt();
+    uniform(dims, -bound, bound)
+}
+
+/// `xavier_normal_(w)`: `normal(0, √(2 / (fan_in + fan_out)))` (gain 1).
+pub fn xavier_normal(dims: &[usize]) -> Result<Tensor> {
+    let (fan_in, fan_out) = fans(dims);
+    normal(dims, (2.0 / (fan_in + fan_out) as f64).sqrt())
+}
+
 /// `kaiming_normal_(w, mode="fan_out", nonlinearity="relu")`, as torchvision's ResNet uses.
 pub fn kaiming_normal_fan_out(dims: &[usize]) -> Result<Tensor> {
     let (_, fan_out) = fans(dims);

@@ -28,11 +28,17 @@ pub use layers::{
     AdaptiveAvgPool2d, AvgPool2d, BatchNorm, Conv2d, Dropout, Flatten, Identity, Linear, MaxPool2d,
     ModuleList, ReLU, Sequential,
 };
+pub use layers::{AttentionArgs, MultiheadAttention, MultiheadAttentionConfig};
 pub use layers::{
     BatchNorm1d, BatchNorm2d, BatchNormConfig, Elu, Embedding, Gelu, GeluApproximate, Hardsigmoid,
     Hardswish, LayerNorm, LayerNormConfig, LeakyReLU, LogSoftmax, Mish, ReLU6, SiLU, Sigmoid,
     Softmax, Softplus, Tanh,
 };
+pub use layers::{
+    DecoderArgs, EncoderArgs, TransformerActivation, TransformerDecoder, TransformerDecoderLayer,
+    TransformerEncoder, TransformerEncoderLayer, TransformerLayerConfig,
+};
+pub use layers::{GRU, GRUCell, LSTM, LSTMCell, RnnConfig};
 pub use module::Module;
 pub use param::{Buffer, Param, ParamId};
 pub use spec::{ModuleSpec, NamedSpec};

@@ -526,6 +526,17 @@ impl Error {
                 expected,
                 shape,
             },
+            Error::SequenceShape {
+                module,
+                what,
+                got,
+                expected,
+            } => Error::SequenceShape {
+                module: prefix(name, module),
+                what,
+                got,
+                expected,
+            },
             Error::BatchNormSingleValue { module, shape } => Error::BatchNormSingleValue {
                 module: prefix(name, module),
                 shape,

@@ -150,6 +150,7 @@ fn register_layers(t: &mut IndexMap<String, Builder>) {
     t.insert("Softmax".into(), leaf(Softmax::from_spec));
     t.insert("LogSoftmax".into(), leaf(LogSoftmax::from_spec));
     register_more_layers(t);
+    register_sequence_layers(t);
 }
 
 /// The layers of issue 14 items 1, 2 and 5.
@@ -189,6 +190,34 @@ fn register_more_layers(t: &mut IndexMap<String, Builder>) {
             ) as Box<dyn Module>)
         }),
     );
+}
+
+/// The sequence layers of issue 14 (attention, Transformer layers, recurrent layers).
+fn register_sequence_layers(t: &mut IndexMap<String, Builder>) {
+    use super::layers::{MultiheadAttention, TransformerDecoderLayer, TransformerEncoderLayer};
+    t.insert(
+        "MultiheadAttention".into(),
+        leaf(MultiheadAttention::from_spec),
+    );
+    t.insert(
+        "TransformerEncoderLayer".into(),
+        leaf(TransformerEncoderLayer::from_spec),
+    );
+    t.insert(
+        "TransformerDecoderLayer".into(),
+        leaf(TransformerDecoderLayer::from_spec),
+    );
+    use super::layers::{GRU, GRUCell, LSTM, LSTMCell};
+    t.insert("LSTM".into(), leaf(LSTM::from_spec));
+    t.insert("GRU".into(), leaf(GRU::from_spec));
+    t.insert("LSTMCell".into(), leaf(LSTMCell::from_spec));
+    t.insert("GRUCell".into(), leaf(GRUCell::from_spec));
+    for stack in ["TransformerEncoder", "TransformerDecoder"] {
+        t.insert(
+            stack.into(),
+            Arc::new(super::layers::transformer::stack_from_spec),
+        );
+    }
 }
 
 /// Registers (or replaces) a builder for `type_name`, so `load_model` can rebuild files

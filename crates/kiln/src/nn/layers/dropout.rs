@@ -200,7 +200,7 @@ impl Module for Dropout {
     }
 
     fn extra_repr(&self) -> String {
-        format!("p={}, inplace=False", self.p)
+        format!("p={}, inplace=False", super::py_float(self.p))
     }
 
     impl_as_any!();

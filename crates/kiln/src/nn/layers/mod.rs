@@ -1,6 +1,7 @@
 //! The layers kiln ships, with PyTorch's names, defaults and state-dict keys.
 
 mod activation;
+mod attention;
 pub(crate) mod batchnorm;
 mod batchnorm_nd;
 pub(crate) mod conv;
@@ -19,8 +20,12 @@ pub(crate) mod pointwise;
 pub(crate) mod pool;
 mod pool1d;
 mod rms_norm;
+pub(crate) mod rnn;
+mod rnn_cell;
+pub(crate) mod sdpa;
 pub(crate) mod sequential;
 mod simple;
+pub(crate) mod transformer;
 mod upsample;
 
 pub use crate::nn::functional::GeluApproximate;
@@ -28,6 +33,7 @@ pub use activation::{
     Elu, Hardsigmoid, Hardswish, LeakyReLU, LogSoftmax, Mish, ReLU6, SiLU, Sigmoid, Softmax,
     Softplus, Tanh,
 };
+pub use attention::{AttentionArgs, MultiheadAttention, MultiheadAttentionConfig, OutProj};
 pub use batchnorm::{BatchNorm, BatchNormKind};
 pub use batchnorm_nd::{BatchNorm1d, BatchNorm2d, BatchNormConfig};
 pub use conv::{Conv2d, Conv2dConfig};
@@ -48,6 +54,13 @@ pub use rms_norm::RMSNorm;
 pub use sequential::Sequential;
 pub use simple::{Flatten, Identity, ReLU, Unflatten};
 pub use upsample::{Upsample, UpsampleMode, UpsampleTarget};
+pub use rnn::{GRU, LSTM, RnnConfig};
+pub use rnn_cell::{GRUCell, LSTMCell};
+pub use transformer::{
+    DecoderArgs, EncoderArgs, TransformerActivation, TransformerDecoder, TransformerDecoderLayer,
+    TransformerEncoder, TransformerEncoderLayer, TransformerLayerConfig,
+    generate_square_subsequent_mask,
+};
 
 use crate::error::{Error, Result};
 use candle_core::{DType, DeviceLocation, Tensor};

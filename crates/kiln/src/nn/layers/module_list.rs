@@ -19,6 +19,34 @@ fn index(name: &str, len: usize) -> Option<usize> {
     name.parse::<usize>().ok().filter(|&i| i < len)
 }
 
+/// PyTorch's `ModuleList.__repr__`: runs of identical children print once, as
+/// `(0-2): 3 x Block(...)`.
+fn list_repr(children: &[(String, &dyn Module)]) -> String {
+    let mut groups: Vec<(usize, usize, String)> = Vec::new();
+    for (i, (_, c)) in children.iter().enumerate() {
+        let r = c.repr();
+        match groups.last_mut() {
+            Some(g) if g.2 == r => g.1 = i,
+            _ => groups.push((i, i, r)),
+        }
+    }
+    if groups.is_empty() {
+        return "ModuleList()".into();
+    }
+    let lines: Vec<String> = groups
+        .iter()
+        .map(|(a, b, r)| {
+            let line = if a == b {
+                format!("({a}): {r}")
+            } else {
+                format!("({a}-{b}): {} x {r}", b - a + 1)
+            };
+            line.replace('\n', "\n  ")
+        })
+        .collect();
+    format!("ModuleList(\n  {}\n)", lines.join("\n  "))
+}
+
 fn list_spec<'a>(items: impl Iterator<Item = &'a dyn Module>) -> ModuleSpec {
     let mut s = ModuleSpec::new("ModuleList");
     for (i, m) in items.enumerate() {
@@ -62,6 +90,10 @@ impl<M: Module> Module for Vec<M> {
 
     fn spec(&self) -> ModuleSpec {
         list_spec(self.iter().map(|m| m as &dyn Module))
+    }
+
+    fn repr(&self) -> String {
+        list_repr(&self.children())
     }
 
     fn from_boxed(b: Box<dyn Module>) -> std::result::Result<Self, Box<dyn Module>> {
