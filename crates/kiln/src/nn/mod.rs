@@ -25,6 +25,7 @@ pub use layers::{
     Hardswish, LayerNorm, LayerNormConfig, LeakyReLU, LogSoftmax, Mish, ReLU6, SiLU, Sigmoid,
     Softmax, Softplus, Tanh,
 };
+pub use layers::{LayerNorm2d, StochasticDepth, StochasticDepthMode, stochastic_depth};
 pub use module::Module;
 pub use param::{Buffer, Param, ParamId};
 pub use spec::{ModuleSpec, NamedSpec};

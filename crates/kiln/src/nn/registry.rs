@@ -72,10 +72,11 @@ fn builtins() -> IndexMap<String, Builder> {
         "MaxPool2d".into(),
         leaf(|s| {
             let k = s.usize("kernel_size")?;
-            Ok(MaxPool2d::with(
+            Ok(MaxPool2d::with_ceil_mode(
                 k,
                 s.usize_or("stride", k)?,
                 s.usize_or("padding", 0)?,
+                s.bool_or("ceil_mode", false)?,
             ))
         }),
     );

@@ -8,12 +8,14 @@ mod dropout;
 mod embedding;
 mod gelu;
 mod layernorm;
+mod layernorm2d;
 mod linear;
 mod module_list;
 pub(crate) mod pointwise;
 pub(crate) mod pool;
 pub(crate) mod sequential;
 mod simple;
+mod stochastic_depth;
 
 pub use crate::nn::functional::GeluApproximate;
 pub use activation::{
@@ -27,11 +29,13 @@ pub use dropout::Dropout;
 pub use embedding::Embedding;
 pub use gelu::Gelu;
 pub use layernorm::{LayerNorm, LayerNormConfig};
+pub use layernorm2d::LayerNorm2d;
 pub use linear::Linear;
 pub use module_list::ModuleList;
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
 pub use sequential::Sequential;
 pub use simple::{Flatten, Identity, ReLU};
+pub use stochastic_depth::{StochasticDepth, StochasticDepthMode, stochastic_depth};
 
 use crate::error::{Error, Result};
 use candle_core::{DType, DeviceLocation, Tensor};

@@ -46,6 +46,42 @@ pub struct MaxPool2d {
     kernel: usize,
     stride: usize,
     padding: usize,
+    ceil_mode: bool,
+}
+
+/// Rows (or columns) of `-inf` to add after the input so that floor-mode pooling gives
+/// PyTorch's `ceil_mode=True` output size (`⌈(H + 2p − k) / s⌉ + 1`, less one when the last
+/// window would start in the right padding).
+fn ceil_extra(size: usize, k: usize, s: usize, p: usize) -> usize {
+    let span = size + 2 * p;
+    if span < k {
+        return 0;
+    }
+    let mut out = (span - k).div_ceil(s) + 1;
+    if (out - 1) * s >= size + p {
+        out -= 1;
+    }
+    ((out - 1) * s + k).saturating_sub(span)
+}
+
+/// Pads the bottom and the right of a 4-D tensor with `extra_h` rows / `extra_w` columns of
+/// `value`.
+fn pad_after(x: &Tensor, extra_h: usize, extra_w: usize, value: f64) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4().ctx("pad")?;
+    let mut x = x.clone();
+    if extra_w > 0 {
+        let side = Tensor::full(value, (n, c, h, extra_w), x.device())
+            .and_then(|t| t.to_dtype(x.dtype()))
+            .ctx("pad")?;
+        x = Tensor::cat(&[&x, &side], 3).ctx("pad")?;
+    }
+    if extra_h > 0 {
+        let bottom = Tensor::full(value, (n, c, extra_h, w + extra_w), x.device())
+            .and_then(|t| t.to_dtype(x.dtype()))
+            .ctx("pad")?;
+        x = Tensor::cat(&[&x, &bottom], 2).ctx("pad")?;
+    }
+    Ok(x)
 }
 
 impl MaxPool2d {
@@ -60,7 +96,22 @@ impl MaxPool2d {
             kernel: kernel.max(1),
             stride: stride.max(1),
             padding,
+            ceil_mode: false,
         }
+    }
+
+    /// `MaxPool2d(kernel_size, stride, padding, ceil_mode=ceil_mode)`: with `ceil_mode` the
+    /// output size rounds up (windows may overhang the bottom/right edge), as in SqueezeNet.
+    pub fn with_ceil_mode(kernel: usize, stride: usize, padding: usize, ceil_mode: bool) -> Self {
+        MaxPool2d {
+            ceil_mode,
+            ..Self::with(kernel, stride, padding)
+        }
+    }
+
+    /// Whether the output size rounds up.
+    pub fn ceil_mode(&self) -> bool {
+        self.ceil_mode
     }
 }
 
@@ -72,20 +123,36 @@ impl Module for MaxPool2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (_, _, h, w) = dims4("MaxPool2d", x)?;
         check_window("MaxPool2d", h, w, self.kernel, self.padding)?;
+        if self.ceil_mode {
+            let (k, s, p) = (self.kernel, self.stride, self.padding);
+            let (eh, ew) = (ceil_extra(h, k, s, p), ceil_extra(w, k, s, p));
+            if eh > 0 || ew > 0 {
+                let x = pad_after(x, eh, ew, f64::NEG_INFINITY)?;
+                return functional::max_pool2d(&x, k, s, p);
+            }
+        }
         functional::max_pool2d(x, self.kernel, self.stride, self.padding)
     }
 
     fn spec(&self) -> ModuleSpec {
-        ModuleSpec::new("MaxPool2d")
+        let spec = ModuleSpec::new("MaxPool2d")
             .with("kernel_size", self.kernel)
             .with("stride", self.stride)
-            .with("padding", self.padding)
+            .with("padding", self.padding);
+        if self.ceil_mode {
+            spec.with("ceil_mode", true)
+        } else {
+            spec
+        }
     }
 
     fn extra_repr(&self) -> String {
         format!(
-            "kernel_size={}, stride={}, padding={}, dilation=1, ceil_mode=False",
-            self.kernel, self.stride, self.padding
+            "kernel_size={}, stride={}, padding={}, dilation=1, ceil_mode={}",
+            self.kernel,
+            self.stride,
+            self.padding,
+            super::py_bool(self.ceil_mode)
         )
     }
 
@@ -212,6 +279,28 @@ impl Module for AdaptiveAvgPool2d {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// PyTorch's ceil-mode sizes (checked with `F.max_pool2d(..., ceil_mode=True)`): 111 → 55
+    /// and 31 → 15 (k=3, s=2) round exactly and need no extra row; 30 → 15 needs one.
+    #[test]
+    fn ceil_mode_pads_only_when_the_size_rounds_up() {
+        assert_eq!(ceil_extra(111, 3, 2, 0), 0);
+        assert_eq!(ceil_extra(31, 3, 2, 0), 0);
+        assert_eq!(ceil_extra(30, 3, 2, 0), 1);
+        assert_eq!(ceil_extra(6, 2, 2, 0), 0);
+        // (5 + 2 - 2) / 2 rounds up to 3 windows, but the last would start in the padding.
+        assert_eq!(ceil_extra(5, 2, 2, 1), 0);
+        let x = Tensor::arange(0f32, 36.0, &candle_core::Device::Cpu)
+            .unwrap()
+            .reshape((1, 1, 6, 6))
+            .unwrap();
+        let x = x.narrow(2, 0, 5).unwrap().narrow(3, 0, 5).unwrap();
+        let y = MaxPool2d::with_ceil_mode(2, 2, 0, true)
+            .forward(&x)
+            .unwrap();
+        let v: Vec<Vec<f32>> = y.squeeze(0).unwrap().squeeze(0).unwrap().to_vec2().unwrap();
+        assert_eq!(v, [[7., 9., 10.], [19., 21., 22.], [25., 27., 28.]]);
+    }
 
     #[test]
     fn adaptive_windows_match_pytorch() {
