@@ -16,13 +16,18 @@ Parity fixtures, per architecture, in DIR/<arch>/:
   not stored (VGG alone is 0.5 GB a model): both sides rebuild them bit for bit, torchvision
   loads them with `load_state_dict(strict=True)`, kiln too. BatchNorm affine parameters and
   running statistics are randomised, so eval mode is not the identity.
-- eval.safetensors: a 224x224 input batch and torchvision's eval-mode logits (1000 classes).
+- eval.safetensors: a 224x224 input batch and torchvision's eval-mode logits (1000 classes),
+  in float32 (`logits`) and, from the same weights and input in float64, `logits64` (the
+  exact answer: kiln in float64 must match it far more tightly than float32 can).
 - train.safetensors: a `num_classes=10` model in training mode (Dropout and StochasticDepth
   switched to eval so both sides are deterministic; BatchNorm uses batch statistics) on a
-  small batch: input, target, output, cross-entropy loss, the input's gradient, every
-  parameter's gradient (`grad.<name>`; tensors above SAMPLE elements are stored as every k-th
-  element of the flattened gradient, k = ceil(n / SAMPLE)) and the BatchNorm running
-  statistics after the step (`after.<key>`).
+  small batch, computed in float64 (the weights above, cast): a float32 training step of
+  these randomly weighted nets is ill-conditioned (torch's own float32 gradients of
+  densenet121 differ from its float64 ones by up to 20 %), float64 makes the comparison
+  sharp. Input, target, output, cross-entropy loss, the input's gradient, every parameter's
+  gradient (`grad.<name>`; tensors above SAMPLE elements are stored as every k-th element of
+  the flattened gradient, k = ceil(n / SAMPLE)) and the BatchNorm running statistics after
+  the step (`after.<key>`).
 """
 import hashlib
 import json
@@ -45,6 +50,7 @@ ARCHS = [
     "efficientnet_b2", "efficientnet_b3", "convnext_tiny", "convnext_small", "vit_b_16",
 ]
 SAMPLE = 4096
+SMOOTH = ("mobilenet", "efficientnet", "convnext", "vit")
 M64 = (1 << 64) - 1
 
 
@@ -63,8 +69,12 @@ def fill(index, shape, lo, hi):
     return torch.from_numpy(v.reshape(shape))
 
 
-def value_range(module, name, shape):
-    """[lo, hi) of a state-dict entry, by the kind of module holding it."""
+def value_range(module, name, shape, gain=6.0):
+    """[lo, hi) of a state-dict entry, by the kind of module holding it. Convolution and
+    Linear weights are uniform with variance gain/3/fan_in: He's 2/fan_in (gain 6) for the
+    ReLU nets, LeCun's 1/fan_in (gain 3) for the nets with smooth activations (SMOOTH), where
+    He's scale makes MobileNetV3's logits grow to ~3e3 and its float32 forward ill-conditioned
+    (torch's own float32 logits 8e-5 off its float64 ones, against 5e-7 with gain 3)."""
     norm = isinstance(module, (torch.nn.BatchNorm2d, torch.nn.LayerNorm))
     if norm and name in ("weight", "running_var"):
         return 0.5, 1.5
@@ -76,7 +86,7 @@ def value_range(module, name, shape):
         return -0.5, 0.5
     if len(shape) >= 2:
         fan_in = int(np.prod(shape[1:]))
-        b = math.sqrt(6.0 / fan_in)
+        b = math.sqrt(gain / fan_in)
         return -b, b
     return -0.1, 0.1
 
@@ -97,8 +107,9 @@ def owners(model):
     return out
 
 
-def set_weights(model):
+def set_weights(model, arch):
     """Fills the state dict from `fill`; returns the weights.json entries."""
+    gain = 3.0 if arch.startswith(SMOOTH) else 6.0
     own = owners(model)
     sd = model.state_dict()
     entries, new = [], {}
@@ -109,7 +120,7 @@ def set_weights(model):
             entries.append({"key": k, "shape": shape, "dtype": "int64"})
             continue
         m, n = own[k]
-        lo, hi = value_range(m, n, shape)
+        lo, hi = value_range(m, n, shape, gain)
         new[k] = fill(i, shape, lo, hi)
         entries.append({"key": k, "shape": shape, "dtype": "float32", "lo": lo, "hi": hi})
     model.load_state_dict(new, strict=True)
@@ -152,7 +163,7 @@ def parity(arch, out):
     d = os.path.join(out, arch)
     os.makedirs(d, exist_ok=True)
     m = build(arch)
-    w = set_weights(m)
+    w = set_weights(m, arch)
     with open(os.path.join(d, "weights.json"), "w") as f:
         json.dump({"num_classes": 1000, "entries": w}, f)
     m.eval()
@@ -161,15 +172,18 @@ def parity(arch, out):
     x = torch.randn(batch, 3, 224, 224, generator=g)
     with torch.no_grad():
         logits = m(x)
-    save_file({"input": x, "logits": logits.contiguous()}, os.path.join(d, "eval.safetensors"))
+        logits64 = m.double()(x.double())
+    save_file({"input": x, "logits": logits.contiguous(), "logits64": logits64.contiguous()},
+              os.path.join(d, "eval.safetensors"))
 
     m = build(arch, num_classes=10)
-    w = set_weights(m)
+    w = set_weights(m, arch)
     with open(os.path.join(d, "train_weights.json"), "w") as f:
         json.dump({"num_classes": 10, "entries": w}, f)
     deterministic_train(m)
+    m.double()
     n, size = train_input(arch)
-    x = torch.randn(n, 3, size, size, generator=g).requires_grad_(True)
+    x = torch.randn(n, 3, size, size, generator=g).double().requires_grad_(True)
     y = torch.tensor([3, 7, 0, 9][:n])
     o = m(x)
     loss = F.cross_entropy(o, y)

@@ -140,3 +140,59 @@ fn architectures_list_the_zoo() {
     assert_eq!(kiln::models::default_head("vgg16"), "classifier.6");
     assert_eq!(kiln::models::default_head("lenet"), "fc");
 }
+
+/// Fine-tuning a zoo model from a 1000-class file: `prepare` with the model's default head
+/// (a Conv2d for SqueezeNet, `classifier.3` for MobileNetV3, `classifier.1` otherwise) loads
+/// everything but the head, whose shape differs, and the new head has the run's classes;
+/// freezing `features` leaves the classifier trainable.
+#[test]
+fn finetune_replaces_each_kind_of_head_by_name() {
+    use kiln::finetune::{FinetuneConfig, prepare};
+    let dir = tempfile::tempdir().unwrap();
+    for arch in ["squeezenet1_1", "mobilenet_v3_small", "efficientnet_b0"] {
+        let path = dir.path().join(format!("{arch}.safetensors"));
+        let pretrained = build(arch, 1000, 3).unwrap();
+        kiln::io::save_state_dict(&pretrained.state_dict(), &path).unwrap();
+        let m = build(arch, 5, 3).unwrap();
+        let head = kiln::models::default_head(arch);
+        let cfg = FinetuneConfig {
+            from: Some(path),
+            head: head.to_string(),
+            freeze: vec!["features".to_string()],
+            ..Default::default()
+        };
+        let p = prepare(m.as_ref(), &cfg, 0.01).unwrap();
+        let r = p.report.unwrap();
+        let total = pretrained.state_dict().len();
+        assert_eq!(
+            r.report.loaded.len(),
+            total - 2,
+            "{arch}: all but the head loaded"
+        );
+        let left_out: Vec<&String> = r
+            .skipped
+            .iter()
+            .chain(r.report.mismatched.iter().map(|x| &x.key))
+            .collect();
+        assert!(
+            left_out.iter().all(|k| k.starts_with(&format!("{head}."))) && left_out.len() == 2,
+            "{arch}: left out {left_out:?}"
+        );
+        let sd = m.state_dict();
+        assert_eq!(
+            sd.get(&format!("{head}.weight")).unwrap().dims()[0],
+            5,
+            "{arch}"
+        );
+        let trainable: Vec<String> = m
+            .trainable_parameters()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert!(
+            trainable.iter().all(|n| n.starts_with("classifier.")),
+            "{arch}: {trainable:?}"
+        );
+        assert!(trainable.contains(&format!("{head}.weight")), "{arch}");
+    }
+}

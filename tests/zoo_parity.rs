@@ -4,30 +4,93 @@
 //!
 //! For each architecture:
 //! - eval: torchvision's state dict (its keys in its order, values rebuilt bit for bit from
-//!   the generator recorded in `weights.json`) loads with `strict = true`; the logits on a
-//!   224×224 batch equal torchvision's within `EVAL_TOL` of the logits' scale
-//!   (`max |kiln − torch| / max |torch|`);
+//!   the generator recorded in `weights.json`) loads with `strict = true`; the float32 logits
+//!   on a 224×224 batch equal torchvision's within `EVAL_TOL` of the logits' scale
+//!   (`max |kiln − torch| / max |torch|`), and the same model in float64 matches torchvision's
+//!   float64 logits within `EXACT_TOL` (a structural check no rounding can blur);
 //! - train: a `num_classes = 10` model in training mode (BatchNorm on batch statistics;
-//!   Dropout and StochasticDepth in eval mode on both sides so the step is deterministic):
-//!   output, cross-entropy, the input's gradient, every parameter's gradient (sampled every
-//!   k-th element above 4096 elements, as the fixture) and the BatchNorm running statistics
-//!   after the step, each within `TRAIN_TOL` of its own scale.
+//!   Dropout and StochasticDepth in eval mode on both sides so the step is deterministic), in
+//!   float64 on both sides (see scripts/gen_zoo_fixtures.py: the float32 step of these nets is
+//!   ill-conditioned): output, cross-entropy, the input's gradient, every parameter's gradient
+//!   (sampled every k-th element above 4096 elements, as the fixture) and the BatchNorm
+//!   running statistics after the step, each within `TRAIN_TOL` of its own scale.
 
 mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
-use common::{Errors, get, load};
-use kiln::Module;
+use common::{get, load};
 use kiln::nn::loss::cross_entropy;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Eval-mode logits, relative to their scale (the bound).
+/// Eval-mode float32 logits, relative to their scale (the bound).
 const EVAL_TOL: f64 = 1e-4;
+/// Eval-mode float64 logits against torchvision's float64 logits.
+const EXACT_TOL: f64 = 1e-9;
 /// Training-step tensors (outputs, loss, gradients, running statistics), each relative to its
-/// own scale.
-const TRAIN_TOL: f64 = 1e-3;
+/// own scale; a gradient's scale is at least `GRAD_FLOOR` times the largest gradient scale of
+/// the model. (The bias of a BatchNorm whose output feeds straight into another convolution +
+/// training-mode BatchNorm has a true gradient of exactly zero, the next BatchNorm removes
+/// any per-channel shift: torch's value is rounding noise, ~1e-7, which no implementation
+/// reproduces; against the floor it is still checked to 1e-11 of the model's gradients.)
+const TRAIN_TOL: f64 = 1e-8;
+/// See [`TRAIN_TOL`].
+const GRAD_FLOOR: f64 = 1e-3;
+
+fn values(t: &Tensor) -> Vec<f64> {
+    t.to_dtype(DType::F64)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1())
+        .unwrap()
+}
+
+fn scale(t: &Tensor) -> f64 {
+    values(t).iter().fold(0f64, |m, v| m.max(v.abs()))
+}
+
+/// Named errors `max |kiln − torch| / max(max |torch|, floor)`.
+#[derive(Default)]
+struct Errors(Vec<(String, f64)>);
+
+impl Errors {
+    fn check(&mut self, what: impl Into<String>, kiln: &Tensor, torch: &Tensor, floor: f64) {
+        let what = what.into();
+        assert_eq!(kiln.dims(), torch.dims(), "{what}: shapes differ");
+        let (a, b) = (values(kiln), values(torch));
+        let s = scale(torch).max(floor).max(1e-30);
+        let diff = a
+            .iter()
+            .zip(&b)
+            .fold(0f64, |m, (x, y)| m.max((x - y).abs()));
+        let e = if a.iter().any(|v| !v.is_finite()) {
+            f64::INFINITY
+        } else {
+            diff / s
+        };
+        self.0.push((what, e));
+    }
+
+    /// Prints the worst five and the maximum; panics above `tol`.
+    fn assert_below(&mut self, case: &str, tol: f64) -> f64 {
+        self.0.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let max = self.0.first().map_or(0.0, |e| e.1);
+        println!(
+            "{case}: max relative error {max:.3e} over {} tensors",
+            self.0.len()
+        );
+        for (w, e) in self.0.iter().take(5) {
+            println!("  {w}: {e:.3e}");
+        }
+        let bad: Vec<&(String, f64)> = self
+            .0
+            .iter()
+            .filter(|(_, e)| e.is_nan() || *e > tol)
+            .collect();
+        assert!(bad.is_empty(), "{case}: above {tol:e}: {bad:?}");
+        max
+    }
+}
 /// Gradients above this many elements are compared on a strided sample.
 const SAMPLE: usize = 4096;
 
@@ -110,15 +173,36 @@ fn parity(arch: &str) {
     let t1 = Instant::now();
     let logits = m.forward(get(&io, "input")).unwrap();
     let eval_s = t1.elapsed().as_secs_f64();
+    let mut errs32 = Errors::default();
+    errs32.check("eval logits", &logits, get(&io, "logits"), 0.0);
+    let mut truth = Errors::default();
+    truth.check(
+        "torch float32 vs float64",
+        get(&io, "logits"),
+        get(&io, "logits64"),
+        0.0,
+    );
+    truth.check(
+        "kiln float32 vs torch float64",
+        &logits,
+        get(&io, "logits64"),
+        0.0,
+    );
+    m.to_dtype(DType::F64).unwrap();
+    let x64 = get(&io, "input").to_dtype(DType::F64).unwrap();
+    let logits = m.forward(&x64).unwrap();
     let mut errs = Errors::default();
-    errs.check("eval logits", &logits, get(&io, "logits"));
-    errs.assert_below(&format!("{arch} eval"), EVAL_TOL);
+    errs.check("eval logits (float64)", &logits, get(&io, "logits64"), 0.0);
+    truth.assert_below(&format!("{arch} eval, for information"), f64::INFINITY);
+    errs.assert_below(&format!("{arch} eval (float64)"), EXACT_TOL);
+    errs32.assert_below(&format!("{arch} eval (float32)"), EVAL_TOL);
     drop(m);
 
     // one training step
     let (sd, classes) = state_dict(d.join("train_weights.json"));
     let m = kiln::models::torchvision::build(arch, classes, 3).unwrap();
     m.load_state_dict(&sd, true).unwrap();
+    m.to_dtype(DType::F64).unwrap();
     m.train(true);
     for (_, sub) in m.named_modules() {
         if matches!(sub.type_name(), "Dropout" | "StochasticDepth") {
@@ -133,26 +217,28 @@ fn parity(arch: &str) {
     let store = loss.backward().unwrap();
     let train_s = t2.elapsed().as_secs_f64();
     let mut errs = Errors::default();
-    errs.check("output", &out, get(&t, "output"));
-    errs.check("loss", &loss, get(&t, "loss"));
-    errs.check(
-        "grad.input",
-        store.get(x.as_tensor()).expect("input gradient"),
-        get(&t, "grad.input"),
-    );
+    errs.check("output", &out, get(&t, "output"), 0.0);
+    errs.check("loss", &loss, get(&t, "loss"), 0.0);
+    let mut grads = vec![(
+        "grad.input".to_string(),
+        store.get(x.as_tensor()).expect("input gradient").clone(),
+    )];
     for (name, p) in m.named_parameters() {
         let g = p
             .grad(&store)
             .unwrap_or_else(|| panic!("{arch}: no gradient for {name}"));
-        errs.check(
-            format!("grad.{name}"),
-            &sampled(&g),
-            get(&t, &format!("grad.{name}")),
-        );
+        grads.push((format!("grad.{name}"), sampled(&g)));
+    }
+    let largest = grads
+        .iter()
+        .map(|(k, _)| scale(get(&t, k)))
+        .fold(0f64, f64::max);
+    for (k, g) in &grads {
+        errs.check(k.clone(), g, get(&t, k), GRAD_FLOOR * largest);
     }
     for (k, v) in m.state_dict().iter() {
         if k.contains("running_") {
-            errs.check(format!("after.{k}"), v, get(&t, &format!("after.{k}")));
+            errs.check(format!("after.{k}"), v, get(&t, &format!("after.{k}")), 0.0);
         }
     }
     errs.assert_below(&format!("{arch} train"), TRAIN_TOL);
