@@ -44,11 +44,20 @@ def build(model, image_size):
         return LeNet(image_size=image_size)
     if model == "mlp":
         return MLP(in_features=image_size * image_size)
-    if model == "resnet18":
-        import torchvision
+    import torchvision
 
-        m = torchvision.models.resnet18(weights=None, num_classes=10)
-        m.conv1 = torch.nn.Conv2d(1, 64, 7, 2, 3, bias=False)
+    if hasattr(torchvision.models, model):
+        # Any torchvision architecture, with its first convolution taking the digits' one
+        # channel as kiln builds it (`kiln::models::build(model, 10, 1, size)`).
+        m = getattr(torchvision.models, model)(weights=None, num_classes=10)
+        for name, mod in m.named_modules():
+            if isinstance(mod, torch.nn.Conv2d):
+                parent, _, leaf = name.rpartition(".")
+                new = torch.nn.Conv2d(1, mod.out_channels, mod.kernel_size, mod.stride,
+                                      mod.padding, mod.dilation, mod.groups,
+                                      mod.bias is not None)
+                setattr(m.get_submodule(parent) if parent else m, leaf, new)
+                break
         return m
     raise SystemExit(f"unknown model {model}")
 

@@ -38,6 +38,8 @@ step "interop: ResNet-18 vs torchvision, kiln train files in the PyTorch twins"
 limit 600 scripts/nn_interop.sh
 step "interop: sequence layers (.pt both ways with torch.nn's MultiheadAttention, Transformer, LSTM, GRU)"
 limit 600 scripts/seq_interop.sh
+step "interop: torchvision model zoo (every architecture: eval logits, one training step)"
+limit 1500 scripts/zoo_parity.sh
 step "interop: checkpoints (PyTorch recipe resumed by kiln, kiln checkpoints into PyTorch)"
 limit 600 scripts/checkpoint_interop.sh
 step "distributed: mpirun -np 2"

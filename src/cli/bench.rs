@@ -4,7 +4,8 @@
 //! training step (forward, cross-entropy, backward, SGD step with momentum), then PyTorch's on
 //! the same architecture, batch, image size and thread count via `scripts/bench_torch.py`, and
 //! prints both; the last line is `ratio kiln/pytorch: X` (below 1 means kiln is faster).
-//! `--model resnet18` defaults to batch 16 on the digits enlarged to 32×32.
+//! `--model resnet18` (any torchvision model) defaults to batch 16 on the digits enlarged to
+//! 32×32 (64×64 for alexnet).
 
 use kiln::data::Dataset;
 use kiln::data::digits::{self, Digits};
@@ -147,7 +148,7 @@ fn bench_io(a: &IoArgs) -> Result<ExitCode> {
 #[derive(clap::Args, Debug)]
 pub struct CheckpointArgs {
     /// Architecture (its checkpoint size decides the write time).
-    #[arg(long, short = 'm', default_value = "lenet", value_parser = ["mlp", "lenet", "resnet18"])]
+    #[arg(long, short = 'm', default_value = "lenet", value_parser = clap::builder::PossibleValuesParser::new(kiln::models::ARCHITECTURES))]
     pub model: String,
     /// Checkpoints saved in each mode; medians are reported.
     #[arg(long, short = 'n', default_value_t = 20)]
@@ -189,12 +190,13 @@ fn bench_checkpoint(a: &CheckpointArgs) -> Result<ExitCode> {
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
     /// Architecture.
-    #[arg(long, short = 'm', default_value = "lenet", value_parser = ["mlp", "lenet", "resnet18"])]
+    #[arg(long, short = 'm', default_value = "lenet", value_parser = clap::builder::PossibleValuesParser::new(kiln::models::ARCHITECTURES))]
     pub model: String,
-    /// Batch size, the first B digits images [default: 64; 16 for resnet18].
+    /// Batch size, the first B digits images [default: 64; 16 for the torchvision models].
     #[arg(long, short = 'b')]
     pub batch_size: Option<usize>,
-    /// Timed steps after 10 warm-up steps; the median is reported [default: 100; 20 for resnet18].
+    /// Timed steps after 10 warm-up steps; the median is reported [default: 100; 20 for
+    /// the torchvision models].
     #[arg(long, short = 'n')]
     pub steps: Option<usize>,
     /// Compute threads for both kiln and PyTorch, set once at start-up (kiln: its kernels,
@@ -202,7 +204,7 @@ pub struct TrainArgs {
     #[arg(long, short = 't', default_value_t = 1)]
     pub threads: usize,
     /// Square image size: the 8x8 digits are enlarged by an integer factor (nearest
-    /// neighbour) [default: 8; 32 for resnet18].
+    /// neighbour) [default: 8; 32 for the torchvision models, 64 for alexnet].
     #[arg(long, short = 's')]
     pub image_size: Option<usize>,
     /// Time kiln only (for profiling); no ratio is printed.
@@ -242,13 +244,15 @@ impl TrainArgs {
     /// # Errors
     /// `K0003` for zero threads/steps or an image size that is not a positive multiple of 8.
     pub fn spec(&self) -> Result<BenchSpec> {
-        let resnet = self.model == "resnet18";
+        let zoo = !matches!(self.model.as_str(), "mlp" | "lenet");
+        // AlexNet's 11x11 stride-4 stem and three pools need at least 64x64.
+        let zoo_size = if self.model == "alexnet" { 64 } else { 32 };
         let spec = BenchSpec {
             model: self.model.clone(),
-            batch_size: self.batch_size.unwrap_or(if resnet { 16 } else { 64 }),
-            steps: self.steps.unwrap_or(if resnet { 20 } else { 100 }),
+            batch_size: self.batch_size.unwrap_or(if zoo { 16 } else { 64 }),
+            steps: self.steps.unwrap_or(if zoo { 20 } else { 100 }),
             threads: self.threads,
-            image_size: self.image_size.unwrap_or(if resnet { 32 } else { 8 }),
+            image_size: self.image_size.unwrap_or(if zoo { zoo_size } else { 8 }),
             device: self.device.clone(),
             dtype: self.dtype.clone(),
         };
@@ -441,7 +445,7 @@ pub fn find_python() -> Result<PathBuf> {
     Err(Error::invalid(
         "Python for the PyTorch side",
         "none found ($KILN_PYTHON unset, no ./.venv/bin/python)",
-        "set KILN_PYTHON=/path/to/python, or: python3 -m venv .venv && .venv/bin/pip install torch numpy (torchvision too for resnet18)",
+        "set KILN_PYTHON=/path/to/python, or: python3 -m venv .venv && .venv/bin/pip install torch numpy (torchvision too for the torchvision models)",
     ))
 }
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 #[derive(clap::Args, Debug)]
 pub struct DpArgs {
     /// Architecture.
-    #[arg(long, short = 'm', default_value = "lenet", value_parser = ["mlp", "lenet", "resnet18"])]
+    #[arg(long, short = 'm', default_value = "lenet", value_parser = clap::builder::PossibleValuesParser::new(kiln::models::ARCHITECTURES))]
     pub model: String,
     /// Batch size of one step (split over the replicas).
     #[arg(long, short = 'b', default_value_t = 64)]
@@ -31,7 +31,7 @@ pub struct DpArgs {
 #[derive(clap::Args, Debug)]
 pub struct DdpArgs {
     /// Architecture.
-    #[arg(long, short = 'm', default_value = "lenet", value_parser = ["mlp", "lenet", "resnet18"])]
+    #[arg(long, short = 'm', default_value = "lenet", value_parser = clap::builder::PossibleValuesParser::new(kiln::models::ARCHITECTURES))]
     pub model: String,
     /// Batch size per process.
     #[arg(long, short = 'b', default_value_t = 32)]

@@ -34,9 +34,10 @@ pub struct Args {
     #[arg(long, value_name = "EPOCH[:PATTERN][=LR]")]
     pub unfreeze_at: Vec<String>,
     /// The head: the submodule built with --num-classes outputs and left at its new
-    /// initialisation.
-    #[arg(long, default_value = "fc")]
-    pub head: String,
+    /// initialisation [default: the model's, e.g. fc for resnet*, classifier.6 for vgg*,
+    /// classifier.1 for mobilenet_v2/efficientnet*, classifier.3 for mobilenet_v3*].
+    #[arg(long)]
+    pub head: Option<String>,
     /// Load the pretrained head too when its shape fits.
     #[arg(long)]
     pub keep_head: bool,
@@ -72,7 +73,10 @@ impl Args {
         }
         cfg.finetune = Some(FinetuneConfig {
             from: Some(self.from.clone()),
-            head: self.head.clone(),
+            head: self
+                .head
+                .clone()
+                .unwrap_or_else(|| kiln::models::default_head(&cfg.model).to_string()),
             keep_head: self.keep_head,
             freeze: self.freeze.clone(),
             groups: self

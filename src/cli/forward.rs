@@ -16,7 +16,8 @@ use std::process::ExitCode;
 /// Arguments of `kiln forward`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Architecture (mlp, lenet, resnet18); omit when --weights is a whole-model file.
+    /// Architecture (mlp, lenet, or a torchvision name such as resnet50; see `kiln train
+    /// --help`); omit when --weights is a whole-model file.
     #[arg(long)]
     pub model: Option<String>,
     /// Weights: a state dict / checkpoint (.pt, .safetensors) or a whole-model file.

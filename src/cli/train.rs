@@ -15,7 +15,7 @@ use std::process::ExitCode;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Architecture to train.
-    #[arg(long, short = 'm', default_value = "lenet", value_parser = ["mlp", "lenet", "resnet18"])]
+    #[arg(long, short = 'm', default_value = "lenet", value_parser = clap::builder::PossibleValuesParser::new(kiln::models::ARCHITECTURES))]
     pub model: String,
     /// Number of epochs.
     #[arg(long, short = 'e', default_value_t = DEFAULT_EPOCHS)]

@@ -39,6 +39,7 @@ pub use layers::{
     TransformerEncoder, TransformerEncoderLayer, TransformerLayerConfig,
 };
 pub use layers::{GRU, GRUCell, LSTM, LSTMCell, RnnConfig};
+pub use layers::{LayerNorm2d, StochasticDepth, StochasticDepthMode, stochastic_depth};
 pub use module::Module;
 pub use param::{Buffer, Param, ParamId};
 pub use spec::{ModuleSpec, NamedSpec};

@@ -121,7 +121,7 @@ impl SchedulerSpec {
 /// Every hyper-parameter of a run of `kiln train`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
-    /// Architecture: `mlp`, `lenet` or `resnet18`.
+    /// Architecture: `mlp`, `lenet` or a torchvision zoo name ([`crate::models::ARCHITECTURES`]).
     pub model: String,
     /// Number of epochs.
     pub epochs: usize,

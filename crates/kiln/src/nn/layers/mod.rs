@@ -13,6 +13,7 @@ mod gelu;
 mod group_norm;
 mod instance_norm;
 mod layernorm;
+mod layernorm2d;
 mod linear;
 mod module_dict;
 mod module_list;
@@ -26,6 +27,7 @@ pub(crate) mod sdpa;
 pub(crate) mod sequential;
 mod simple;
 pub(crate) mod transformer;
+mod stochastic_depth;
 mod upsample;
 
 pub use crate::nn::functional::GeluApproximate;
@@ -45,6 +47,7 @@ pub use gelu::Gelu;
 pub use group_norm::GroupNorm;
 pub use instance_norm::{InstanceNorm2d, InstanceNormConfig};
 pub use layernorm::{LayerNorm, LayerNormConfig};
+pub use layernorm2d::LayerNorm2d;
 pub use linear::Linear;
 pub use module_dict::ModuleDict;
 pub use module_list::ModuleList;
@@ -61,6 +64,7 @@ pub use transformer::{
     TransformerEncoder, TransformerEncoderLayer, TransformerLayerConfig,
     generate_square_subsequent_mask,
 };
+pub use stochastic_depth::{StochasticDepth, StochasticDepthMode, stochastic_depth};
 
 use crate::error::{Error, Result};
 use candle_core::{DType, DeviceLocation, Tensor};

@@ -53,7 +53,9 @@ pub struct MaxPool2d {
 /// PyTorch's pooling output size with `ceil_mode=True`: `⌈(in + 2p − k)/s⌉ + 1`, less one when
 /// the last window would start beyond the input and its left padding.
 pub(crate) fn ceil_out(size: usize, k: usize, s: usize, p: usize) -> usize {
-    let span = size + 2 * p - k;
+    let Some(span) = (size + 2 * p).checked_sub(k) else {
+        return 0; // the window does not fit: the floor-mode op reports the shape error
+    };
     let mut out = span.div_ceil(s) + 1;
     if (out - 1) * s >= size + p {
         out -= 1;
@@ -100,7 +102,7 @@ impl Module for MaxPool2d {
         // Rows/columns of −∞ at the bottom/right turn the floor-mode size into the ceil one.
         let mut xp = x.clone();
         for (dim, size) in [(2, h), (3, w)] {
-            let extra = ((ceil_out(size, k, s, p) - 1) * s + k).saturating_sub(size + 2 * p);
+            let extra = (ceil_out(size, k, s, p).saturating_sub(1) * s + k).saturating_sub(size + 2 * p);
             if extra > 0 {
                 let mut d = xp.dims().to_vec();
                 d[dim] = extra;
@@ -115,7 +117,7 @@ impl Module for MaxPool2d {
     }
 
     fn spec(&self) -> ModuleSpec {
-        ModuleSpec::new("MaxPool2d")
+        let spec = ModuleSpec::new("MaxPool2d")
             .with("kernel_size", self.kernel)
             .with("stride", self.stride)
             .with("padding", self.padding)
@@ -255,6 +257,28 @@ impl Module for AdaptiveAvgPool2d {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// PyTorch's ceil-mode sizes (checked with `F.max_pool2d(..., ceil_mode=True)`): 111 → 55
+    /// and 31 → 15 (k=3, s=2) round exactly and need no extra row; 30 → 15 needs one.
+    #[test]
+    fn ceil_mode_pads_only_when_the_size_rounds_up() {
+        assert_eq!(ceil_extra(111, 3, 2, 0), 0);
+        assert_eq!(ceil_extra(31, 3, 2, 0), 0);
+        assert_eq!(ceil_extra(30, 3, 2, 0), 1);
+        assert_eq!(ceil_extra(6, 2, 2, 0), 0);
+        // (5 + 2 - 2) / 2 rounds up to 3 windows, but the last would start in the padding.
+        assert_eq!(ceil_extra(5, 2, 2, 1), 0);
+        let x = Tensor::arange(0f32, 36.0, &candle_core::Device::Cpu)
+            .unwrap()
+            .reshape((1, 1, 6, 6))
+            .unwrap();
+        let x = x.narrow(2, 0, 5).unwrap().narrow(3, 0, 5).unwrap();
+        let y = MaxPool2d::with_ceil_mode(2, 2, 0, true)
+            .forward(&x)
+            .unwrap();
+        let v: Vec<Vec<f32>> = y.squeeze(0).unwrap().squeeze(0).unwrap().to_vec2().unwrap();
+        assert_eq!(v, [[7., 9., 10.], [19., 21., 22.], [25., 27., 28.]]);
+    }
 
     #[test]
     fn ceil_mode_sizes_match_pytorch() {
