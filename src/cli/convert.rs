@@ -111,6 +111,15 @@ fn edit_keys(d: &mut Value, args: &Args) -> Result<()> {
                     format!("{p}{nk}")
                 };
             }
+            // A module prefix is renamed as the keys under it are: `layer1.0` as
+            // `layer1.0.` (so `^features\.` renames `features` too).
+            if !nk.is_empty() {
+                for (re, rep) in &renames {
+                    let dotted = format!("{nk}.");
+                    let r = re.replace(&dotted, rep.as_str()).into_owned();
+                    nk = r.strip_suffix('.').map(str::to_string).unwrap_or(r);
+                }
+            }
             *key = nk;
         }
     }
@@ -142,8 +151,23 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         }
         opts.dtype = Some(d);
     }
-    let mut value = load(&args.input, &opts)?;
     let input = args.input.display().to_string();
+    let mut value = match load(&args.input, &opts) {
+        Ok(v) => v,
+        // A whole-module file (`torch.save(net)`, TorchScript): its state dict, read without
+        // running anything.
+        Err(e) if matches!(e.code(), "K0504" | "K0503") => {
+            match kiln::io::module_file::module_state_dict(&args.input, &opts) {
+                Ok(sd) => {
+                    eprintln!("{input}: a whole-module file; converting its state_dict()");
+                    sd
+                }
+                Err(e2) if e2.code() == "K0507" || e2.code() == "K0503" => return Err(e),
+                Err(e2) => return Err(e2),
+            }
+        }
+        Err(e) => return Err(e),
+    };
     let to_st = kiln::io::Format::for_path(&args.output) == kiln::io::Format::Safetensors;
     let editing =
         args.strip_prefix.is_some() || args.add_prefix.is_some() || !args.rename.is_empty();

@@ -11,6 +11,7 @@
 
 use super::budget::Budget;
 use super::map_location::{MapLocation, check_location, device_for};
+use super::pickle::Mode;
 use super::torch_zip::Backing;
 use super::value::{Dtype, Value, value_to_state_dict};
 use super::zip::FileSource;
@@ -78,6 +79,12 @@ pub struct LoadOptions {
     /// `max(64 MiB, 16 × file size)` (see [`crate::io::budget`]). Exceeding it is `K0508`;
     /// raise it only for files from a trusted source.
     pub max_expanded_bytes: Option<u64>,
+    /// Read PyTorch pickles in the structural mode: classes and functions off the
+    /// weights-only allow-list (a `torch.save(net)` module tree, TorchScript objects) become
+    /// inert [`Value::Object`] records instead of being refused; dangerous ones (`os.system`,
+    /// `builtins.eval`…) are still refused (`K0509`). Nothing is ever called. See
+    /// [`crate::io::module_file`].
+    pub structural: bool,
 }
 
 impl LoadOptions {
@@ -273,15 +280,20 @@ pub fn load_file(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
         }
     };
     let budget = Budget::new(&p, len, opts.max_expanded_bytes);
+    let mode = if opts.structural {
+        Mode::Structural
+    } else {
+        Mode::WeightsOnly
+    };
     let (mut value, metadata) = match format {
         Format::TorchZip => (
-            torch_zip::read_with(&backing()?, &p, !opts.skip_crc, &mut locate, &budget)?,
+            torch_zip::read_mode(&backing()?, &p, !opts.skip_crc, &mut locate, &budget, mode)?,
             BTreeMap::new(),
         ),
         Format::TorchLegacy => {
             let data = std::fs::read(path).map_err(|e| Error::io("reading", path, e))?;
             (
-                legacy::read_with(&data, &p, &mut locate, &budget)?,
+                legacy::read_mode(&data, &p, &mut locate, &budget, mode)?,
                 BTreeMap::new(),
             )
         }

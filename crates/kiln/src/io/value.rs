@@ -683,6 +683,9 @@ pub enum Value {
     DtypeObj(Dtype),
     /// A `torch.device` object.
     DeviceObj(String),
+    /// An inert record of a class instance or function reference, made only by the
+    /// structural unpickler (never constructed; see [`crate::io::object`]).
+    Object(Box<crate::io::object::PyObject>),
 }
 
 impl Value {
@@ -785,6 +788,7 @@ impl Value {
             Value::Tensor(_) => "Tensor",
             Value::DtypeObj(_) => "torch.dtype",
             Value::DeviceObj(_) => "torch.device",
+            Value::Object(_) => "object",
         }
     }
 
@@ -855,6 +859,7 @@ impl PartialEq for Value {
             }
             (Value::DtypeObj(a), Value::DtypeObj(b)) => a == b,
             (Value::DeviceObj(a), Value::DeviceObj(b)) => a == b,
+            (Value::Object(a), Value::Object(b)) => a == b,
             _ => false,
         }
     }

@@ -52,6 +52,13 @@ pub enum Global {
     /// A legacy tensor class (`torch.FloatTensor`), rebuilt by `BUILD` with
     /// `(storage, offset, size, stride)` as pickles of PyTorch < 0.4 do.
     TensorType(Dtype),
+    /// Any other class or function, recorded by the structural reader and never called.
+    Class {
+        /// `torch.nn.modules.linear`
+        module: String,
+        /// `Linear`
+        name: String,
+    },
 }
 
 /// The storage class PyTorch pickles for a dtype (`FloatStorage`), or `None` for dtypes that
