@@ -135,7 +135,9 @@ pub struct Loaded {
     pub metadata: BTreeMap<String, String>,
 }
 
-/// Loads a file (`torch.load`).
+/// Loads a file (`torch.load`), or a Hugging Face sharded checkpoint (a directory with
+/// `model.safetensors.index.json` / `pytorch_model.bin.index.json`, or that index file) as
+/// one state dict ([`super::sharded`]).
 ///
 /// # Errors
 /// `K0002` when the file cannot be opened or read; `K0501` truncated; `K0502` corrupt;
@@ -242,6 +244,9 @@ pub fn describe(head: &[u8]) -> String {
 /// # Errors
 /// As [`load`].
 pub fn load_file(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
+    if let Some(index) = super::sharded::index_of(path) {
+        return super::sharded::load_sharded(&index, opts);
+    }
     let p = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
     let len = file

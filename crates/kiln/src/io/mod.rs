@@ -24,6 +24,7 @@ pub mod object;
 pub mod pickle;
 pub mod safetensors;
 pub mod save;
+pub mod sharded;
 pub mod torch_zip;
 pub mod value;
 pub mod whole_model;

@@ -323,12 +323,17 @@ impl StorageSource for ZipStorages<'_> {
                 path: self.path.to_string(),
                 detail: format!("storage '{key}': {numel} elements overflow"),
             })?;
-        if (e.size as u128) < need as u128 {
+        let have = if e.method == 0 {
+            e.size
+        } else {
+            e.uncompressed
+        };
+        if (have as u128) < need as u128 {
             return Err(Error::Corrupt {
                 path: self.path.to_string(),
                 detail: format!(
                     "record '{name}' holds {} bytes but its storage needs {need} ({numel} × {})",
-                    e.size,
+                    have,
                     dtype.name()
                 ),
             });
