@@ -5,6 +5,8 @@
   ZIP_DEFLATED (torch's reader accepts it); `deflate.ref.safetensors` the same tensors.
 - `resnet_sd.pt`: the state dict (with `_metadata`) of a small torchvision-style model with
   `layer1`/`layer2` children, for `kiln convert --rename`.
+- `exotic.pt`: float8 (e4m3fn, e5m2, e4m3fnuz, e5m2fnuz) and complex64/128 tensors;
+  `exotic.json` their dtypes, shapes and bytes (hex), to compare bit for bit.
 - `sharded_st/`: a Hugging Face sharded safetensors checkpoint (`model-0000K-of-00002`,
   `model.safetensors.index.json`) and `sharded_bin/` the `pytorch_model.bin` variant
   (`pytorch_model-0000K-of-00002.bin`, `pytorch_model.bin.index.json`), both of the
@@ -83,8 +85,28 @@ def sharded():
             json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
 
 
+def exotic():
+    g = torch.Generator().manual_seed(5)
+    base = torch.randn(2, 3, generator=g) * 3
+    sd = {
+        "f8_e4m3fn": base.to(torch.float8_e4m3fn),
+        "f8_e5m2": base.to(torch.float8_e5m2),
+        "f8_e4m3fnuz": base.to(torch.float8_e4m3fnuz),
+        "f8_e5m2fnuz": base.to(torch.float8_e5m2fnuz),
+        "c64": torch.complex(base, -base),
+        "c128": torch.complex(base.double(), base.double() * 2).t(),
+    }
+    torch.save(sd, os.path.join(OUT, "exotic.pt"))
+    info = {k: {"dtype": str(v.dtype), "shape": list(v.shape),
+                "hex": v.contiguous().view(torch.uint8).numpy().tobytes().hex()}
+            for k, v in sd.items()}
+    with open(os.path.join(OUT, "exotic.json"), "w") as f:
+        json.dump(info, f, indent=1)
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
+    exotic()
     deflate()
     renamed()
     sharded()

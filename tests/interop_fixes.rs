@@ -186,3 +186,74 @@ fn convert_max_shard_size_writes_shards_and_index() {
     assert_eq!(kiln::io::sharded::parse_size("2GiB").unwrap(), 2 << 30);
     assert!(kiln::io::sharded::parse_size("lots").is_err());
 }
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn float8_and_complex_are_read_and_written_bit_exactly() {
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("exotic.json")).unwrap()).unwrap();
+    let v = load(fixture("exotic.pt"), &LoadOptions::new()).unwrap();
+    let check = |v: &Value, keys: &[&str]| {
+        for k in keys {
+            let t = v.get(k).unwrap().as_tensor().unwrap();
+            let want = &info[*k];
+            assert_eq!(
+                t.dtype().torch_name(),
+                want["dtype"].as_str().unwrap(),
+                "{k}"
+            );
+            let shape: Vec<usize> = want["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as usize)
+                .collect();
+            assert_eq!(t.shape, shape, "{k}");
+            assert_eq!(
+                hex(&t.contiguous_bytes().unwrap()),
+                want["hex"].as_str().unwrap(),
+                "{k}"
+            );
+        }
+    };
+    let all = [
+        "f8_e4m3fn",
+        "f8_e5m2",
+        "f8_e4m3fnuz",
+        "f8_e5m2fnuz",
+        "c64",
+        "c128",
+    ];
+    check(&v, &all);
+    let dir = tempfile::tempdir().unwrap();
+    // .pt round trip (complex as ComplexFloatStorage, float8 as UntypedStorage + v3).
+    let pt = dir.path().join("exotic.pt");
+    kiln::io::save(&v, &pt).unwrap();
+    check(&load(&pt, &LoadOptions::new()).unwrap(), &all);
+    // safetensors has float8 and complex64 but no complex128.
+    let st = dir.path().join("exotic.safetensors");
+    let mut d = v.as_dict().unwrap().clone();
+    d.entries.retain(|(k, _)| k.as_str() != Some("c128"));
+    kiln::io::save(&Value::Dict(d), &st).unwrap();
+    check(&load(&st, &LoadOptions::new()).unwrap(), &all[..5]);
+    let e = kiln::io::save(&v, dir.path().join("c128.safetensors")).unwrap_err();
+    assert_eq!(e.code(), "K0005", "{e}");
+    // Computing needs a candle type: e4m3fn has one, complex does not.
+    let t = v.get("f8_e4m3fn").unwrap().as_tensor().unwrap();
+    assert!(t.to_tensor(&candle_core::Device::Cpu).is_ok());
+    let c = v.get("c64").unwrap().as_tensor().unwrap();
+    assert_eq!(
+        c.to_tensor(&candle_core::Device::Cpu).unwrap_err().code(),
+        "K0005"
+    );
+    // A dtype cast leaves them as they are.
+    let cast = load(
+        fixture("exotic.pt"),
+        &LoadOptions::new().dtype(kiln::io::Dtype::F16),
+    )
+    .unwrap();
+    check(&cast, &all);
+}
