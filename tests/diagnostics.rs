@@ -600,6 +600,30 @@ fn k0503_not_a_model_file() {
 }
 
 #[test]
+fn k0509_pickle_naming_a_dangerous_global_even_in_structural_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("evil.pt");
+    torch_zip_with_pickle(
+        &p,
+        b"\x80\x02cposix\nsystem\nX\x02\x00\x00\x00lsq\x00\x85R.",
+    );
+    let opts = LoadOptions {
+        structural: true,
+        ..LoadOptions::default()
+    };
+    let e = expect(
+        kiln::load(&p, &opts),
+        "K0509",
+        &[
+            "posix.system",
+            "runs commands",
+            "nothing in the file was run",
+        ],
+    );
+    assert!(e.hint().contains("--globals"), "{}", e.hint());
+}
+
+#[test]
 fn k0504_pickle_asking_for_an_unsafe_global() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("evil.pt");

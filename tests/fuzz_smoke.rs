@@ -93,7 +93,16 @@ fn iterations() -> usize {
 }
 
 fn fixture_files() -> Vec<Vec<u8>> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/io");
+    files_in("tests/fixtures/io")
+}
+
+/// The whole-module fixtures (`torch.save(net)`, TorchScript, the malicious ones).
+fn module_files() -> Vec<Vec<u8>> {
+    files_in("tests/fixtures/modules")
+}
+
+fn files_in(sub: &str) -> Vec<Vec<u8>> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(sub);
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
@@ -106,8 +115,12 @@ fn fixture_files() -> Vec<Vec<u8>> {
 }
 
 fn pickles() -> Vec<Vec<u8>> {
+    pickles_of(fixture_files())
+}
+
+fn pickles_of(files: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    for f in fixture_files() {
+    for f in files {
         if let Ok(idx) = ZipIndex::parse(&SliceSource(&f), "seed") {
             for e in &idx.entries {
                 if e.name.ends_with("data.pkl") {
@@ -191,5 +204,29 @@ fn safetensors_reader_never_panics() {
         &seeds,
         fuzz::safetensors_reader,
         0x5eed_0004,
+    );
+}
+
+#[test]
+fn structural_pickle_reader_never_panics() {
+    run(
+        "structural_pickle_reader",
+        &pickles_of(module_files()),
+        fuzz::structural_pickle_reader,
+        0x5eed_0005,
+    );
+}
+
+#[test]
+fn structural_zip_reader_never_panics() {
+    let seeds: Vec<Vec<u8>> = module_files()
+        .into_iter()
+        .filter(|f| f.starts_with(b"PK"))
+        .collect();
+    run(
+        "structural_zip_reader",
+        &seeds,
+        fuzz::structural_zip_reader,
+        0x5eed_0006,
     );
 }

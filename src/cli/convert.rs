@@ -43,6 +43,11 @@ pub struct Args {
     /// trusted file refused with K0508.
     #[arg(long, value_name = "N")]
     pub max_expanded_bytes: Option<u64>,
+    /// Write a Hugging Face sharded checkpoint into the directory OUTPUT, as
+    /// `save_pretrained` does: `model-00001-of-0000N.safetensors` shards of at most this size
+    /// (5GB = 5·10⁹ bytes, 2GiB = 2³⁰·2, or bytes) plus `model.safetensors.index.json`.
+    #[arg(long, value_name = "SIZE")]
+    pub max_shard_size: Option<String>,
 }
 
 /// Applies the key edits to a dict of tensors in place.
@@ -111,6 +116,15 @@ fn edit_keys(d: &mut Value, args: &Args) -> Result<()> {
                     format!("{p}{nk}")
                 };
             }
+            // A module prefix is renamed as the keys under it are: `layer1.0` as
+            // `layer1.0.` (so `^features\.` renames `features` too).
+            if !nk.is_empty() {
+                for (re, rep) in &renames {
+                    let dotted = format!("{nk}.");
+                    let r = re.replace(&dotted, rep.as_str()).into_owned();
+                    nk = r.strip_suffix('.').map(str::to_string).unwrap_or(r);
+                }
+            }
             *key = nk;
         }
     }
@@ -142,16 +156,41 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         }
         opts.dtype = Some(d);
     }
-    let mut value = load(&args.input, &opts)?;
     let input = args.input.display().to_string();
+    let mut value = match load(&args.input, &opts) {
+        Ok(v) => v,
+        // A whole-module file (`torch.save(net)`, TorchScript): its state dict, read without
+        // running anything.
+        Err(e) if matches!(e.code(), "K0504" | "K0503") => {
+            match kiln::io::module_file::module_state_dict(&args.input, &opts) {
+                Ok(sd) => {
+                    eprintln!("{input}: a whole-module file; converting its state_dict()");
+                    sd
+                }
+                Err(e2) if e2.code() == "K0507" || e2.code() == "K0503" => return Err(e),
+                Err(e2) => return Err(e2),
+            }
+        }
+        Err(e) => return Err(e),
+    };
     let to_st = kiln::io::Format::for_path(&args.output) == kiln::io::Format::Safetensors;
     let editing =
         args.strip_prefix.is_some() || args.add_prefix.is_some() || !args.rename.is_empty();
-    if to_st || editing {
+    let shard = args
+        .max_shard_size
+        .as_deref()
+        .map(kiln::io::sharded::parse_size)
+        .transpose()?;
+    if to_st || editing || shard.is_some() {
         // Find the state dict (the value itself or the entry of a checkpoint) and edit it.
         let sd = pick_state_dict(&value, &input)?.clone();
         let mut sd = sd;
         edit_keys(&mut sd, args)?;
+        if let Some(max) = shard {
+            let files = kiln::io::sharded::save_sharded(&sd, &args.output, max)?;
+            eprintln!("wrote {} files to {}", files.len(), args.output.display());
+            return Ok(ExitCode::SUCCESS);
+        }
         if to_st {
             let tensors = kiln::io::safetensors::flat_tensors(&sd)?;
             save_safetensors(&tensors, &BTreeMap::new(), &args.output)?;

@@ -67,7 +67,18 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     let x = input_tensor(&args.input)?;
     let opts = LoadOptions::new().map_location("cpu");
     let model: Box<dyn Module> = match &args.model {
-        None => load_model(&args.weights, &opts)?,
+        None => match load_model(&args.weights, &opts) {
+            Ok(m) => m,
+            // Not a kiln whole-model file: a PyTorch whole-module file (`torch.save(net)`,
+            // TorchScript), rebuilt without running it.
+            Err(e) if matches!(e.code(), "K0504" | "K0503" | "K0507") => {
+                kiln::io::load_torch_module(&args.weights).map_err(|e2| match e2.code() {
+                    "K0507" | "K0503" => e,
+                    _ => e2,
+                })?
+            }
+            Err(e) => return Err(e),
+        },
         Some(arch) => {
             let sd = load_state_dict_file(&args.weights, &opts)?;
             let num_classes = match args.num_classes {

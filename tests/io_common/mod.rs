@@ -76,6 +76,7 @@ fn walk(v: &Value, ids: &mut HashMap<usize, usize>, lim: Option<usize>) -> J {
         }
         Value::DtypeObj(d) => json!({"dtype_obj": d.name()}),
         Value::DeviceObj(s) => json!({"device": s}),
+        Value::Object(o) => json!({"object": o.class_path()}),
     }
 }
 

@@ -79,6 +79,7 @@ fn encode(v: &Value, path: &str, tensors: &mut Vec<(String, TensorValue)>) -> Js
         }
         Value::DtypeObj(d) => json!({ "dtype": d.name() }),
         Value::DeviceObj(s) => json!({ "device": s }),
+        Value::Object(o) => json!({ "object": o.class_path() }),
     }
 }
 

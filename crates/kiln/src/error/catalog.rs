@@ -358,6 +358,13 @@ pub static CATALOG: &[CodeInfo] = &[
         "if the file comes from a source you trust, raise the budget: LoadOptions::max_expanded_bytes(bytes) (CLI: --max-expanded-bytes N); otherwise do not load it"
     ),
     entry!(
+        "K0509",
+        "DangerousGlobal",
+        "a pickle names a global that runs code",
+        "The pickle names a function or module through which unpickling would run code or reach the system (os.system, subprocess, builtins.eval/exec/getattr/__import__, importlib, pickle/marshal, runpy, socket…): the way malicious model files attack torch.load(weights_only=False). kiln refuses it by name in every mode, weights-only and structural; it never calls anything a pickle names, so nothing ran.",
+        "do not use the file; list what it would import with `kiln inspect --globals FILE`, and get the weights from a trusted source (a safetensors file or a plain state dict)"
+    ),
+    entry!(
         "K0601",
         "EmptyParameterList",
         "an optimizer with no trainable parameter",

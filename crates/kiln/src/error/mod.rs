@@ -322,6 +322,17 @@ pub enum Error {
         "'{path}': refused to load: the pickle asks for global {global}, which is not on the weights-only allow-list (PyTorch: Weights only load failed … Unsupported global: GLOBAL {global})"
     )]
     UnsafeGlobal { path: String, global: String },
+    /// A pickle names a global that runs code or reaches the system; refused in every mode.
+    #[error(
+        "'{path}': refused to read: the pickle names {global}, which {why}; nothing in the file was run"
+    )]
+    DangerousGlobal {
+        path: String,
+        /// `module.name`.
+        global: String,
+        /// What it would do.
+        why: String,
+    },
     /// The pickle stream is malformed or exceeds a safety limit.
     #[error("'{path}': bad pickle at byte {position}: {detail}")]
     Pickle {
@@ -458,6 +469,7 @@ impl Error {
             CudaStorage { .. } => "K0506",
             Schema { .. } => "K0507",
             ExpansionLimit { .. } => "K0508",
+            DangerousGlobal { .. } => "K0509",
             EmptyParameterList { .. } => "K0601",
             DuplicateParameter { .. } => "K0602",
             OptimizerState { .. } => "K0603",

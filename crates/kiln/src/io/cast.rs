@@ -35,6 +35,13 @@ fn get(d: Dtype, c: &[u8]) -> Elem {
         Dtype::U16 => Elem::I(u16::from_le_bytes(b2).into()),
         Dtype::U32 => Elem::I(u32::from_le_bytes(b4).into()),
         Dtype::U64 => Elem::I(u64::from_le_bytes(a).into()),
+        // Never reached: raw dtypes are not cast (see `cast_value`).
+        Dtype::F8E4M3FN
+        | Dtype::F8E5M2
+        | Dtype::F8E4M3FNUZ
+        | Dtype::F8E5M2FNUZ
+        | Dtype::C64
+        | Dtype::C128 => Elem::I(0),
     }
 }
 
@@ -76,6 +83,8 @@ fn put(d: Dtype, e: Elem, out: &mut Vec<u8>) {
         Dtype::U16 => out.extend_from_slice(&(as_int(e) as u16).to_le_bytes()),
         Dtype::U32 => out.extend_from_slice(&(as_int(e) as u32).to_le_bytes()),
         Dtype::U64 => out.extend_from_slice(&(as_int(e) as u64).to_le_bytes()),
+        // Never reached: nothing is cast to a raw dtype (see `cast_value`).
+        raw => out.extend(std::iter::repeat_n(0u8, raw.size())),
     }
 }
 
@@ -96,6 +105,14 @@ pub fn cast_storage(s: &Storage, to: Dtype) -> Storage {
 
 /// Casts the tensors of `v` in place: floating-point ones, or all with `all`.
 pub fn cast_value(v: &mut Value, to: Dtype, all: bool) -> Result<()> {
+    if to.is_raw() {
+        return Err(crate::error::Error::Unsupported {
+            what: format!(
+                "casting tensors to {} (kiln keeps float8/complex bytes but does not convert to them)",
+                to.torch_name()
+            ),
+        });
+    }
     let mut done: HashMap<usize, Arc<Storage>> = HashMap::new();
     walk(v, to, all, &mut done);
     Ok(())
@@ -105,7 +122,7 @@ fn walk(v: &mut Value, to: Dtype, all: bool, done: &mut HashMap<usize, Arc<Stora
     match v {
         Value::Tensor(t) => {
             let d = t.storage.dtype;
-            if d != to && (all || d.is_float()) {
+            if d != to && !d.is_raw() && (all || d.is_float()) {
                 let key = Arc::as_ptr(&t.storage) as usize;
                 let s = done
                     .entry(key)

@@ -2,7 +2,8 @@
 //! runs one reader on arbitrary bytes from memory. They must return (an error, usually),
 //! never panic, hang or exhaust memory.
 
-use super::pickle::{StorageSource, unpickle};
+use super::budget::Budget;
+use super::pickle::{Mode, StorageSource, scan_globals, unpickle, unpickle_mode};
 use super::torch_zip::Backing;
 use super::value::{Bytes, Dtype, Storage};
 use super::{legacy, safetensors, torch_zip};
@@ -58,4 +59,33 @@ pub fn legacy_reader(data: &[u8]) -> Result<()> {
 /// Runs the safetensors reader on `data`.
 pub fn safetensors_reader(data: &[u8]) -> Result<()> {
     safetensors::read(&Backing::Memory(data.to_vec()), "fuzz", &mut locate).map(drop)
+}
+
+/// Runs the pickle reader in the structural mode (whole-module pickles), then the scan of
+/// its globals, on `data`.
+pub fn structural_pickle_reader(data: &[u8]) -> Result<()> {
+    let budget = Budget::new("fuzz", data.len() as u64, None);
+    let a = unpickle_mode(data, &mut Dummy, "fuzz", &budget, Mode::Structural).map(drop);
+    let budget = Budget::new("fuzz", data.len() as u64, None);
+    let b = scan_globals(data, "fuzz", &budget).map(drop);
+    a.and(b)
+}
+
+/// Runs the PyTorch zip reader in the structural mode on `data`, and the module tree and
+/// state-dict extraction on what it reads.
+pub fn structural_zip_reader(data: &[u8]) -> Result<()> {
+    let budget = Budget::new("fuzz", data.len() as u64, None);
+    let v = torch_zip::read_mode(
+        &Backing::Memory(data.to_vec()),
+        "fuzz",
+        true,
+        &mut locate,
+        &budget,
+        Mode::Structural,
+    )?;
+    let tree = super::module_file::module_tree(&v, "fuzz")?;
+    let _ = super::module_file::module_repr(&tree);
+    let _ = super::module_file::rebuild::spec_tree(&tree, "fuzz");
+    drop(tree.state_dict());
+    Ok(())
 }

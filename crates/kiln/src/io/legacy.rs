@@ -8,7 +8,7 @@
 //! storages after the data section has been located.
 
 use super::budget::Budget;
-use super::pickle::{StorageSource, unpickle_with};
+use super::pickle::{Mode, StorageSource, scan_globals, unpickle_mode, unpickle_with};
 use super::value::{Bytes, Dtype, Storage, Value};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
@@ -186,6 +186,48 @@ pub fn read_with(
     locate: &mut dyn FnMut(&str) -> Result<String>,
     budget: &Budget,
 ) -> Result<Value> {
+    read_mode(data, path, locate, budget, Mode::WeightsOnly)
+}
+
+/// Every global the four pickles of a legacy file name (first use order, no duplicates);
+/// nothing is built or called.
+///
+/// # Errors
+/// `K0503` without the magic number, `K0501`/`K0505` for malformed pickles.
+pub fn scan(data: &[u8], path: &str, budget: &Budget) -> Result<Vec<(String, String)>> {
+    if !is_legacy(data) {
+        return Err(Error::NotAModelFile {
+            path: path.to_string(),
+            detail: "no legacy PyTorch magic number".into(),
+        });
+    }
+    let mut pos = MAGIC.len();
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut set = std::collections::HashSet::new();
+    for _ in 0..4 {
+        let (found, end) = scan_globals(data.get(pos..).unwrap_or(&[]), path, budget)?;
+        pos += end;
+        for g in found {
+            if set.insert(g.clone()) {
+                out.push(g);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// [`read_with`] in a chosen pickle [`Mode`] for the object pickle (`Mode::Structural`
+/// reads legacy whole-module files as inert object trees).
+///
+/// # Errors
+/// As [`read_with`].
+pub fn read_mode(
+    data: &[u8],
+    path: &str,
+    locate: &mut dyn FnMut(&str) -> Result<String>,
+    budget: &Budget,
+    mode: Mode,
+) -> Result<Value> {
     if !is_legacy(data) {
         return Err(Error::NotAModelFile {
             path: path.to_string(),
@@ -226,7 +268,7 @@ pub fn read_with(
         limit: data.len(),
         path: path.to_string(),
     };
-    let obj = unpickle_with(rest(pos), &mut scan, path, budget).map_err(fix)?;
+    let obj = unpickle_mode(rest(pos), &mut scan, path, budget, mode).map_err(fix)?;
     pos += obj.end;
     drop(obj);
     let keys = unpickle_with(rest(pos), &mut NoStorages, path, budget).map_err(fix)?;
@@ -284,7 +326,9 @@ pub fn read_with(
         path,
         locate,
     };
-    Ok(unpickle_with(rest(obj_start), &mut real, path, budget)
-        .map_err(fix)?
-        .value)
+    Ok(
+        unpickle_mode(rest(obj_start), &mut real, path, budget, mode)
+            .map_err(fix)?
+            .value,
+    )
 }

@@ -11,6 +11,7 @@
 
 use super::budget::Budget;
 use super::map_location::{MapLocation, check_location, device_for};
+use super::pickle::Mode;
 use super::torch_zip::Backing;
 use super::value::{Dtype, Value, value_to_state_dict};
 use super::zip::FileSource;
@@ -78,6 +79,12 @@ pub struct LoadOptions {
     /// `max(64 MiB, 16 × file size)` (see [`crate::io::budget`]). Exceeding it is `K0508`;
     /// raise it only for files from a trusted source.
     pub max_expanded_bytes: Option<u64>,
+    /// Read PyTorch pickles in the structural mode: classes and functions off the
+    /// weights-only allow-list (a `torch.save(net)` module tree, TorchScript objects) become
+    /// inert [`Value::Object`] records instead of being refused; dangerous ones (`os.system`,
+    /// `builtins.eval`…) are still refused (`K0509`). Nothing is ever called. See
+    /// [`crate::io::module_file`].
+    pub structural: bool,
 }
 
 impl LoadOptions {
@@ -128,7 +135,9 @@ pub struct Loaded {
     pub metadata: BTreeMap<String, String>,
 }
 
-/// Loads a file (`torch.load`).
+/// Loads a file (`torch.load`), or a Hugging Face sharded checkpoint (a directory with
+/// `model.safetensors.index.json` / `pytorch_model.bin.index.json`, or that index file) as
+/// one state dict ([`super::sharded`]).
 ///
 /// # Errors
 /// `K0002` when the file cannot be opened or read; `K0501` truncated; `K0502` corrupt;
@@ -235,6 +244,9 @@ pub fn describe(head: &[u8]) -> String {
 /// # Errors
 /// As [`load`].
 pub fn load_file(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
+    if let Some(index) = super::sharded::index_of(path) {
+        return super::sharded::load_sharded(&index, opts);
+    }
     let p = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
     let len = file
@@ -273,15 +285,20 @@ pub fn load_file(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
         }
     };
     let budget = Budget::new(&p, len, opts.max_expanded_bytes);
+    let mode = if opts.structural {
+        Mode::Structural
+    } else {
+        Mode::WeightsOnly
+    };
     let (mut value, metadata) = match format {
         Format::TorchZip => (
-            torch_zip::read_with(&backing()?, &p, !opts.skip_crc, &mut locate, &budget)?,
+            torch_zip::read_mode(&backing()?, &p, !opts.skip_crc, &mut locate, &budget, mode)?,
             BTreeMap::new(),
         ),
         Format::TorchLegacy => {
             let data = std::fs::read(path).map_err(|e| Error::io("reading", path, e))?;
             (
-                legacy::read_with(&data, &p, &mut locate, &budget)?,
+                legacy::read_mode(&data, &p, &mut locate, &budget, mode)?,
                 BTreeMap::new(),
             )
         }

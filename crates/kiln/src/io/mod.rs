@@ -19,9 +19,12 @@ pub mod inspect;
 pub mod legacy;
 pub mod load;
 pub mod map_location;
+pub mod module_file;
+pub mod object;
 pub mod pickle;
 pub mod safetensors;
 pub mod save;
+pub mod sharded;
 pub mod torch_zip;
 pub mod value;
 pub mod whole_model;
@@ -33,6 +36,7 @@ pub use load::{
     pick_state_dict,
 };
 pub use map_location::MapLocation;
+pub use module_file::{GlobalKind, GlobalUse, list_globals, load_torch_module};
 pub use save::{save, save_as, save_safetensors, save_state_dict};
 pub use value::{Bytes, Dict, Dtype, Storage, TensorValue, Value};
 pub use whole_model::{load_model, save_model};

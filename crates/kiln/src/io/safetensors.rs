@@ -31,9 +31,9 @@ pub fn looks_like(head: &[u8]) -> bool {
     head.get(8) == Some(&b'{') && (2..=MAX_HEADER).contains(&n)
 }
 
-fn to_st(d: Dtype) -> safetensors::Dtype {
+fn to_st(d: Dtype) -> Result<safetensors::Dtype> {
     use safetensors::Dtype as S;
-    match d {
+    Ok(match d {
         Dtype::F64 => S::F64,
         Dtype::F32 => S::F32,
         Dtype::F16 => S::F16,
@@ -47,7 +47,19 @@ fn to_st(d: Dtype) -> safetensors::Dtype {
         Dtype::U16 => S::U16,
         Dtype::U32 => S::U32,
         Dtype::U64 => S::U64,
-    }
+        Dtype::F8E4M3FN => S::F8_E4M3,
+        Dtype::F8E5M2 => S::F8_E5M2,
+        Dtype::F8E4M3FNUZ => S::F8_E4M3FNUZ,
+        Dtype::F8E5M2FNUZ => S::F8_E5M2FNUZ,
+        Dtype::C64 => S::C64,
+        Dtype::C128 => {
+            return Err(Error::Unsupported {
+                what:
+                    "complex128 tensors in safetensors (the format has no such dtype; save as .pt)"
+                        .into(),
+            });
+        }
+    })
 }
 
 fn from_st(d: safetensors::Dtype, path: &str) -> Result<Dtype> {
@@ -66,6 +78,11 @@ fn from_st(d: safetensors::Dtype, path: &str) -> Result<Dtype> {
         S::U16 => Dtype::U16,
         S::U32 => Dtype::U32,
         S::U64 => Dtype::U64,
+        S::F8_E4M3 => Dtype::F8E4M3FN,
+        S::F8_E5M2 => Dtype::F8E5M2,
+        S::F8_E4M3FNUZ => Dtype::F8E4M3FNUZ,
+        S::F8_E5M2FNUZ => Dtype::F8E5M2FNUZ,
+        S::C64 => Dtype::C64,
         other => {
             return Err(Error::Unsupported {
                 what: format!("safetensors dtype {other:?} in '{path}'"),
@@ -114,11 +131,14 @@ pub fn write(
     w: &mut dyn Write,
     path: &str,
 ) -> Result<()> {
+    let dtypes: Vec<safetensors::Dtype> = tensors
+        .iter()
+        .map(|(_, t)| to_st(t.dtype()))
+        .collect::<Result<_>>()?;
     let mut order: Vec<usize> = (0..tensors.len()).collect();
     order.sort_by(|&a, &b| {
-        let (na, ta) = &tensors[a];
-        let (nb, tb) = &tensors[b];
-        to_st(tb.dtype()).cmp(&to_st(ta.dtype())).then(na.cmp(nb))
+        let (na, nb) = (&tensors[a].0, &tensors[b].0);
+        dtypes[b].cmp(&dtypes[a]).then(na.cmp(nb))
     });
     let mut header = serde_json::Map::new();
     let mut meta = serde_json::Map::new();
@@ -148,7 +168,7 @@ pub fn write(
         header.insert(
             name.clone(),
             serde_json::json!({
-                "dtype": to_st(t.dtype()),
+                "dtype": dtypes[i],
                 "shape": t.shape,
                 "data_offsets": [offset, end],
             }),

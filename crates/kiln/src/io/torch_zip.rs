@@ -10,7 +10,7 @@
 //! same bytes.
 
 use super::budget::Budget;
-use super::pickle::{self, StorageSource};
+use super::pickle::{self, Mode, StorageSource};
 use super::value::{Bytes, Dtype, Storage, Value};
 use super::zip::{FileSource, Source, ZipIndex, ZipWriter, read_entry};
 use crate::error::{Error, Result};
@@ -113,9 +113,88 @@ pub fn read_with(
     locate: &mut dyn FnMut(&str) -> Result<String>,
     budget: &Budget,
 ) -> Result<Value> {
+    read_mode(backing, path, verify_crc, locate, budget, Mode::WeightsOnly)
+}
+
+/// Whether the archive is a TorchScript one (`torch.jit.save`): it has `constants.pkl` or
+/// `code/` records next to its `data.pkl`.
+pub fn is_torchscript(index: &ZipIndex, prefix: &str) -> bool {
+    index.get(&format!("{prefix}/constants.pkl")).is_some()
+        || index
+            .entries
+            .iter()
+            .any(|e| e.name.starts_with(&format!("{prefix}/code/")))
+}
+
+/// Whether the zip file at `path` is a TorchScript archive.
+///
+/// # Errors
+/// `K0002`, `K0501`/`K0502` for a damaged archive, `K0503` for a zip without `data.pkl`.
+pub fn file_is_torchscript(path: &Path) -> Result<bool> {
+    let src = open_source(path)?;
+    let p = path.display().to_string();
+    let index = ZipIndex::parse(&src, &p)?;
+    let prefix = find_prefix(&index, &p)?;
+    Ok(is_torchscript(&index, &prefix))
+}
+
+fn open_source(path: &Path) -> Result<FileSource> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io("reading", path, e))?
+        .len();
+    Ok(FileSource {
+        file,
+        len,
+        path: path.display().to_string(),
+    })
+}
+
+/// Every global the pickles of the zip file at `path` name (`data.pkl`, and for TorchScript
+/// `constants.pkl` too), each with the record it is in; nothing is built or called.
+///
+/// # Errors
+/// As [`read`], minus the refusals: globals are listed, not resolved.
+pub fn scan_file(path: &Path, budget: &Budget) -> Result<Vec<(String, String)>> {
+    let src = open_source(path)?;
+    let p = path.display().to_string();
+    let index = ZipIndex::parse(&src, &p)?;
+    let prefix = find_prefix(&index, &p)?;
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut set = std::collections::HashSet::new();
+    for rec in ["data.pkl", "constants.pkl"] {
+        if let Some(e) = index.get(&format!("{prefix}/{rec}")) {
+            let bytes = read_entry(&src, e, true, &p)?;
+            for g in pickle::scan_globals(&bytes, &p, budget)?.0 {
+                if set.insert(g.clone()) {
+                    out.push(g);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// [`read_with`] in a chosen pickle [`Mode`]: `Mode::Structural` reads whole-module and
+/// TorchScript archives as inert object trees.
+///
+/// # Errors
+/// As [`read_with`]; in weights-only mode a TorchScript archive is `K0503`.
+pub fn read_mode(
+    backing: &Backing,
+    path: &str,
+    verify_crc: bool,
+    locate: &mut dyn FnMut(&str) -> Result<String>,
+    budget: &Budget,
+    mode: Mode,
+) -> Result<Value> {
     let src = backing.source();
     let index = ZipIndex::parse(src, path)?;
     let prefix = find_prefix(&index, path)?;
+    if mode == Mode::WeightsOnly && is_torchscript(&index, &prefix) {
+        return Err(not_model(path, TORCHSCRIPT));
+    }
     if let Some(e) = index.get(&format!("{prefix}/byteorder")) {
         let b = read_entry(src, e, verify_crc, path)?;
         if b.as_slice() != b"little" {
@@ -141,7 +220,7 @@ pub fn read_with(
         budget,
         read: HashSet::new(),
     };
-    Ok(pickle::unpickle_with(&bytes, &mut storages, path, budget)?.value)
+    Ok(pickle::unpickle_mode(&bytes, &mut storages, path, budget, mode)?.value)
 }
 
 /// Checks the CRC-32 of every record of the PyTorch zip file at `path` without building
@@ -165,6 +244,8 @@ pub fn verify_file(path: &Path) -> Result<super::zip::Verified> {
     let index = ZipIndex::parse(&src, &p)?;
     super::zip::verify_all(&src, &index, &p)
 }
+
+const TORCHSCRIPT: &str = "a TorchScript archive (torch.jit.save), which the weights-only reader does not open; `kiln inspect` and `kiln convert` read its parameters without running it (kiln::io::module_file), or save model.state_dict() with torch.save";
 
 fn not_model(path: &str, detail: &str) -> Error {
     Error::NotAModelFile {
@@ -192,10 +273,7 @@ fn find_prefix(index: &ZipIndex, path: &str) -> Result<String> {
         .iter()
         .any(|e| e.name.ends_with("constants.pkl"))
     {
-        return Err(not_model(
-            path,
-            "a TorchScript archive (torch.jit.save); kiln reads torch.save files: save model.state_dict() with torch.save",
-        ));
+        return Err(not_model(path, TORCHSCRIPT));
     }
     let names: Vec<&str> = index
         .entries
@@ -245,12 +323,17 @@ impl StorageSource for ZipStorages<'_> {
                 path: self.path.to_string(),
                 detail: format!("storage '{key}': {numel} elements overflow"),
             })?;
-        if (e.size as u128) < need as u128 {
+        let have = if e.method == 0 {
+            e.size
+        } else {
+            e.uncompressed
+        };
+        if (have as u128) < need as u128 {
             return Err(Error::Corrupt {
                 path: self.path.to_string(),
                 detail: format!(
                     "record '{name}' holds {} bytes but its storage needs {need} ({numel} × {})",
-                    e.size,
+                    have,
                     dtype.name()
                 ),
             });

@@ -45,11 +45,23 @@ pub enum Dtype {
     U32,
     /// uint64
     U64,
+    /// float8_e4m3fn (candle's `F8E4M3`)
+    F8E4M3FN,
+    /// float8_e5m2 (bytes kept as they are; candle has no such type)
+    F8E5M2,
+    /// float8_e4m3fnuz (bytes kept as they are)
+    F8E4M3FNUZ,
+    /// float8_e5m2fnuz (bytes kept as they are)
+    F8E5M2FNUZ,
+    /// complex64 (interleaved f32 real/imaginary parts; bytes kept as they are)
+    C64,
+    /// complex128 (interleaved f64 parts; bytes kept as they are)
+    C128,
 }
 
 impl Dtype {
     /// Every dtype, in a stable order.
-    pub const ALL: [Dtype; 13] = [
+    pub const ALL: [Dtype; 19] = [
         Dtype::F64,
         Dtype::F32,
         Dtype::F16,
@@ -63,21 +75,49 @@ impl Dtype {
         Dtype::U16,
         Dtype::U32,
         Dtype::U64,
+        Dtype::F8E4M3FN,
+        Dtype::F8E5M2,
+        Dtype::F8E4M3FNUZ,
+        Dtype::F8E5M2FNUZ,
+        Dtype::C64,
+        Dtype::C128,
     ];
 
     /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
-            Dtype::F64 | Dtype::I64 | Dtype::U64 => 8,
+            Dtype::C128 => 16,
+            Dtype::F64 | Dtype::I64 | Dtype::U64 | Dtype::C64 => 8,
             Dtype::F32 | Dtype::I32 | Dtype::U32 => 4,
             Dtype::F16 | Dtype::BF16 | Dtype::I16 | Dtype::U16 => 2,
-            Dtype::I8 | Dtype::U8 | Dtype::Bool => 1,
+            Dtype::I8
+            | Dtype::U8
+            | Dtype::Bool
+            | Dtype::F8E4M3FN
+            | Dtype::F8E5M2
+            | Dtype::F8E4M3FNUZ
+            | Dtype::F8E5M2FNUZ => 1,
         }
     }
 
-    /// Whether it is a floating-point type.
+    /// Whether it is a floating-point type that casts convert (float8 and complex are not:
+    /// their bytes are kept as they are).
     pub fn is_float(self) -> bool {
         matches!(self, Dtype::F64 | Dtype::F32 | Dtype::F16 | Dtype::BF16)
+    }
+
+    /// Whether kiln only carries its bytes (float8, complex): read and written bit-exactly,
+    /// never cast element by element.
+    pub fn is_raw(self) -> bool {
+        matches!(
+            self,
+            Dtype::F8E4M3FN
+                | Dtype::F8E5M2
+                | Dtype::F8E4M3FNUZ
+                | Dtype::F8E5M2FNUZ
+                | Dtype::C64
+                | Dtype::C128
+        )
     }
 
     /// kiln's short name (`f32`, `bool`).
@@ -96,6 +136,12 @@ impl Dtype {
             Dtype::U16 => "u16",
             Dtype::U32 => "u32",
             Dtype::U64 => "u64",
+            Dtype::F8E4M3FN => "f8_e4m3fn",
+            Dtype::F8E5M2 => "f8_e5m2",
+            Dtype::F8E4M3FNUZ => "f8_e4m3fnuz",
+            Dtype::F8E5M2FNUZ => "f8_e5m2fnuz",
+            Dtype::C64 => "c64",
+            Dtype::C128 => "c128",
         }
     }
 
@@ -115,6 +161,12 @@ impl Dtype {
             Dtype::U16 => "torch.uint16",
             Dtype::U32 => "torch.uint32",
             Dtype::U64 => "torch.uint64",
+            Dtype::F8E4M3FN => "torch.float8_e4m3fn",
+            Dtype::F8E5M2 => "torch.float8_e5m2",
+            Dtype::F8E4M3FNUZ => "torch.float8_e4m3fnuz",
+            Dtype::F8E5M2FNUZ => "torch.float8_e5m2fnuz",
+            Dtype::C64 => "torch.complex64",
+            Dtype::C128 => "torch.complex128",
         }
     }
 
@@ -138,6 +190,8 @@ impl Dtype {
                 "short" => Some(Dtype::I16),
                 "char" => Some(Dtype::I8),
                 "byte" => Some(Dtype::U8),
+                "cfloat" => Some(Dtype::C64),
+                "cdouble" => Some(Dtype::C128),
                 _ => None,
             })
             .ok_or_else(|| Error::Parse {
@@ -163,7 +217,15 @@ impl Dtype {
             Dtype::I16 => DType::I16,
             Dtype::U8 | Dtype::Bool => DType::U8,
             Dtype::U32 => DType::U32,
-            Dtype::I8 | Dtype::U16 | Dtype::U64 => return None,
+            Dtype::F8E4M3FN => DType::F8E4M3,
+            Dtype::I8
+            | Dtype::U16
+            | Dtype::U64
+            | Dtype::F8E5M2
+            | Dtype::F8E4M3FNUZ
+            | Dtype::F8E5M2FNUZ
+            | Dtype::C64
+            | Dtype::C128 => return None,
         })
     }
 
@@ -182,6 +244,7 @@ impl Dtype {
             DType::I16 => Dtype::I16,
             DType::U8 => Dtype::U8,
             DType::U32 => Dtype::U32,
+            DType::F8E4M3 => Dtype::F8E4M3FN,
             other => {
                 return Err(Error::Unsupported {
                     what: format!("saving tensors of dtype {other:?}"),
@@ -511,6 +574,14 @@ impl TensorValue {
                     let v: Vec<i16> = bytes.iter().map(|&b| b as i8 as i16).collect();
                     Tensor::from_vec(v, shape, &cpu).ctx("loading tensor")?
                 }
+                d if d.is_raw() => {
+                    return Err(Error::Unsupported {
+                        what: format!(
+                            "computing with {} tensors (kiln reads, converts and saves their bytes exactly, but candle has no such type)",
+                            d.torch_name()
+                        ),
+                    });
+                }
                 Dtype::U16 => {
                     let v: Vec<i32> = bytes
                         .chunks_exact(2)
@@ -572,6 +643,7 @@ pub fn tensor_bytes(t: &Tensor) -> Result<Vec<u8>> {
         DType::I16 => le(t.to_vec1::<i16>().ctx("tensor bytes")?, i16::to_le_bytes),
         DType::U32 => le(t.to_vec1::<u32>().ctx("tensor bytes")?, u32::to_le_bytes),
         DType::U8 => t.to_vec1::<u8>().ctx("tensor bytes")?,
+        DType::F8E4M3 => fast_bytes(&t.contiguous().ctx("tensor bytes")?).unwrap_or_default(),
         other => {
             return Err(Error::Unsupported {
                 what: format!("tensor dtype {other:?}"),
@@ -608,6 +680,7 @@ fn fast_bytes(t: &Tensor) -> Option<Vec<u8>> {
             CpuStorage::I16(v) => raw(v, start, end),
             CpuStorage::U32(v) => raw(v, start, end),
             CpuStorage::U8(v) => raw(v, start, end),
+            CpuStorage::F8E4M3(v) => raw(v, start, end),
             _ => None,
         },
         _ => None,
@@ -683,6 +756,9 @@ pub enum Value {
     DtypeObj(Dtype),
     /// A `torch.device` object.
     DeviceObj(String),
+    /// An inert record of a class instance or function reference, made only by the
+    /// structural unpickler (never constructed; see [`crate::io::object`]).
+    Object(Box<crate::io::object::PyObject>),
 }
 
 impl Value {
@@ -785,6 +861,7 @@ impl Value {
             Value::Tensor(_) => "Tensor",
             Value::DtypeObj(_) => "torch.dtype",
             Value::DeviceObj(_) => "torch.device",
+            Value::Object(_) => "object",
         }
     }
 
@@ -855,6 +932,7 @@ impl PartialEq for Value {
             }
             (Value::DtypeObj(a), Value::DtypeObj(b)) => a == b,
             (Value::DeviceObj(a), Value::DeviceObj(b)) => a == b,
+            (Value::Object(a), Value::Object(b)) => a == b,
             _ => false,
         }
     }

@@ -4,8 +4,9 @@
 
 use super::globals::Global;
 use super::limits::*;
-use super::reader::{Id, Machine, Node};
+use super::reader::{Id, Machine, Mode, Node};
 use crate::error::{Error, Result};
+use crate::io::object::ObjectOrigin;
 use crate::io::value::{Dict, Dtype, Storage, TensorValue, Value, contiguous_stride};
 use std::sync::Arc;
 
@@ -33,6 +34,18 @@ impl Machine<'_> {
         let children = match n {
             Node::List(v) | Node::Tuple(v) | Node::Set(v) => sum(&mut v.iter().copied()),
             Node::Dict { entries, .. } => sum(&mut entries.iter().flat_map(|&(k, v)| [k, v])),
+            Node::Object(o) => sum(&mut o
+                .args
+                .iter()
+                .copied()
+                .chain(o.state)
+                .chain(o.list_items.iter().copied())
+                .chain(
+                    o.kwargs
+                        .iter()
+                        .chain(&o.dict_items)
+                        .flat_map(|&(k, v)| [k, v]),
+                )),
             _ => 0,
         };
         own.saturating_add(children)
@@ -67,6 +80,10 @@ impl Machine<'_> {
                 v.extend(items.iter().copied());
                 self.grow_estimate(t, &items)
             }
+            Node::Object(o) => {
+                o.list_items.extend(items.iter().copied());
+                self.grow_estimate(t, &items)
+            }
             other => {
                 let k = other.kind();
                 Err(self.err(format!("can only append to lists, but got a {k}")))
@@ -79,6 +96,11 @@ impl Machine<'_> {
         match self.node_mut(t)? {
             Node::Dict { entries, .. } => {
                 entries.extend(pairs.iter().copied());
+                let flat: Vec<Id> = pairs.iter().flat_map(|&(k, v)| [k, v]).collect();
+                self.grow_estimate(t, &flat)
+            }
+            Node::Object(o) => {
+                o.dict_items.extend(pairs.iter().copied());
                 let flat: Vec<Id> = pairs.iter().flat_map(|&(k, v)| [k, v]).collect();
                 self.grow_estimate(t, &flat)
             }
@@ -306,6 +328,14 @@ impl Machine<'_> {
     }
 
     pub(super) fn call(&mut self, f: Id, args: Id) -> Result<Node> {
+        self.call_as(f, args, ObjectOrigin::Call)
+    }
+
+    /// `f(*args)`: an allow-listed constructor, or (structural modes) an inert record.
+    pub(super) fn call_as(&mut self, f: Id, args: Id, origin: ObjectOrigin) -> Result<Node> {
+        if self.mode == Mode::Scan || matches!(self.node(f)?, Node::Global(Global::Class { .. })) {
+            return self.inert_call(f, args, origin);
+        }
         let g = match self.node(f)? {
             Node::Global(g) => g.clone(),
             other => {
@@ -460,7 +490,8 @@ impl Machine<'_> {
                 requires_grad: false,
                 is_parameter: false,
             }),
-            Global::TensorClass
+            Global::Class { .. }
+            | Global::TensorClass
             | Global::StorageType(_)
             | Global::UntypedStorage
             | Global::Dtype(_) => {
@@ -513,6 +544,16 @@ impl Machine<'_> {
     }
 
     pub(super) fn build(&mut self, inst: Id, state: Id) -> Result<()> {
+        if let Node::Object(_) = self.node(inst)? {
+            self.grow_estimate(inst, &[state])?;
+            if let Node::Object(o) = self.node_mut(inst)? {
+                o.state = Some(state);
+            }
+            return Ok(());
+        }
+        if self.mode == Mode::Scan {
+            return Ok(());
+        }
         match self.node(inst)? {
             Node::Dict { .. } => {
                 if let Some(v) = self.metadata_of(state)?
@@ -625,6 +666,10 @@ impl Machine<'_> {
                 })
             }
             Node::Global(Global::Dtype(d)) => Value::DtypeObj(*d),
+            Node::Global(g) if self.mode != Mode::WeightsOnly => super::structural::bare_global(g),
+            Node::Object(o) => {
+                self.object_value(o, &mut |i| self.to_value(i, depth + 1, budget))?
+            }
             Node::Global(g) => {
                 return Err(Error::Unsupported {
                     what: format!("a bare {g:?} object in '{}'", self.path),

@@ -52,6 +52,13 @@ pub enum Global {
     /// A legacy tensor class (`torch.FloatTensor`), rebuilt by `BUILD` with
     /// `(storage, offset, size, stride)` as pickles of PyTorch < 0.4 do.
     TensorType(Dtype),
+    /// Any other class or function, recorded by the structural reader and never called.
+    Class {
+        /// `torch.nn.modules.linear`
+        module: String,
+        /// `Linear`
+        name: String,
+    },
 }
 
 /// The storage class PyTorch pickles for a dtype (`FloatStorage`), or `None` for dtypes that
@@ -68,7 +75,15 @@ pub fn storage_class(d: Dtype) -> Option<&'static str> {
         Dtype::I8 => "CharStorage",
         Dtype::U8 => "ByteStorage",
         Dtype::Bool => "BoolStorage",
-        Dtype::U16 | Dtype::U32 | Dtype::U64 => return None,
+        Dtype::C64 => "ComplexFloatStorage",
+        Dtype::C128 => "ComplexDoubleStorage",
+        Dtype::U16
+        | Dtype::U32
+        | Dtype::U64
+        | Dtype::F8E4M3FN
+        | Dtype::F8E5M2
+        | Dtype::F8E4M3FNUZ
+        | Dtype::F8E5M2FNUZ => return None,
     })
 }
 
@@ -92,6 +107,12 @@ fn dtype_by_attr(name: &str) -> Option<Dtype> {
         "uint16" => Dtype::U16,
         "uint32" => Dtype::U32,
         "uint64" => Dtype::U64,
+        "float8_e4m3fn" => Dtype::F8E4M3FN,
+        "float8_e5m2" => Dtype::F8E5M2,
+        "float8_e4m3fnuz" => Dtype::F8E4M3FNUZ,
+        "float8_e5m2fnuz" => Dtype::F8E5M2FNUZ,
+        "complex64" | "cfloat" => Dtype::C64,
+        "complex128" | "cdouble" => Dtype::C128,
         _ => return None,
     })
 }
@@ -185,7 +206,7 @@ pub fn resolve(module: &str, name: &str, path: &str) -> Result<Global> {
             None if is_other_torch_dtype(n) => {
                 return Err(Error::Unsupported {
                     what: format!(
-                        "dtype torch.{n} in '{path}' (kiln reads f64, f32, f16, bf16, i64, i32, i16, i8, u8, bool, u16, u32, u64)"
+                        "dtype torch.{n} in '{path}' (kiln reads f64, f32, f16, bf16, i64, i32, i16, i8, u8, bool, u16, u32, u64, the float8 e4m3fn/e5m2/fnuz types, complex64 and complex128)"
                     ),
                 });
             }
@@ -243,11 +264,19 @@ mod tests {
             Global::Dtype(Dtype::BF16)
         );
         assert_eq!(resolve("__builtin__", "set", "f").unwrap(), Global::Set);
+        assert_eq!(
+            resolve("torch", "float8_e5m2fnuz", "f").unwrap(),
+            Global::Dtype(Dtype::F8E5M2FNUZ)
+        );
+        assert_eq!(
+            resolve("torch", "ComplexDoubleStorage", "f").unwrap(),
+            Global::StorageType(Dtype::C128)
+        );
         for other in [
-            "float8_e4m3fn",
-            "complex64",
-            "cfloat",
-            "ComplexFloatStorage",
+            "float8_e8m0fnu",
+            "complex32",
+            "chalf",
+            "ComplexHalfStorage",
             "QInt8Storage",
             "uint4",
             "int2",

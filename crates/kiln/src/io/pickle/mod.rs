@@ -2,13 +2,17 @@
 //! and a protocol-2 writer whose output PyTorch's `weights_only` unpickler accepts.
 
 mod construct;
+pub mod danger;
 pub mod globals;
 pub mod limits;
 pub mod ops;
 pub mod reader;
+mod structural;
 pub mod writer;
 
-pub use reader::{StorageSource, Unpickled, unpickle, unpickle_with};
+pub use reader::{
+    Mode, StorageSource, Unpickled, scan_globals, unpickle, unpickle_mode, unpickle_with,
+};
 pub use writer::{Pickled, pickle};
 
 #[cfg(test)]

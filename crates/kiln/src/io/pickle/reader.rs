@@ -6,11 +6,12 @@
 //! bounds-checked, every size checked, and nothing recurses deeper than
 //! [`super::limits::MAX_DEPTH`].
 
-use super::globals::{self, Global};
+use super::globals::Global;
 use super::limits::*;
 use super::ops::*;
 use crate::error::{Error, Result};
 use crate::io::budget::Budget;
+use crate::io::object::ObjectOrigin;
 use crate::io::value::{Dtype, Storage, TensorValue, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,6 +35,35 @@ pub trait StorageSource {
 
 pub(super) type Id = usize;
 
+/// What the reader builds from a pickle's globals.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Only allow-listed constructors (like `torch.load(weights_only=True)`); any other
+    /// global is refused (`K0504`).
+    #[default]
+    WeightsOnly,
+    /// Allow-listed globals are built as in `WeightsOnly`; any other class or function that
+    /// is not dangerous becomes an inert [`crate::io::object::PyObject`] record (class path,
+    /// arguments, state), never imported or called. Dangerous globals are refused (`K0509`).
+    Structural,
+    /// Records every global and builds nothing (no constructor, no storage): for
+    /// [`scan_globals`].
+    Scan,
+}
+
+/// An inert object in the arena (see [`crate::io::object::PyObject`]).
+#[derive(Clone, Debug)]
+pub(super) struct ObjNode {
+    pub(super) module: String,
+    pub(super) name: String,
+    pub(super) origin: crate::io::object::ObjectOrigin,
+    pub(super) args: Vec<Id>,
+    pub(super) kwargs: Vec<(Id, Id)>,
+    pub(super) state: Option<Id>,
+    pub(super) list_items: Vec<Id>,
+    pub(super) dict_items: Vec<(Id, Id)>,
+}
+
 #[derive(Clone, Debug)]
 pub(super) enum Node {
     None,
@@ -55,6 +85,7 @@ pub(super) enum Node {
     Storage(Arc<Storage>),
     Tensor(TensorValue),
     Device(String),
+    Object(Box<ObjNode>),
 }
 
 impl Node {
@@ -74,6 +105,7 @@ impl Node {
             Node::Storage(_) => "storage",
             Node::Tensor(_) => "Tensor",
             Node::Device(_) => "torch.device",
+            Node::Object(_) => "object",
         }
     }
 }
@@ -107,25 +139,88 @@ pub fn unpickle_with(
     path: &str,
     budget: &Budget,
 ) -> Result<Unpickled> {
-    let mut m = Machine {
-        budget,
-        data,
-        pos: 0,
-        op_pos: 0,
-        path,
-        nodes: Vec::new(),
-        sizes: Vec::new(),
-        stack: Vec::new(),
-        metastack: Vec::new(),
-        memo: Memo::default(),
-        storages,
-        by_key: HashMap::new(),
-        retyped: HashMap::new(),
-    };
+    unpickle_mode(data, storages, path, budget, Mode::WeightsOnly)
+}
+
+/// [`unpickle_with`] in a chosen [`Mode`] (`Mode::Scan` is [`scan_globals`]'s).
+///
+/// # Errors
+/// As [`unpickle_with`]; in `Mode::Structural`, `K0509` for a dangerous global instead of
+/// `K0504` for any global off the allow-list.
+pub fn unpickle_mode(
+    data: &[u8],
+    storages: &mut dyn StorageSource,
+    path: &str,
+    budget: &Budget,
+    mode: Mode,
+) -> Result<Unpickled> {
+    let mut m = Machine::new(data, storages, path, budget, mode);
     let root = m.run()?;
     let mut budget = MAX_OUTPUT_NODES;
     let value = m.to_value(root, 0, &mut budget)?;
     Ok(Unpickled { value, end: m.pos })
+}
+
+/// Every global one pickle names, in first-use order and without duplicates, and where its
+/// STOP ended; builds nothing and calls nothing (dangerous globals are listed, not refused).
+///
+/// # Errors
+/// `K0501`/`K0505` for malformed data, `K0508` past the budget.
+pub fn scan_globals(
+    data: &[u8],
+    path: &str,
+    budget: &Budget,
+) -> Result<(Vec<(String, String)>, usize)> {
+    let mut none = NoSource;
+    let mut m = Machine::new(data, &mut none, path, budget, Mode::Scan);
+    m.run()?;
+    Ok((std::mem::take(&mut m.seen), m.pos))
+}
+
+struct NoSource;
+
+impl StorageSource for NoSource {
+    fn storage(
+        &mut self,
+        key: &str,
+        _: Dtype,
+        _: &str,
+        _: usize,
+        _: Option<(usize, usize)>,
+    ) -> Result<Arc<Storage>> {
+        Err(Error::Unsupported {
+            what: format!("reading storage '{key}' while scanning globals"),
+        })
+    }
+}
+
+impl<'a> Machine<'a> {
+    fn new(
+        data: &'a [u8],
+        storages: &'a mut dyn StorageSource,
+        path: &'a str,
+        budget: &'a Budget,
+        mode: Mode,
+    ) -> Self {
+        Machine {
+            budget,
+            data,
+            pos: 0,
+            op_pos: 0,
+            path,
+            nodes: Vec::new(),
+            sizes: Vec::new(),
+            stack: Vec::new(),
+            metastack: Vec::new(),
+            memo: Memo::default(),
+            storages,
+            by_key: HashMap::new(),
+            retyped: HashMap::new(),
+            mode,
+            seen: Vec::new(),
+            seen_set: std::collections::HashSet::new(),
+        }
+    }
 }
 
 pub(super) struct Machine<'a> {
@@ -146,6 +241,10 @@ pub(super) struct Machine<'a> {
     pub(super) storages: &'a mut dyn StorageSource,
     pub(super) by_key: HashMap<String, Arc<Storage>>,
     pub(super) retyped: HashMap<(usize, Dtype), Arc<Storage>>,
+    pub(super) mode: Mode,
+    /// Globals named so far (`Mode::Scan`).
+    pub(super) seen: Vec<(String, String)>,
+    pub(super) seen_set: std::collections::HashSet<(String, String)>,
 }
 
 /// The memo: picklers number entries 0, 1, 2…, so keys near the end of a dense table go in
@@ -617,8 +716,28 @@ impl Machine<'_> {
                 GLOBAL => {
                     let module = self.line()?;
                     let name = self.line()?;
-                    let g = globals::resolve(&module, &name, self.path)?;
+                    let g = self.global(&module, &name)?;
                     self.push(Node::Global(g))?;
+                }
+                INST if self.mode != Mode::WeightsOnly => {
+                    let module = self.line()?;
+                    let name = self.line()?;
+                    let g = self.global(&module, &name)?;
+                    let f = self.alloc(Node::Global(g))?;
+                    let items = self.pop_mark()?;
+                    let args = self.alloc(Node::Tuple(items))?;
+                    let r = self.call(f, args)?;
+                    self.push(r)?;
+                }
+                OBJ if self.mode != Mode::WeightsOnly => {
+                    let mut items = self.pop_mark()?;
+                    if items.is_empty() {
+                        return Err(self.err("OBJ needs a class"));
+                    }
+                    let f = items.remove(0);
+                    let args = self.alloc(Node::Tuple(items))?;
+                    let r = self.call(f, args)?;
+                    self.push(r)?;
                 }
                 STACK_GLOBAL => {
                     let name = self.pop()?;
@@ -628,7 +747,8 @@ impl Machine<'_> {
                     else {
                         return Err(self.err("STACK_GLOBAL needs two strings"));
                     };
-                    let g = globals::resolve(module, name, self.path)?;
+                    let (module, name) = (module.clone(), name.clone());
+                    let g = self.global(&module, &name)?;
                     self.push(Node::Global(g))?;
                 }
                 REDUCE => {
@@ -640,14 +760,19 @@ impl Machine<'_> {
                 NEWOBJ => {
                     let args = self.pop()?;
                     let cls = self.pop()?;
-                    let r = self.call(cls, args)?;
+                    let r = self.call_as(cls, args, ObjectOrigin::NewObj)?;
                     self.push(r)?;
                 }
                 NEWOBJ_EX => {
-                    let _kwargs = self.pop()?;
+                    let kwargs = self.pop()?;
                     let args = self.pop()?;
                     let cls = self.pop()?;
-                    let r = self.call(cls, args)?;
+                    let mut r = self.call_as(cls, args, ObjectOrigin::NewObj)?;
+                    if let Node::Object(o) = &mut r
+                        && let Some(Node::Dict { entries, .. }) = self.nodes.get(kwargs)
+                    {
+                        o.kwargs = entries.clone();
+                    }
                     self.push(r)?;
                 }
                 BUILD => {
@@ -657,8 +782,17 @@ impl Machine<'_> {
                 }
                 BINPERSID => {
                     let pid = self.pop()?;
-                    let s = self.persistent(pid)?;
-                    self.push(Node::Storage(s))?;
+                    if self.mode != Mode::WeightsOnly
+                        && let Some(class) = self.module_pid(pid)?
+                    {
+                        // Legacy whole-module files: ('module', cls, file, source).
+                        self.stack.push(class);
+                    } else if self.mode == Mode::Scan {
+                        self.push(Node::None)?;
+                    } else {
+                        let s = self.persistent(pid)?;
+                        self.push(Node::Storage(s))?;
+                    }
                 }
                 NEXT_BUFFER | READONLY_BUFFER => {
                     return Err(

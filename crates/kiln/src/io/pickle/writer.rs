@@ -218,6 +218,16 @@ impl Writer {
             Value::Dict(d) => self.dict(d, depth)?,
             Value::Tensor(t) => self.tensor(t)?,
             Value::DtypeObj(d) => self.global("torch", dtype_attr(*d)),
+            Value::Object(o) => {
+                return Err(Error::invalid(
+                    "value to save",
+                    format!(
+                        "an inert {} record (from a structural read)",
+                        o.class_path()
+                    ),
+                    "tensors, containers and scalars only: save the extracted state dict",
+                ));
+            }
             Value::DeviceObj(s) => {
                 self.global("torch", "device");
                 match s.split_once(':') {

@@ -555,10 +555,17 @@ fn check_layout(
 /// # Errors
 /// `K0502` on a CRC mismatch; `K0005` for compressed records; I/O errors.
 pub fn read_entry(src: &dyn Source, e: &Entry, verify: bool, path: &str) -> Result<Vec<u8>> {
+    if e.method == DEFLATE {
+        let v = inflate(&read_vec(src, e.data_start, e.size, path)?, e, path)?;
+        if verify {
+            check_crc(&v, e, path)?;
+        }
+        return Ok(v);
+    }
     if e.method != 0 {
         return Err(Error::Unsupported {
             what: format!(
-                "compressed zip record '{}' (method {}) in '{path}': torch.save writes records uncompressed; re-save the file",
+                "compressed zip record '{}' (method {}) in '{path}': kiln reads stored and deflated records (torch.save writes them stored); re-save the file",
                 e.name, e.method
             ),
         });
@@ -570,6 +577,54 @@ pub fn read_entry(src: &dyn Source, e: &Entry, verify: bool, path: &str) -> Resu
     let (v, crc) = src.read_with_crc(e.data_start, n)?;
     crc_matches(crc, e, path)?;
     Ok(v)
+}
+
+/// Zip compression method 8 (what Python's `zipfile.ZIP_DEFLATED` writes).
+pub const DEFLATE: u16 = 8;
+
+/// The most a deflate stream expands (1032:1), plus slack: a record announcing more is
+/// refused before anything is inflated.
+const MAX_DEFLATE_RATIO: u64 = 1032;
+
+/// Inflates a deflated record to exactly its announced uncompressed size.
+fn inflate(data: &[u8], e: &Entry, path: &str) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let limit = (data.len() as u64)
+        .saturating_mul(MAX_DEFLATE_RATIO)
+        .saturating_add(1024);
+    if e.uncompressed > limit {
+        return Err(corrupt(
+            path,
+            format!(
+                "deflated record '{}' announces {} bytes from {} compressed (more than deflate can expand)",
+                e.name,
+                e.uncompressed,
+                data.len()
+            ),
+        ));
+    }
+    let want = usize::try_from(e.uncompressed).map_err(|_| {
+        corrupt(
+            path,
+            format!("record '{}' larger than the address space", e.name),
+        )
+    })?;
+    let mut out = Vec::with_capacity(want.min(1 << 26));
+    flate2::read::DeflateDecoder::new(data)
+        .take(e.uncompressed.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|err| corrupt(path, format!("deflated record '{}': {err}", e.name)))?;
+    if out.len() != want {
+        return Err(corrupt(
+            path,
+            format!(
+                "deflated record '{}' inflates to {} bytes, the directory says {want}",
+                e.name,
+                out.len()
+            ),
+        ));
+    }
+    Ok(out)
 }
 
 /// Checks a record's bytes against its CRC32 (a stored CRC of 0 means "not recorded", as
@@ -621,6 +676,16 @@ pub fn verify_all(src: &dyn Source, index: &ZipIndex, path: &str) -> Result<Veri
     let mut out = Verified::default();
     let mut buf = vec![0u8; VERIFY_CHUNK];
     for e in &index.entries {
+        if e.method == DEFLATE {
+            let v = read_entry(src, e, true, path)?;
+            if e.crc == 0 && !v.is_empty() {
+                out.without_crc += 1;
+            } else {
+                out.records += 1;
+                out.bytes += v.len() as u64;
+            }
+            continue;
+        }
         if e.method != 0 {
             return Err(Error::Unsupported {
                 what: format!(
