@@ -26,8 +26,8 @@ mod rnn_cell;
 pub(crate) mod sdpa;
 pub(crate) mod sequential;
 mod simple;
-pub(crate) mod transformer;
 mod stochastic_depth;
+pub(crate) mod transformer;
 mod upsample;
 
 pub use crate::nn::functional::GeluApproximate;
@@ -54,17 +54,17 @@ pub use module_list::ModuleList;
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
 pub use pool1d::{AdaptiveAvgPool1d, AdaptiveMaxPool2d, AvgPool1d, MaxPool1d};
 pub use rms_norm::RMSNorm;
-pub use sequential::Sequential;
-pub use simple::{Flatten, Identity, ReLU, Unflatten};
-pub use upsample::{Upsample, UpsampleMode, UpsampleTarget};
 pub use rnn::{GRU, LSTM, RnnConfig};
 pub use rnn_cell::{GRUCell, LSTMCell};
+pub use sequential::Sequential;
+pub use simple::{Flatten, Identity, ReLU, Unflatten};
+pub use stochastic_depth::{StochasticDepth, StochasticDepthMode, stochastic_depth};
 pub use transformer::{
     DecoderArgs, EncoderArgs, TransformerActivation, TransformerDecoder, TransformerDecoderLayer,
     TransformerEncoder, TransformerEncoderLayer, TransformerLayerConfig,
     generate_square_subsequent_mask,
 };
-pub use stochastic_depth::{StochasticDepth, StochasticDepthMode, stochastic_depth};
+pub use upsample::{Upsample, UpsampleMode, UpsampleTarget};
 
 use crate::error::{Error, Result};
 use candle_core::{DType, DeviceLocation, Tensor};

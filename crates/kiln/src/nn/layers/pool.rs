@@ -102,7 +102,8 @@ impl Module for MaxPool2d {
         // Rows/columns of −∞ at the bottom/right turn the floor-mode size into the ceil one.
         let mut xp = x.clone();
         for (dim, size) in [(2, h), (3, w)] {
-            let extra = (ceil_out(size, k, s, p).saturating_sub(1) * s + k).saturating_sub(size + 2 * p);
+            let extra =
+                (ceil_out(size, k, s, p).saturating_sub(1) * s + k).saturating_sub(size + 2 * p);
             if extra > 0 {
                 let mut d = xp.dims().to_vec();
                 d[dim] = extra;
@@ -117,7 +118,7 @@ impl Module for MaxPool2d {
     }
 
     fn spec(&self) -> ModuleSpec {
-        let spec = ModuleSpec::new("MaxPool2d")
+        ModuleSpec::new("MaxPool2d")
             .with("kernel_size", self.kernel)
             .with("stride", self.stride)
             .with("padding", self.padding)
@@ -259,21 +260,23 @@ mod tests {
     use super::*;
 
     /// PyTorch's ceil-mode sizes (checked with `F.max_pool2d(..., ceil_mode=True)`): 111 → 55
-    /// and 31 → 15 (k=3, s=2) round exactly and need no extra row; 30 → 15 needs one.
+    /// and 31 → 15 (k=3, s=2) round exactly; 30 → 15 rounds up.
     #[test]
-    fn ceil_mode_pads_only_when_the_size_rounds_up() {
-        assert_eq!(ceil_extra(111, 3, 2, 0), 0);
-        assert_eq!(ceil_extra(31, 3, 2, 0), 0);
-        assert_eq!(ceil_extra(30, 3, 2, 0), 1);
-        assert_eq!(ceil_extra(6, 2, 2, 0), 0);
+    fn ceil_mode_sizes_and_values_match_pytorch() {
+        for (size, want) in [(111, 55), (31, 15), (30, 15)] {
+            assert_eq!(ceil_out(size, 3, 2, 0), want, "{size}");
+        }
+        assert_eq!(ceil_out(6, 2, 2, 0), 3);
         // (5 + 2 - 2) / 2 rounds up to 3 windows, but the last would start in the padding.
-        assert_eq!(ceil_extra(5, 2, 2, 1), 0);
+        assert_eq!(ceil_out(5, 2, 2, 1), 3);
+        assert_eq!(ceil_out(1, 3, 2, 0), 0, "a window larger than the input");
         let x = Tensor::arange(0f32, 36.0, &candle_core::Device::Cpu)
             .unwrap()
             .reshape((1, 1, 6, 6))
             .unwrap();
         let x = x.narrow(2, 0, 5).unwrap().narrow(3, 0, 5).unwrap();
-        let y = MaxPool2d::with_ceil_mode(2, 2, 0, true)
+        let y = MaxPool2d::with(2, 2, 0)
+            .ceil_mode(true)
             .forward(&x)
             .unwrap();
         let v: Vec<Vec<f32>> = y.squeeze(0).unwrap().squeeze(0).unwrap().to_vec2().unwrap();
