@@ -189,6 +189,11 @@ def big(out):
     info = io_case(out, "resnet18", net, torch.randn(1, 3, 224, 224))
     with open(os.path.join(out, "resnet18.json"), "w") as f:
         json.dump(info, f, indent=1)
+    # Other torchvision model classes, rebuilt as the zoo variant whose keys match.
+    for name, classes in [("mobilenet_v3_small", 10), ("efficientnet_b0", 5), ("squeezenet1_1", 7)]:
+        net = getattr(torchvision.models, name)(num_classes=classes)
+        perturb_bn(net)
+        io_case(out, name, net, torch.randn(1, 3, 224, 224))
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ step "interop: checkpoints (PyTorch recipe resumed by kiln, kiln checkpoints int
 limit 600 scripts/checkpoint_interop.sh
 step "whole-module files: torchvision resnet18 saved with torch.save(model) (scripts/gen_module_fixtures.py --big)"
 limit 300 "$KILN_PYTHON" scripts/gen_module_fixtures.py --big target/module-fixtures
-limit 600 cargo test --release --test module_files -- --ignored
+limit 900 cargo test --release --test module_files -- --ignored --nocapture
 step "distributed: mpirun -np 2"
 limit 900 scripts/mpi-check.sh
 step "all tests passed"

@@ -416,3 +416,40 @@ fn torchvision_resnet18_whole_module_matches_pytorch() {
     let e = rel_err(&got, &want);
     assert!(e < 1e-4, "relative error {e:e}");
 }
+
+/// torchvision models of other classes, saved with `torch.save(model)`, rebuilt as the zoo
+/// architecture whose keys and shapes match the file (mobilenet_v3_small, not large; the
+/// class count from the head): eval-mode logits within 1e-4 of PyTorch's.
+#[test]
+#[ignore = "needs target/module-fixtures from scripts/gen_module_fixtures.py --big"]
+fn torchvision_zoo_whole_modules_match_pytorch() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/module-fixtures");
+    for name in ["mobilenet_v3_small", "efficientnet_b0", "squeezenet1_1"] {
+        let m = load_torch_module(dir.join(format!("{name}.pt"))).unwrap();
+        assert!(!m.is_training(), "{name}: saved in eval mode");
+        let v = load(
+            dir.join(format!("{name}.io.safetensors")),
+            &LoadOptions::new(),
+        )
+        .unwrap();
+        let get = |k: &str| {
+            v.get(k)
+                .unwrap()
+                .as_tensor()
+                .unwrap()
+                .to_tensor(&Device::Cpu)
+                .unwrap()
+        };
+        let want: Vec<f32> = get("output").flatten_all().unwrap().to_vec1().unwrap();
+        let got: Vec<f32> = m
+            .forward(&get("input"))
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let e = rel_err(&got, &want);
+        println!("{name}: relative error {e:e}");
+        assert!(e < 1e-4, "{name}: relative error {e:e}");
+    }
+}

@@ -11,7 +11,8 @@
 //!   bytes) for any class, `__main__.MyNet` included;
 //! - [`module_repr`] prints the tree like `print(net)`;
 //! - [`load_torch_module`] rebuilds it as a kiln module through [`rebuild`]'s registry
-//!   (`torch.nn` layers, torchvision's ResNet) and loads its weights strictly;
+//!   (`torch.nn` layers) or, for a torchvision model class, as the zoo architecture whose
+//!   keys and shapes match ([`zoo`]), and loads its weights strictly;
 //! - [`list_globals`] lists every global a PyTorch file's pickles name, marked safe,
 //!   rebuildable, dangerous or unknown (`kiln inspect --globals`).
 //!
@@ -25,6 +26,7 @@ pub mod globals;
 pub mod rebuild;
 pub mod repr;
 pub mod tree;
+pub mod zoo;
 
 pub use globals::{GlobalKind, GlobalUse, list_globals};
 pub use repr::module_repr;
@@ -127,6 +129,9 @@ fn no_module(path: &str, v: &Value) -> Error {
 
 /// The classes of a module tree kiln cannot rebuild as kiln modules.
 pub fn unrebuildable(tree: &ModuleNode<'_>) -> Vec<String> {
+    if !zoo::candidates(&tree.class_path()).is_empty() {
+        return Vec::new(); // rebuilt as a whole by the zoo (see [`zoo`])
+    }
     tree.classes()
         .into_iter()
         .filter(|c| !rebuild::can_rebuild(c))
@@ -162,6 +167,14 @@ pub fn load_torch_module(path: impl AsRef<Path>) -> Result<Box<dyn Module>> {
 /// # Errors
 /// As [`load_torch_module`].
 pub fn build_module(tree: &ModuleNode<'_>, path: &str) -> Result<Box<dyn Module>> {
+    let class = tree.class_path();
+    if !zoo::candidates(&class).is_empty() {
+        let sd = value_to_state_dict(&tree.state_dict(), &candle_core::Device::Cpu)?;
+        if let Some(module) = zoo::build_zoo_module(&class, &sd, path)? {
+            module.train(tree.training);
+            return Ok(module);
+        }
+    }
     let spec = rebuild::spec_tree(tree, path)?;
     let module = registry::build_in(&spec, path)?;
     let sd = value_to_state_dict(&tree.state_dict(), &candle_core::Device::Cpu)?;

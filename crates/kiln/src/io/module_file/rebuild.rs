@@ -106,7 +106,7 @@ pub fn rebuilder(class_path: &str) -> Option<RebuildFn> {
 
 /// Whether kiln can rebuild the class (it has an entry and the type is registered).
 pub fn can_rebuild(class_path: &str) -> bool {
-    rebuilder(class_path).is_some()
+    rebuilder(class_path).is_some() || super::zoo::is_zoo_class(class_path)
 }
 
 /// The spec tree of a pickled module tree; `path` names the file in errors.
