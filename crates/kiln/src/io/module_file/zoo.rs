@@ -93,7 +93,7 @@ pub fn candidates(class_path: &str) -> &'static [&'static str] {
 
 fn signature(sd: &StateDict) -> Vec<(String, Vec<usize>)> {
     sd.iter()
-        .map(|(k, t)| (k.clone(), t.dims().to_vec()))
+        .map(|(k, t)| (k.to_string(), t.dims().to_vec()))
         .collect()
 }
 
@@ -200,10 +200,10 @@ mod tests {
             let mut cut: StateDict = sd
                 .iter()
                 .take(10)
-                .map(|(k, t)| (k.clone(), t.clone()))
+                .map(|(k, t)| (k.to_string(), t.clone()))
                 .collect();
             if let Some((k, t)) = sd.iter().last() {
-                cut.insert(k.clone(), t.clone());
+                cut.insert(k, t.clone());
             }
             let e = build_zoo_module(class, &cut, "mem")
                 .err()
