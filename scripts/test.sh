@@ -31,7 +31,7 @@ limit 600 "$KILN_PYTHON" scripts/interop_check.py
 step "interop: ResNet-18 vs torchvision, kiln train files in the PyTorch twins"
 limit 600 scripts/nn_interop.sh
 step "interop: torchvision model zoo (every architecture: eval logits, one training step)"
-limit 1500 scripts/zoo_parity.sh
+limit 2400 scripts/zoo_parity.sh
 step "interop: checkpoints (PyTorch recipe resumed by kiln, kiln checkpoints into PyTorch)"
 limit 600 scripts/checkpoint_interop.sh
 step "distributed: mpirun -np 2"
