@@ -39,7 +39,7 @@ limit 600 scripts/nn_interop.sh
 step "interop: sequence layers (.pt both ways with torch.nn's MultiheadAttention, Transformer, LSTM, GRU)"
 limit 600 scripts/seq_interop.sh
 step "interop: torchvision model zoo (every architecture: eval logits, one training step)"
-limit 1500 scripts/zoo_parity.sh
+limit 2400 scripts/zoo_parity.sh
 step "interop: checkpoints (PyTorch recipe resumed by kiln, kiln checkpoints into PyTorch)"
 limit 600 scripts/checkpoint_interop.sh
 step "whole-module files: torchvision resnet18 saved with torch.save(model) (scripts/gen_module_fixtures.py --big)"

@@ -399,7 +399,15 @@ pub fn hardsigmoid(x: &Tensor) -> Result<Tensor> {
     let op = pointwise(
         "hardsigmoid",
         |x| (x + 3.0).clamp(0.0, 6.0) / 6.0,
-        |x, _| if x > -3.0 && x < 3.0 { 1.0 / 6.0 } else { 0.0 },
+        // PyTorch's backward kernel uses the float constant `1.0f / 6.0f` for every dtype,
+        // so a float64 gradient is 0.1666666716337204, not 1/6.
+        |x, _| {
+            if x > -3.0 && x < 3.0 {
+                f64::from(1.0f32 / 6.0)
+            } else {
+                0.0
+            }
+        },
     );
     apply(x, op, |x| (x + 3.0)?.clamp(0.0, 6.0)? / 6.0)
 }

@@ -116,6 +116,7 @@ fn check_p(p: f64) -> Result<()> {
 /// assert_eq!(sd.repr(), "StochasticDepth(p=0.2, mode=row)");
 /// # Ok::<(), kiln::Error>(())
 /// ```
+#[derive(Debug)]
 pub struct StochasticDepth {
     p: f64,
     mode: StochasticDepthMode,
