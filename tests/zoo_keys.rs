@@ -95,7 +95,8 @@ macro_rules! zoo_tests {
         #[test]
         fn every_zoo_architecture_has_a_key_test() {
             let tested = [$(stringify!($name)),*];
-            let zoo: Vec<&str> = ZOO.iter().map(|(a, _)| *a).collect();
+            // vit_b_16 is checked against its own torchvision fixture (tests/zoo_vit.rs).
+            let zoo: Vec<&str> = ZOO.iter().map(|(a, _)| *a).filter(|a| *a != "vit_b_16").collect();
             assert_eq!(tested.as_slice(), zoo.as_slice());
         }
     };

@@ -56,6 +56,10 @@ pub const FAMILIES: &[(&str, &[&str])] = &[
         "torchvision.models.convnext.ConvNeXt",
         &["convnext_tiny", "convnext_small"],
     ),
+    (
+        "torchvision.models.vision_transformer.VisionTransformer",
+        &["vit_b_16"],
+    ),
 ];
 
 /// torchvision's building blocks inside those models: rebuilt as part of their model.
@@ -76,6 +80,9 @@ pub const PARTS: &[&str] = &[
     "torchvision.ops.misc.SqueezeExcitation",
     "torchvision.ops.misc.Permute",
     "torchvision.ops.stochastic_depth.StochasticDepth",
+    "torchvision.models.vision_transformer.Encoder",
+    "torchvision.models.vision_transformer.EncoderBlock",
+    "torchvision.models.vision_transformer.MLPBlock",
 ];
 
 /// Whether `class_path` is a torchvision model class of the zoo or one of its parts.

@@ -20,6 +20,7 @@ pub mod mobilenet_v3;
 pub mod resnet;
 pub mod squeezenet;
 pub mod vgg;
+pub mod vit;
 
 pub use alexnet::AlexNet;
 pub use convnext::{CnBlock, ConvNeXt};
@@ -31,6 +32,7 @@ pub use mobilenet_v3::{InvertedResidualV3, MobileNetV3};
 pub use resnet::{BasicBlock, Bottleneck, ResNet, ResNetConfig};
 pub use squeezenet::{Fire, SqueezeNet};
 pub use vgg::Vgg;
+pub use vit::{Encoder, EncoderBlock, VisionTransformer};
 
 use crate::error::Result;
 use crate::nn::Module;
@@ -55,7 +57,7 @@ impl Default for ZooConfig {
 
 /// The architectures of the zoo with their heads (the submodule torchvision users replace
 /// for a new number of classes), in `kiln train --help` order.
-pub const ZOO: [(&str, &str); 27] = [
+pub const ZOO: [(&str, &str); 28] = [
     ("resnet18", "fc"),
     ("resnet34", "fc"),
     ("resnet50", "fc"),
@@ -83,6 +85,7 @@ pub const ZOO: [(&str, &str); 27] = [
     ("efficientnet_b3", "classifier.1"),
     ("convnext_tiny", "classifier.2"),
     ("convnext_small", "classifier.2"),
+    ("vit_b_16", "heads.head"),
 ];
 
 /// The head of a zoo architecture (`fc`, `classifier.6`, …), `None` for other names.
@@ -131,6 +134,7 @@ pub fn try_build(arch: &str, cfg: ZooConfig) -> Result<Option<Box<dyn Module>>> 
         "efficientnet_b3" => Box::new(EfficientNet::new(3, cfg)?),
         "convnext_tiny" => Box::new(ConvNeXt::tiny(cfg)?),
         "convnext_small" => Box::new(ConvNeXt::small(cfg)?),
+        "vit_b_16" => Box::new(VisionTransformer::b_16(cfg)?),
         _ => return Ok(None),
     };
     Ok(Some(m))
