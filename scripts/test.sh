@@ -40,6 +40,9 @@ step "interop: sequence layers (.pt both ways with torch.nn's MultiheadAttention
 limit 600 scripts/seq_interop.sh
 step "interop: torchvision model zoo (every architecture: eval logits, one training step)"
 limit 2400 scripts/zoo_parity.sh
+step "interop: vit_b_16 vs torchvision (scripts/gen_vit_fixture.py, tests/zoo_vit.rs)"
+limit 300 "$KILN_PYTHON" scripts/gen_vit_fixture.py target/vit-fixture
+limit 600 cargo test --release --test zoo_vit -- --ignored --nocapture
 step "interop: checkpoints (PyTorch recipe resumed by kiln, kiln checkpoints into PyTorch)"
 limit 600 scripts/checkpoint_interop.sh
 step "whole-module files: torchvision resnet18 saved with torch.save(model) (scripts/gen_module_fixtures.py --big)"

@@ -817,6 +817,45 @@ fn k0702_resume_with_another_configuration() {
     );
 }
 
+#[test]
+fn k0220_sequence_input_of_the_wrong_shape() {
+    let mha = kiln::nn::MultiheadAttention::new(8, 2).unwrap();
+    let e = expect(
+        mha.forward(&zeros(&[5, 2, 6], DType::F32)),
+        "K0220",
+        &["MultiheadAttention(embed_dim=8"],
+    );
+    assert!(!e.to_string().contains("panicked"));
+}
+
+#[test]
+fn k0703_nan_loss_names_the_step_and_the_learning_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = dir.path().join("run");
+    let (rc, err) = kiln_cli(&[
+        "train",
+        "--model",
+        "mlp",
+        "--epochs",
+        "3",
+        "--lr",
+        "1e12",
+        "--momentum",
+        "0",
+        "--scheduler",
+        "none",
+        "--quiet",
+        "--out",
+        o.to_str().unwrap(),
+    ]);
+    assert_eq!(rc, 1, "{err}");
+    assert!(
+        err.contains("error[K0703]") && err.contains("at step") && err.contains("learning rate"),
+        "{err}"
+    );
+    assert!(err.contains("lower the learning rate"), "{err}");
+}
+
 // ------------------------------------------------------------------ K08xx: distributed
 
 #[test]
@@ -829,7 +868,7 @@ fn k0801_backend_not_built_in() {
         "K0801",
         &["mpi"],
     );
-    assert!(e.hint().contains("--features"), "{}", e.hint());
+    assert!(e.hint().contains("cargo feature"), "{}", e.hint());
 }
 
 #[test]

@@ -168,14 +168,24 @@ pub fn load_torch_module(path: impl AsRef<Path>) -> Result<Box<dyn Module>> {
 /// As [`load_torch_module`].
 pub fn build_module(tree: &ModuleNode<'_>, path: &str) -> Result<Box<dyn Module>> {
     let class = tree.class_path();
+    let mut zoo_err = None;
     if !zoo::candidates(&class).is_empty() {
         let sd = value_to_state_dict(&tree.state_dict(), &candle_core::Device::Cpu)?;
-        if let Some(module) = zoo::build_zoo_module(&class, &sd, path)? {
-            module.train(tree.training);
-            return Ok(module);
+        match zoo::build_zoo_module(&class, &sd, path) {
+            Ok(Some(module)) => {
+                module.train(tree.training);
+                return Ok(module);
+            }
+            Ok(None) => {}
+            // Not one of the zoo's variants (another width or depth): the class-by-class
+            // rebuild may still reproduce it (ResNet from its blocks).
+            Err(e) => zoo_err = Some(e),
         }
     }
-    let spec = rebuild::spec_tree(tree, path)?;
+    let spec = match rebuild::spec_tree(tree, path) {
+        Ok(spec) => spec,
+        Err(e) => return Err(zoo_err.unwrap_or(e)),
+    };
     let module = registry::build_in(&spec, path)?;
     let sd = value_to_state_dict(&tree.state_dict(), &candle_core::Device::Cpu)?;
     module.load_state_dict(&sd, true)?;

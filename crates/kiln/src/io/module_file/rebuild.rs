@@ -410,9 +410,19 @@ fn resnet(n: &ModuleNode<'_>) -> Result<ModuleSpec> {
             .and_then(|(_, c)| c.as_ref())
             .ok_or_else(|| bad(n, format_args!("no '{name}' submodule")))
     };
+    let (num_classes, in_channels) = (
+        uint(child("fc")?, "out_features")?,
+        uint(child("conv1")?, "in_channels")?,
+    );
+    // kiln's ResNet keeps its configuration in the skip field `cfg`; the layers themselves
+    // are rebuilt from the file's children (any widths and depths).
     Ok(ModuleSpec::new("ResNet")
-        .with("num_classes", uint(child("fc")?, "out_features")?)
-        .with("in_channels", uint(child("conv1")?, "in_channels")?))
+        .with("num_classes", num_classes)
+        .with("in_channels", in_channels)
+        .with(
+            "cfg",
+            serde_json::json!({ "num_classes": num_classes, "in_channels": in_channels }),
+        ))
 }
 
 #[cfg(test)]
