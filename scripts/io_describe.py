@@ -24,6 +24,12 @@ DTYPES = {
     torch.uint16: "u16",
     torch.uint32: "u32",
     torch.uint64: "u64",
+    torch.float8_e4m3fn: "f8_e4m3fn",
+    torch.float8_e5m2: "f8_e5m2",
+    torch.float8_e4m3fnuz: "f8_e4m3fnuz",
+    torch.float8_e5m2fnuz: "f8_e5m2fnuz",
+    torch.complex64: "c64",
+    torch.complex128: "c128",
 }
 
 
