@@ -196,8 +196,25 @@ def big(out):
         io_case(out, name, net, torch.randn(1, 3, 224, 224))
 
 
+def conv1d_cases(out):
+    """`--conv1d DIR`: a Sequential of Conv1d layers (padding='same', stride) and a ModuleDict."""
+    os.makedirs(out, exist_ok=True)
+    torch.manual_seed(5)
+    seq = nn.Sequential(nn.Conv1d(2, 4, 3, padding="same"), nn.ReLU(),
+                        nn.Conv1d(4, 3, 3, stride=2, padding=1), nn.Flatten(), nn.Linear(12, 5))
+    info = io_case(out, "seq1d", seq, torch.randn(2, 2, 8))
+    md = nn.ModuleDict({"proj": nn.Linear(3, 2), "conv": nn.Conv1d(1, 2, 1, bias=False)})
+    torch.save(md, os.path.join(out, "moduledict.pt"))
+    with open(os.path.join(out, "conv1d_cases.json"), "w") as f:
+        json.dump({"seq1d": info, "moduledict": {"repr": repr(md), "keys": list(md.state_dict().keys())}},
+                  f, indent=1)
+        f.write("\n")
+
+
 if __name__ == "__main__":
-    if len(sys.argv) > 2 and sys.argv[1] == "--big":
+    if len(sys.argv) > 2 and sys.argv[1] == "--conv1d":
+        conv1d_cases(sys.argv[2])
+    elif len(sys.argv) > 2 and sys.argv[1] == "--big":
         big(sys.argv[2])
     else:
         main(sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "tests", "fixtures", "modules"))

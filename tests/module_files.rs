@@ -119,6 +119,30 @@ fn legacy_sequential_forward_matches_pytorch() {
     forward_matches("legacy_sequential.pt", "sequential", 1e-5);
 }
 
+/// Conv1d (`padding='same'`, stride) in a whole-module Sequential, rebuilt and run.
+#[test]
+fn conv1d_sequential_forward_matches_pytorch() {
+    forward_matches("seq1d.pt", "seq1d", 1e-5);
+}
+
+/// A whole-module ModuleDict is rebuilt as kiln's ModuleDict: torch's keys, order and print.
+#[test]
+fn module_dict_is_rebuilt_with_torchs_keys() {
+    let m = load_torch_module(fixture("moduledict.pt")).unwrap();
+    let cases: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("conv1d_cases.json")).unwrap())
+            .unwrap();
+    let want: Vec<String> = cases["moduledict"]["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect();
+    let got: Vec<String> = m.state_dict().iter().map(|(k, _)| k.to_string()).collect();
+    assert_eq!(got, want);
+    assert_eq!(m.type_name(), "ModuleDict");
+}
+
 #[test]
 fn torchvision_resnet_forward_matches_pytorch() {
     forward_matches("resnet_tiny.pt", "resnet_tiny", 1e-4);

@@ -30,6 +30,10 @@ pub const REBUILDERS: &[(&str, RebuildFn)] = &[
         Ok(ModuleSpec::new("Identity"))
     }),
     ("torch.nn.modules.conv.Conv2d", conv2d),
+    ("torch.nn.modules.conv.Conv1d", conv1d),
+    ("torch.nn.modules.container.ModuleDict", |_| {
+        Ok(ModuleSpec::new("ModuleDict"))
+    }),
     ("torch.nn.modules.batchnorm.BatchNorm1d", batch_norm),
     ("torch.nn.modules.batchnorm.BatchNorm2d", batch_norm),
     ("torch.nn.modules.normalization.LayerNorm", layer_norm),
@@ -258,6 +262,28 @@ fn conv2d(n: &ModuleNode<'_>) -> Result<ModuleSpec> {
         .with("stride", square(n, "stride")?)
         .with("padding", padding)
         .with("dilation", dilation)
+        .with("groups", uint(n, "groups")?)
+        .with("bias", has_param(n, "bias")))
+}
+
+fn conv1d(n: &ModuleNode<'_>) -> Result<ModuleSpec> {
+    let mode = n
+        .attr("padding_mode")
+        .and_then(Value::as_str)
+        .unwrap_or("zeros");
+    require(n, mode == "zeros", format_args!("padding_mode='{mode}'"))?;
+    let padding = match n.attr("padding") {
+        Some(Value::Str(s)) if s == "valid" => Json::from(0),
+        Some(Value::Str(s)) if s == "same" => Json::from("same"),
+        _ => Json::from(square(n, "padding")?),
+    };
+    Ok(ModuleSpec::new("Conv1d")
+        .with("in_channels", uint(n, "in_channels")?)
+        .with("out_channels", uint(n, "out_channels")?)
+        .with("kernel_size", square(n, "kernel_size")?)
+        .with("stride", square(n, "stride")?)
+        .with("padding", padding)
+        .with("dilation", square(n, "dilation")?)
         .with("groups", uint(n, "groups")?)
         .with("bias", has_param(n, "bias")))
 }
