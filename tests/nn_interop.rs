@@ -143,15 +143,7 @@ fn resnet18_train_mode_step_matches_torchvision() {
 /// `‖a − b‖₂ / ‖b‖₂` in float64; NaN anywhere gives infinity.
 fn rel_l2(a: &Tensor, b: &Tensor) -> f64 {
     assert_eq!(a.dims(), b.dims());
-    let v = |t: &Tensor| -> Vec<f64> {
-        t.to_dtype(DType::F64)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap()
-    };
-    let (a, b) = (v(a), v(b));
+    let (a, b) = (common::values(a), common::values(b));
     let d: f64 = a.iter().zip(&b).map(|(x, y)| (x - y) * (x - y)).sum();
     let n: f64 = b.iter().map(|y| y * y).sum();
     let e = (d / n.max(1e-300)).sqrt();

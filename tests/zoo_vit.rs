@@ -7,25 +7,10 @@ use kiln::candle::{DType, Device, Tensor};
 use kiln::models::torchvision::{ZooConfig, try_build};
 use std::path::PathBuf;
 
+mod common;
+
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/vit-fixture")
-}
-
-fn rel(a: &Tensor, b: &Tensor) -> f64 {
-    let v = |t: &Tensor| -> Vec<f64> {
-        t.to_dtype(DType::F64)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap()
-    };
-    let (a, b) = (v(a), v(b));
-    let scale = b.iter().fold(0f64, |m, x| m.max(x.abs()));
-    a.iter()
-        .zip(&b)
-        .fold(0f64, |m, (x, y)| m.max((x - y).abs()))
-        / scale
 }
 
 #[test]
@@ -52,12 +37,12 @@ fn vit_b_16_matches_torchvision() {
     m.eval();
     let io = candle_core::safetensors::load(d.join("io.safetensors"), &Device::Cpu).unwrap();
     let y = m.forward(&io["input"]).unwrap();
-    let e32 = rel(&y, &io["logits"]);
+    let e32 = common::rel_err("vit_b_16 float32 logits", &y, &io["logits"]);
     m.to_dtype(DType::F64).unwrap();
     let y64 = m
         .forward(&io["input"].to_dtype(DType::F64).unwrap())
         .unwrap();
-    let e64 = rel(&y64, &io["logits64"]);
+    let e64 = common::rel_err("vit_b_16 float64 logits", &y64, &io["logits64"]);
     println!("vit_b_16: float32 logits {e32:.3e}, float64 {e64:.3e} (relative to scale)");
     assert!(e32 < 1e-4, "float32: {e32}");
     assert!(e64 < 1e-9, "float64: {e64}");

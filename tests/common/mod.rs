@@ -35,7 +35,8 @@ pub fn state_dict(t: &HashMap<String, Tensor>, prefix: &str) -> kiln::StateDict 
         .collect()
 }
 
-fn values(t: &Tensor) -> Vec<f64> {
+/// Every element of `t` as f64, flattened.
+pub fn values(t: &Tensor) -> Vec<f64> {
     t.to_dtype(DType::F64)
         .and_then(|t| t.flatten_all())
         .and_then(|t| t.to_vec1())

@@ -242,8 +242,13 @@ impl Trainer {
             .ctx("batch to device")?;
         let logits = self.model.forward(&x)?;
         let loss = (self.loss)(&logits, &y)?;
+        // Read once, before anything is applied: bf16/f16/f64 losses come back as f64 exactly.
+        let value = loss
+            .to_dtype(candle_core::DType::F64)
+            .and_then(|l| l.to_scalar::<f64>())
+            .ctx("loss value")?;
         if self.on_nonfinite_loss == NonFinitePolicy::Stop {
-            self.check_finite(&loss)?;
+            self.check_finite(value)?;
         }
         let params = self.model.parameters();
         let mut grads = Grads::backward(&loss, &params)?;
@@ -255,13 +260,9 @@ impl Trainer {
             ddp.reduce_gradients(&mut grads)?;
         }
         self.optimizer.step(&grads)?;
-        // bf16/f16 models give a loss in their dtype: read it as f32.
-        let loss = loss
-            .to_dtype(candle_core::DType::F32)
-            .and_then(|l| l.to_scalar::<f32>())
-            .ctx("loss value")? as f64;
         Ok(StepReport {
-            loss,
+            // Reported at f32 precision, as the loss has always been logged.
+            loss: value as f32 as f64,
             correct: if self.accuracy {
                 correct(&logits, &y)?
             } else {
@@ -272,13 +273,9 @@ impl Trainer {
         })
     }
 
-    /// `K0703` when the loss is NaN or infinite, naming the step, the batch and the learning
-    /// rates, before anything is applied.
-    fn check_finite(&self, loss: &Tensor) -> Result<()> {
-        let v = loss
-            .to_dtype(candle_core::DType::F64)
-            .and_then(|l| l.to_scalar::<f64>())
-            .ctx("loss value")?;
+    /// `K0703` when the loss value `v` is NaN or infinite, naming the step, the batch and the
+    /// learning rates.
+    fn check_finite(&self, v: f64) -> Result<()> {
         if v.is_finite() {
             return Ok(());
         }
