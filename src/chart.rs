@@ -153,6 +153,7 @@ mod tests {
                 train_acc: 0.6 + 0.1 * e as f64,
                 global_step: 10 * e as u64,
                 metrics: Default::default(),
+                grad_norm: None,
             })
             .collect();
         write_curves(&m, &p).unwrap();

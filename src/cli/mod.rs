@@ -11,6 +11,7 @@ pub mod finetune;
 pub mod forward;
 pub mod inspect;
 pub mod train;
+pub mod train_features;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

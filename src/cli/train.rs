@@ -152,6 +152,9 @@ pub struct Args {
     /// parameters (stops with K0802 if they diverge).
     #[arg(long)]
     pub ddp_verify: bool,
+    /// Gradient accumulation and clipping.
+    #[command(flatten)]
+    pub step: super::train_features::StepArgs,
 }
 
 impl Args {
@@ -188,6 +191,8 @@ impl Args {
             kiln::train::NonFinitePolicy::Stop
         };
         cfg.data = self.data_config()?;
+        cfg.step = self.step.options()?;
+        cfg.ema = self.step.ema()?;
         if let Some(out) = &self.out {
             cfg.out = out.clone();
         }

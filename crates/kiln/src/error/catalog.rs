@@ -407,6 +407,13 @@ pub static CATALOG: &[CodeInfo] = &[
         "lower the learning rate (or clip gradients), check the inputs for NaN/inf, and resume from the last checkpoint; to keep training through such steps use TrainerBuilder::on_nonfinite_loss(NonFinitePolicy::Continue) (CLI: --on-nan continue)"
     ),
     entry!(
+        "K0704",
+        "NonFiniteGradNorm",
+        "gradient clipping met a NaN or infinite gradient norm",
+        "clip_grad_norm with error_if_nonfinite (PyTorch's clip_grad_norm_(..., error_if_nonfinite=True)) found that the total norm of the gradients is NaN or infinite: some gradient holds NaN/inf, usually because the loss or the weights diverged. Scaling by such a norm would turn every gradient into NaN, so nothing was changed.",
+        "lower the learning rate or the clipping threshold, check the inputs for NaN/inf, and resume from the last checkpoint; to clip anyway pass error_if_nonfinite = false"
+    ),
+    entry!(
         "K0801",
         "BackendNotBuilt",
         "a distributed backend that is not built in",

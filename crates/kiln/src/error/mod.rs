@@ -408,6 +408,15 @@ pub enum Error {
         batch: usize,
         lr: String,
     },
+    /// `clip_grad_norm` with `error_if_nonfinite` met a NaN or infinite total norm.
+    #[error(
+        "the total norm of order {norm_type} for gradients from `parameters` is non-finite ({norm}), so it cannot be clipped{at}"
+    )]
+    NonFiniteGradNorm {
+        norm_type: f64,
+        norm: f64,
+        at: String,
+    },
 
     // ---------------------------------------------------------------- K08xx distributed
     /// Started under a launcher (or asked for a backend) whose feature is not built in.
@@ -476,6 +485,7 @@ impl Error {
             NoCheckpoint { .. } => "K0701",
             ResumeMismatch { .. } => "K0702",
             NonFiniteLoss { .. } => "K0703",
+            NonFiniteGradNorm { .. } => "K0704",
             BackendNotBuilt { .. } => "K0801",
             Distributed { .. } => "K0802",
         }

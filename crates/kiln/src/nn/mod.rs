@@ -13,6 +13,7 @@ pub mod param;
 pub mod registry;
 pub mod spec;
 pub mod state_dict;
+pub mod utils;
 
 pub use chain::TensorExt;
 /// `#[derive(Module)]`: see [`kiln_derive`](https://docs.rs/kiln-derive) and the library guide.

@@ -129,6 +129,8 @@ pub struct TrainerBuilder {
     reseed: bool,
     unfreeze: UnfreezeSchedule,
     pretrained: Option<PretrainedReport>,
+    step: super::step::StepOptions,
+    ema: Option<super::ema::EmaConfig>,
 }
 
 impl Trainer {
@@ -161,6 +163,8 @@ impl Trainer {
             reseed: true,
             unfreeze: UnfreezeSchedule::default(),
             pretrained: None,
+            step: Default::default(),
+            ema: None,
         }
     }
 }
@@ -301,6 +305,49 @@ impl TrainerBuilder {
         self
     }
 
+    /// Sum the gradients of `n` micro-batches before each optimizer step (Lightning's
+    /// `accumulate_grad_batches`; each loss is divided by `n`). 1 (the default) steps after
+    /// every batch.
+    pub fn accumulate_grad_batches(mut self, n: usize) -> Self {
+        self.step.accumulate_grad_batches = n;
+        self
+    }
+
+    /// `torch.nn.utils.clip_grad_norm_(params, max_norm, norm_type)` before each step (norm
+    /// type 2.0 is PyTorch's default; `f64::INFINITY` for the max norm); the total norm is
+    /// reported in [`super::StepReport::grad_norm`] and `metrics.jsonl`.
+    pub fn clip_grad_norm(mut self, max_norm: f64, norm_type: f64) -> Self {
+        self.step.clip_grad_norm = Some(max_norm);
+        self.step.clip_grad_norm_type = norm_type;
+        self
+    }
+
+    /// `torch.nn.utils.clip_grad_value_(params, clip_value)` before each step.
+    pub fn clip_grad_value(mut self, clip_value: f64) -> Self {
+        self.step.clip_grad_value = Some(clip_value);
+        self
+    }
+
+    /// Keep an exponential moving average of the weights (AveragedModel / timm ModelEmaV3
+    /// semantics, see [`super::ema`]): evaluated after each epoch beside the raw weights and
+    /// kept in checkpoints.
+    pub fn ema(mut self, config: super::ema::EmaConfig) -> Self {
+        self.ema = Some(config);
+        self
+    }
+
+    /// An optional [`Self::ema`].
+    pub fn ema_opt(mut self, config: Option<super::ema::EmaConfig>) -> Self {
+        self.ema = config;
+        self
+    }
+
+    /// All accumulation and clipping settings at once.
+    pub fn step_options(mut self, options: super::step::StepOptions) -> Self {
+        self.step = options;
+        self
+    }
+
     /// Keep frozen BatchNorm layers in evaluation mode while training.
     pub fn frozen_batchnorm_eval(mut self, on: bool) -> Self {
         self.bn_eval = on;
@@ -349,6 +396,10 @@ impl TrainerBuilder {
         if self.batch_size == 0 || self.eval_batch_size == 0 {
             return Err(Error::invalid("batch size", 0, "at least 1"));
         }
+        self.step.validate()?;
+        if let Some(e) = &self.ema {
+            e.validate()?;
+        }
         self.model.to_device(&self.device)?;
         let groups = match self.groups {
             Some(g) => g,
@@ -372,12 +423,14 @@ impl TrainerBuilder {
             Some(e) => Some(DataLoader::new(e, self.eval_batch_size)?.workers(self.workers)),
             None => None,
         };
-        let setup = RunSetup::of(
+        let mut setup = RunSetup::of(
             self.model.as_ref(),
             optimizer.as_ref(),
             scheduler.as_deref(),
             &train_loader,
         );
+        setup.step = self.step.clone();
+        setup.ema = self.ema.clone();
         let mut hooks = self.hooks;
         let checkpointing = match &self.checkpoint_dir {
             Some(dir) => {
@@ -434,6 +487,9 @@ impl TrainerBuilder {
             comm: None,
             unfreeze: self.unfreeze,
             pretrained: self.pretrained,
+            step_options: self.step,
+            pending: Default::default(),
+            ema: self.ema.map(super::ema::Ema::new),
         };
         if let Some(path) = checkpointing {
             let ck = Checkpoint::load(

@@ -58,6 +58,10 @@ pub fn checkpoint_of(t: &Trainer, last_loss: f64) -> Result<Checkpoint> {
         seen: st.epoch_seen,
     };
     ck.config = t.config.as_ref().and_then(|c| serde_json::to_value(c).ok());
+    let ema = match &t.ema {
+        Some(e) if e.updates() > 0 => Some(e.to_value()?),
+        _ => None,
+    };
     ck.extra = Some(Value::dict([
         (
             "best_epoch",
@@ -67,12 +71,22 @@ pub fn checkpoint_of(t: &Trainer, last_loss: f64) -> Result<Checkpoint> {
         ),
         ("epoch_seconds", Value::Float(st.epoch_seconds)),
         (
+            "epoch_grad_norm",
+            Value::List(vec![
+                Value::Float(st.epoch_grad_norm_sum),
+                Value::Int(st.epoch_grad_norms as i64),
+            ]),
+        ),
+        (
             super::setup::SETUP_KEY,
             serde_json::to_string(&t.setup)
                 .map(Value::Str)
                 .unwrap_or(Value::None),
         ),
     ]));
+    if let (Some(e), Some(Value::Dict(extra))) = (ema, ck.extra.as_mut()) {
+        extra.insert(super::ema::EMA_KEY, e);
+    }
     Ok(ck)
 }
 
@@ -131,7 +145,7 @@ pub fn snapshot_and_save_with(
 
 /// Hyper-parameters that must match for a resume to continue the same run.
 /// `finetune` is compared without `from`: the pretrained file only seeds the first epoch.
-const MUST_MATCH: [&str; 14] = [
+const MUST_MATCH: [&str; 16] = [
     "model",
     "optimizer",
     "lr",
@@ -146,6 +160,8 @@ const MUST_MATCH: [&str; 14] = [
     "num_classes",
     "finetune",
     "data",
+    "step",
+    "ema",
 ];
 
 /// Refuses a resume whose configuration differs from the checkpoint's in a field that
@@ -259,6 +275,18 @@ pub fn restore(t: &mut Trainer, ck: &Checkpoint) -> Result<()> {
         .and_then(|e| e.get("epoch_seconds"))
         .and_then(Value::as_f64)
         .unwrap_or(0.0);
+    if let (Some(ema), Some(v)) = (
+        t.ema.as_mut(),
+        extra.and_then(|e| e.get(super::ema::EMA_KEY)),
+    ) {
+        ema.load_value(v, &t.device)?;
+    }
+    if let Some(Value::List(g)) = extra.and_then(|e| e.get("epoch_grad_norm"))
+        && let [sum, n] = g.as_slice()
+    {
+        st.epoch_grad_norm_sum = sum.as_f64().unwrap_or(0.0);
+        st.epoch_grad_norms = n.as_i64().unwrap_or(0).max(0) as usize;
+    }
     if let Some(r) = &ck.rng {
         st.rng = r.clone();
     }

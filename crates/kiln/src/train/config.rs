@@ -172,6 +172,13 @@ pub struct TrainConfig {
     /// What a NaN or infinite loss does: stop with `K0703` (default) or continue.
     #[serde(default, skip_serializing_if = "is_stop")]
     pub on_nan: crate::train::NonFinitePolicy,
+    /// Gradient accumulation and clipping (`--accumulate-grad-batches`, `--clip-grad-norm`,
+    /// `--clip-grad-value`).
+    #[serde(default, skip_serializing_if = "crate::train::StepOptions::is_default")]
+    pub step: crate::train::StepOptions,
+    /// Exponential moving average of the weights (`--ema-decay`, `--ema-warmup`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ema: Option<crate::train::EmaConfig>,
 }
 
 fn is_stop(p: &crate::train::NonFinitePolicy) -> bool {
@@ -307,6 +314,8 @@ impl TrainConfig {
             data: None,
             workers: 0,
             on_nan: Default::default(),
+            step: Default::default(),
+            ema: None,
         }
     }
 
@@ -362,6 +371,10 @@ impl TrainConfig {
                 self.weight_decay,
                 "a finite value >= 0",
             ));
+        }
+        self.step.validate()?;
+        if let Some(e) = &self.ema {
+            e.validate()?;
         }
         self.validate_data()?;
         parse_device(&self.device).map(|_| ())

@@ -5,7 +5,8 @@ use super::metrics::EpochMetrics;
 use super::trainer::Trainer;
 use crate::error::Result;
 
-/// What one optimizer step produced.
+/// What one optimizer step produced (with gradient accumulation: the sums over its
+/// micro-batches and their mean loss).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StepReport {
     /// The step's loss (mean over the batch).
@@ -16,6 +17,8 @@ pub struct StepReport {
     pub batch_len: usize,
     /// Seconds the step took (forward, backward, optimizer).
     pub seconds: f64,
+    /// The total gradient norm before clipping, when norm clipping is on (`clip_grad_norm`).
+    pub grad_norm: Option<f64>,
 }
 
 /// Called by [`Trainer::fit`]; every method defaults to doing nothing. At each call the trainer's state is consistent: the model,

@@ -42,6 +42,10 @@ pub struct EpochMetrics {
     /// The trainer's named metrics on the evaluation set (empty: none).
     #[serde(default, skip_serializing_if = "indexmap::IndexMap::is_empty")]
     pub metrics: indexmap::IndexMap<String, f64>,
+    /// Mean total gradient norm (before clipping) over the epoch's updates, when gradient
+    /// norm clipping is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grad_norm: Option<f64>,
 }
 
 /// Appends one JSON line per epoch to a file (a [`Hook`]).

@@ -14,6 +14,7 @@ pub mod checkpointing;
 pub mod config;
 pub mod data;
 pub mod ddp_verify;
+pub mod ema;
 pub mod hooks;
 pub mod metrics;
 pub mod optimizers;
@@ -21,6 +22,7 @@ pub mod run;
 pub mod save;
 pub mod setup;
 pub mod state;
+pub mod step;
 pub mod threads;
 pub mod trainer;
 
@@ -29,11 +31,13 @@ pub use config::{
     DataConfig, OptimizerKind, SchedulerSpec, TrainConfig, TransformKind, parse_classes,
     parse_device,
 };
+pub use ema::{Ema, EmaConfig};
 pub use hooks::{Hook, StepReport};
 pub use metrics::{EpochMetrics, MetricsLog};
 pub use run::{RunOptions, RunSummary, build_trainer, run, run_with, run_with_hooks};
 pub use setup::RunSetup;
 pub use state::TrainState;
+pub use step::StepOptions;
 pub use trainer::{
     EvalResult, LossFn, MetricFn, NonFinitePolicy, Trainer, evaluate, evaluate_with,
 };

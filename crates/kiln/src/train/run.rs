@@ -20,6 +20,8 @@ use std::path::PathBuf;
 pub const METRICS_FILE: &str = "metrics.jsonl";
 /// The final state dict.
 pub const MODEL_FILE: &str = "model.safetensors";
+/// The final exponential moving average of the weights (with `--ema-decay`).
+pub const EMA_MODEL_FILE: &str = "model_ema.safetensors";
 
 /// What a finished run left behind.
 #[derive(Clone, Debug)]
@@ -90,6 +92,8 @@ pub fn build_trainer(cfg: &TrainConfig) -> Result<Trainer> {
         .device(device)
         .frozen_batchnorm_eval(cfg.finetune.as_ref().is_some_and(|f| f.bn_eval))
         .on_nonfinite_loss(cfg.on_nan)
+        .step_options(cfg.step.clone())
+        .ema_opt(cfg.ema.clone())
         .unfreeze(unfreeze)
         .pretrained(pretrained)
         .scheduler_opt(move |opt| optimizers::build_scheduler(&sched_cfg, opt))
@@ -385,6 +389,9 @@ pub fn run_with_hooks(
             &inner_model(trainer.model.as_ref()).state_dict(),
             &model_path,
         )?;
+        if let Some(ema) = trainer.ema.as_ref().filter(|e| e.updates() > 0) {
+            save_state_dict(&ema.state_dict(), &cfg.out.join(EMA_MODEL_FILE))?;
+        }
     }
     if let Some(c) = &comm {
         c.barrier()?;

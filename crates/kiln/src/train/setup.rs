@@ -43,6 +43,12 @@ pub struct RunSetup {
     pub drop_last: bool,
     /// Number of training samples.
     pub train_samples: usize,
+    /// Gradient accumulation and clipping.
+    #[serde(default)]
+    pub step: super::step::StepOptions,
+    /// The weight average's settings, if any.
+    #[serde(default)]
+    pub ema: Option<super::ema::EmaConfig>,
 }
 
 impl RunSetup {
@@ -70,6 +76,8 @@ impl RunSetup {
             shuffle: train.is_shuffled(),
             drop_last: train.drops_last(),
             train_samples: train.dataset().len(),
+            step: Default::default(),
+            ema: None,
         }
     }
 
@@ -141,6 +149,23 @@ impl RunSetup {
             if a != b {
                 return differs(field, a.to_string(), b.to_string());
             }
+        }
+        if saved.step != self.step {
+            let text = |s: &super::step::StepOptions| {
+                serde_json::to_string(s).unwrap_or_else(|_| format!("{s:?}"))
+            };
+            return differs(
+                "gradient accumulation / clipping",
+                text(&saved.step),
+                text(&self.step),
+            );
+        }
+        if saved.ema != self.ema {
+            let text = |e: &Option<super::ema::EmaConfig>| match e {
+                Some(e) => format!("decay {}, warm-up {}", e.decay, e.warmup),
+                None => "none".into(),
+            };
+            return differs("EMA of the weights", text(&saved.ema), text(&self.ema));
         }
         Ok(())
     }

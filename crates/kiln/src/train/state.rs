@@ -30,6 +30,10 @@ pub struct TrainState {
     pub epoch_seen: usize,
     /// Seconds spent in the epoch so far (accumulated over interruptions).
     pub epoch_seconds: f64,
+    /// Sum of the epoch's total gradient norms (with norm clipping), for their mean.
+    pub epoch_grad_norm_sum: f64,
+    /// Updates of the epoch that measured a gradient norm.
+    pub epoch_grad_norms: usize,
     /// kiln's default generator after the last completed step (dropout masks continue from
     /// here on resume).
     pub rng: GeneratorState,
@@ -48,6 +52,8 @@ impl TrainState {
             epoch_correct: 0,
             epoch_seen: 0,
             epoch_seconds: 0.0,
+            epoch_grad_norm_sum: 0.0,
+            epoch_grad_norms: 0,
             rng: crate::rng::get_state(),
         }
     }
@@ -60,5 +66,7 @@ impl TrainState {
         self.epoch_correct = 0;
         self.epoch_seen = 0;
         self.epoch_seconds = 0.0;
+        self.epoch_grad_norm_sum = 0.0;
+        self.epoch_grad_norms = 0;
     }
 }

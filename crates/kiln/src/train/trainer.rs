@@ -10,8 +10,8 @@ use crate::error::{Context, Error, Result};
 use crate::finetune::{PretrainedReport, UnfreezeSchedule, frozen_batchnorm_to_eval};
 use crate::nn::Module;
 use crate::nn::loss::{correct, cross_entropy};
+use crate::optim::Optimizer;
 use crate::optim::scheduler::LrScheduler;
-use crate::optim::{Grads, Optimizer};
 use crate::rng;
 use candle_core::{Device, Tensor};
 use indexmap::IndexMap;
@@ -69,6 +69,13 @@ pub struct Trainer {
     pub model: Box<dyn Module>,
     /// Its optimizer (over the model's trainable parameters).
     pub optimizer: Box<dyn Optimizer>,
+    /// Gradient accumulation and clipping (see [`super::step`]).
+    pub step_options: super::step::StepOptions,
+    /// The exponential moving average of the weights, updated after every optimizer step,
+    /// if any (see [`super::ema`]).
+    pub ema: Option<super::ema::Ema>,
+    /// Gradients summed over the micro-batches of the update in progress.
+    pub(crate) pending: super::step::Pending,
     /// The learning-rate scheduler, stepped after each epoch, if any.
     pub scheduler: Option<Box<dyn LrScheduler>>,
     /// Training batches (shuffled, seeded with `config.seed`).
@@ -156,21 +163,41 @@ impl Trainer {
                 frozen_batchnorm_to_eval(self.model.as_ref());
             }
             let loader = self.train_loader.clone();
+            let batches = loader.num_batches();
+            let accumulate = self.step_options.accumulate_grad_batches.max(1);
             for batch in loader.epoch_from(epoch as u64, self.state.step_in_epoch)? {
-                let report = self.train_step(&batch?)?;
+                let micro = self.micro_step(&batch?)?;
                 let s = &mut self.state;
                 s.step_in_epoch += 1;
+                s.epoch_loss_sum += micro.loss * micro.batch_len as f64;
+                s.epoch_correct += micro.correct;
+                s.epoch_seen += micro.batch_len;
+                // An update after every `accumulate` micro-batches, and at the epoch's end.
+                if self.pending_micro_batches() < accumulate && self.state.step_in_epoch < batches {
+                    continue;
+                }
+                let report = self.apply_update()?;
+                let s = &mut self.state;
                 s.global_step += 1;
-                s.epoch_loss_sum += report.loss * report.batch_len as f64;
-                s.epoch_correct += report.correct;
-                s.epoch_seen += report.batch_len;
+                if let Some(g) = report.grad_norm {
+                    s.epoch_grad_norm_sum += g;
+                    s.epoch_grad_norms += 1;
+                }
                 s.epoch_seconds = seconds_before + started.elapsed().as_secs_f64();
                 s.rng = rng::get_state();
                 for h in hooks.iter_mut() {
                     h.on_step(self, &report)?;
                 }
             }
-            let eval = self.evaluate_all()?;
+            let mut eval = self.evaluate_all()?;
+            if let Some(ema) = &self.ema {
+                let inner = crate::train::checkpointing::inner_model(self.model.as_ref());
+                let e = ema.with_weights(inner, || self.evaluate_all())?;
+                eval.metrics.insert("ema_test_loss".into(), e.loss);
+                if let Some(a) = e.accuracy {
+                    eval.metrics.insert("ema_test_acc".into(), a);
+                }
+            }
             let (test_loss, test_acc) = (eval.loss, eval.accuracy.unwrap_or(f64::NAN));
             let (loss_sum, correct, seen) = self.epoch_totals()?;
             let s = &self.state;
@@ -189,6 +216,8 @@ impl Trainer {
                 },
                 global_step: s.global_step,
                 metrics: eval.metrics,
+                grad_norm: (s.epoch_grad_norms > 0)
+                    .then(|| s.epoch_grad_norm_sum / s.epoch_grad_norms as f64),
             };
             // Higher is better: accuracy, or the negated loss when there is none.
             let score = eval.accuracy.unwrap_or(-test_loss);
@@ -226,56 +255,20 @@ impl Trainer {
         Ok(done.len())
     }
 
-    /// One optimizer step on `batch`: forward, loss, backward, update.
+    /// One optimizer step on `batch`: forward, loss, backward, update (with the gradients of
+    /// any micro-batches still pending from [`Trainer::micro_step`]); `fit` itself groups
+    /// `accumulate_grad_batches` micro-batches per update.
     ///
     /// # Errors
     /// Errors of the model, the loss, backward or the optimizer.
     pub fn train_step(&mut self, batch: &Batch) -> Result<StepReport> {
-        let t0 = Instant::now();
-        let x = batch
-            .inputs
-            .to_device(&self.device)
-            .ctx("batch to device")?;
-        let y = batch
-            .targets
-            .to_device(&self.device)
-            .ctx("batch to device")?;
-        let logits = self.model.forward(&x)?;
-        let loss = (self.loss)(&logits, &y)?;
-        // Read once, before anything is applied: bf16/f16/f64 losses come back as f64 exactly.
-        let value = loss
-            .to_dtype(candle_core::DType::F64)
-            .and_then(|l| l.to_scalar::<f64>())
-            .ctx("loss value")?;
-        if self.on_nonfinite_loss == NonFinitePolicy::Stop {
-            self.check_finite(value)?;
-        }
-        let params = self.model.parameters();
-        let mut grads = Grads::backward(&loss, &params)?;
-        if let Some(ddp) = self
-            .model
-            .as_any()
-            .downcast_ref::<crate::parallel::DistributedDataParallel>()
-        {
-            ddp.reduce_gradients(&mut grads)?;
-        }
-        self.optimizer.step(&grads)?;
-        Ok(StepReport {
-            // Reported at f32 precision, as the loss has always been logged.
-            loss: value as f32 as f64,
-            correct: if self.accuracy {
-                correct(&logits, &y)?
-            } else {
-                0
-            },
-            batch_len: batch.len(),
-            seconds: t0.elapsed().as_secs_f64(),
-        })
+        self.micro_step(batch)?;
+        self.apply_update()
     }
 
     /// `K0703` when the loss value `v` is NaN or infinite, naming the step, the batch and the
     /// learning rates.
-    fn check_finite(&self, v: f64) -> Result<()> {
+    pub(crate) fn check_finite(&self, v: f64) -> Result<()> {
         if v.is_finite() {
             return Ok(());
         }

@@ -1,0 +1,89 @@
+//! The `kiln train` flags of how each update is formed (gradient accumulation and clipping)
+//! and of the weight average (EMA).
+
+use kiln::error::{Error, Result};
+use kiln::train::{EmaConfig, StepOptions};
+
+/// Gradient accumulation and clipping flags of `kiln train` (and `kiln finetune`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct StepArgs {
+    /// Sum the gradients of N batches before each optimizer step (Lightning's
+    /// accumulate_grad_batches; each loss is divided by N, and under --distributed the
+    /// gradients are all-reduced once per step). Checkpoint step counts are optimizer steps.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub accumulate_grad_batches: usize,
+    /// Clip the total gradient norm to X before each step (torch.nn.utils.clip_grad_norm_);
+    /// the norm before clipping is logged (grad_norm in metrics.jsonl).
+    #[arg(long, value_name = "X")]
+    pub clip_grad_norm: Option<f64>,
+    /// Order of that norm: 2 (the default), 1, any p > 0, inf or -inf.
+    #[arg(
+        long,
+        value_name = "P",
+        default_value = "2",
+        requires = "clip_grad_norm"
+    )]
+    pub clip_grad_norm_type: String,
+    /// Stop with K0704 when the gradient norm is NaN or infinite instead of clipping by it
+    /// (PyTorch's error_if_nonfinite=True).
+    #[arg(long, requires = "clip_grad_norm")]
+    pub error_if_nonfinite: bool,
+    /// Clamp every gradient to [-V, V] before each step (torch.nn.utils.clip_grad_value_).
+    #[arg(long, value_name = "V")]
+    pub clip_grad_value: Option<f64>,
+    /// Keep an exponential moving average of the weights with this decay (e.g. 0.999;
+    /// torch.optim.swa_utils.AveragedModel): evaluated each epoch (ema_test_loss,
+    /// ema_test_acc), saved as model_ema.safetensors and in checkpoints.
+    #[arg(long, value_name = "D")]
+    pub ema_decay: Option<f64>,
+    /// With --ema-decay: timm's warm-up, decay min(D, 1 - k^(-2/3)) at update k.
+    #[arg(long, requires = "ema_decay")]
+    pub ema_warmup: bool,
+}
+
+impl StepArgs {
+    /// The options these flags set.
+    ///
+    /// # Errors
+    /// `K0003` for a norm order that is not a number, `inf` or `-inf`, and for out-of-range
+    /// values.
+    pub fn options(&self) -> Result<StepOptions> {
+        let t = self.clip_grad_norm_type.trim();
+        let norm_type = match t.to_ascii_lowercase().as_str() {
+            "inf" | "+inf" | "infinity" => f64::INFINITY,
+            "-inf" | "-infinity" => f64::NEG_INFINITY,
+            other => other.parse::<f64>().map_err(|_| {
+                Error::invalid(
+                    "--clip-grad-norm-type",
+                    t,
+                    "a number (2, 1, …), inf or -inf",
+                )
+            })?,
+        };
+        let o = StepOptions {
+            accumulate_grad_batches: self.accumulate_grad_batches,
+            clip_grad_norm: self.clip_grad_norm,
+            clip_grad_norm_type: norm_type,
+            error_if_nonfinite: self.error_if_nonfinite,
+            clip_grad_value: self.clip_grad_value,
+        };
+        o.validate()?;
+        Ok(o)
+    }
+
+    /// The EMA settings these flags set, if any.
+    ///
+    /// # Errors
+    /// `K0003` for a decay outside [0, 1].
+    pub fn ema(&self) -> Result<Option<EmaConfig>> {
+        let Some(decay) = self.ema_decay else {
+            return Ok(None);
+        };
+        let e = EmaConfig {
+            decay,
+            warmup: self.ema_warmup,
+        };
+        e.validate()?;
+        Ok(Some(e))
+    }
+}
