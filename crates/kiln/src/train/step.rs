@@ -82,12 +82,12 @@ impl StepOptions {
             ));
         }
         if let Some(v) = self.clip_grad_norm
-            && !(v >= 0.0)
+            && (v.is_nan() || v < 0.0)
         {
             return Err(Error::invalid("clip_grad_norm", v, "a max norm ≥ 0"));
         }
         if let Some(v) = self.clip_grad_value
-            && !(v >= 0.0)
+            && (v.is_nan() || v < 0.0)
         {
             return Err(Error::invalid("clip_grad_value", v, "a value ≥ 0"));
         }
