@@ -856,6 +856,37 @@ fn k0703_nan_loss_names_the_step_and_the_learning_rate() {
     assert!(err.contains("lower the learning rate"), "{err}");
 }
 
+#[test]
+fn k0704_nonfinite_gradient_norm_names_the_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = dir.path().join("run");
+    let (rc, err) = kiln_cli(&[
+        "train",
+        "--model",
+        "mlp",
+        "--epochs",
+        "2",
+        "--lr",
+        "1e30",
+        "--clip-grad-norm",
+        "1",
+        "--error-if-nonfinite",
+        "--on-nan",
+        "continue",
+        "--scheduler",
+        "none",
+        "--quiet",
+        "--out",
+        o.to_str().unwrap(),
+    ]);
+    assert_eq!(rc, 1, "{err}");
+    assert!(
+        err.contains("error[K0704]") && err.contains("non-finite") && err.contains("at step"),
+        "{err}"
+    );
+    assert!(err.contains("error_if_nonfinite"), "{err}");
+}
+
 // ------------------------------------------------------------------ K08xx: distributed
 
 #[test]
