@@ -230,7 +230,8 @@ def run_scheduler(name, sched_name, kwargs):
 
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
-    meta = {"torch_version": torch.__version__, "generator": "scripts/gen_optim_fixtures.py"}
+    meta = {"torch_version": torch.__version__, "generator": "scripts/gen_optim_fixtures.py",
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
     save_file({k: v.contiguous() for k, v in PROBLEM.items()}, str(OUT / "problem.safetensors"), metadata=meta)
     cases, tensors = [], {}
     for c in CASES:
