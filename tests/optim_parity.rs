@@ -9,8 +9,8 @@ use kiln::Param;
 use kiln::io::{Dtype, TensorValue, Value, value::Dict};
 use kiln::optim::scheduler::{LrScheduler, SchedulerArgs, build};
 use kiln::optim::{
-    Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, Adamax, AdamaxConfig, Grads, GroupSpec,
-    NAdam, NAdamConfig, Optimizer, RAdam, RAdamConfig, RMSprop, RMSpropConfig, Sgd, SgdConfig,
+    Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, Adamax, AdamaxConfig, Grads, GroupSpec, NAdam,
+    NAdamConfig, Optimizer, RAdam, RAdamConfig, RMSprop, RMSpropConfig, Sgd, SgdConfig,
 };
 use serde_json::Value as J;
 use std::collections::HashMap;

@@ -363,7 +363,10 @@ mod tests {
             ("radam", 1e-3),
         ] {
             let c = parse(&["--optimizer", name]).unwrap().config().unwrap();
-            assert_eq!((c.optimizer.as_str(), c.lr, c.weight_decay), (name, lr, 0.0));
+            assert_eq!(
+                (c.optimizer.as_str(), c.lr, c.weight_decay),
+                (name, lr, 0.0)
+            );
         }
     }
 

@@ -110,7 +110,11 @@ impl Rule for Hyper {
         check_at_least("learning rate", c.lr, 0.0)?;
         check_at_least("lr_decay", c.lr_decay, 0.0)?;
         check_at_least("weight_decay", c.weight_decay, 0.0)?;
-        check_at_least("initial_accumulator_value", c.initial_accumulator_value, 0.0)?;
+        check_at_least(
+            "initial_accumulator_value",
+            c.initial_accumulator_value,
+            0.0,
+        )?;
         check_at_least("epsilon", c.eps, 0.0)
     }
 
@@ -241,8 +245,11 @@ mod tests {
     #[test]
     fn state_exists_at_construction_with_pytorch_layout() {
         let w = param(&[1.0, 2.0]);
-        let f = Param::new(&Tensor::new(&[1f32], &candle_core::Device::Cpu).unwrap(), false)
-            .unwrap();
+        let f = Param::new(
+            &Tensor::new(&[1f32], &candle_core::Device::Cpu).unwrap(),
+            false,
+        )
+        .unwrap();
         let opt = Adagrad::new(
             vec![("w".into(), w.clone()), ("f".into(), f)],
             AdagradConfig {

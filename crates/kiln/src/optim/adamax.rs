@@ -236,7 +236,10 @@ mod tests {
         .unwrap();
         opt.step(&grads(&[(&w, &[2.0, -4.0])])).unwrap();
         let v = vals(&w);
-        assert!((v[0] - 0.5).abs() < 1e-6 && (v[1] - 1.5).abs() < 1e-6, "{v:?}");
+        assert!(
+            (v[0] - 0.5).abs() < 1e-6 && (v[1] - 1.5).abs() < 1e-6,
+            "{v:?}"
+        );
         let sd = opt.state_dict().unwrap();
         let g = &sd.get("param_groups").unwrap().as_seq().unwrap()[0];
         assert_eq!(
@@ -253,7 +256,13 @@ mod tests {
                 "params"
             ]
         );
-        let e = sd.get("state").unwrap().as_dict().unwrap().get_int(0).unwrap();
+        let e = sd
+            .get("state")
+            .unwrap()
+            .as_dict()
+            .unwrap()
+            .get_int(0)
+            .unwrap();
         assert_eq!(keys(e), ["step", "exp_avg", "exp_inf"]);
         assert_eq!(
             Adamax::new(

@@ -109,9 +109,7 @@ impl Rule for Hyper {
             eps: o.eps.unwrap_or(d.eps),
             weight_decay: o.weight_decay.unwrap_or(d.weight_decay),
             momentum_decay: o.momentum_decay.unwrap_or(d.momentum_decay),
-            decoupled_weight_decay: o
-                .decoupled_weight_decay
-                .unwrap_or(d.decoupled_weight_decay),
+            decoupled_weight_decay: o.decoupled_weight_decay.unwrap_or(d.decoupled_weight_decay),
             maximize: o.maximize.unwrap_or(d.maximize),
         }
     }
@@ -288,9 +286,16 @@ mod tests {
             NAdamConfig::default(),
         )
         .unwrap();
-        opt.step(&grads(&[(&w, &[1.0, -1.0]), (&b, &[0.1])])).unwrap();
+        opt.step(&grads(&[(&w, &[1.0, -1.0]), (&b, &[0.1])]))
+            .unwrap();
         let sd = opt.state_dict().unwrap();
-        let e = sd.get("state").unwrap().as_dict().unwrap().get_int(0).unwrap();
+        let e = sd
+            .get("state")
+            .unwrap()
+            .as_dict()
+            .unwrap()
+            .get_int(0)
+            .unwrap();
         assert_eq!(keys(e), ["step", "mu_product", "exp_avg", "exp_avg_sq"]);
         let mp = e.get("mu_product").unwrap().as_tensor().unwrap();
         assert!(mp.shape.is_empty() && mp.dtype() == crate::io::Dtype::F32);
@@ -311,7 +316,10 @@ mod tests {
                 "params"
             ]
         );
-        assert_eq!(keys(&gs[1])[..2], ["weight_decay", "decoupled_weight_decay"]);
+        assert_eq!(
+            keys(&gs[1])[..2],
+            ["weight_decay", "decoupled_weight_decay"]
+        );
         assert!(opt.group_config(1).unwrap().decoupled_weight_decay);
         let e = NAdam::new(
             vec![("w".into(), w)],

@@ -100,9 +100,7 @@ impl Rule for Hyper {
             betas: o.betas.unwrap_or(d.betas),
             eps: o.eps.unwrap_or(d.eps),
             weight_decay: o.weight_decay.unwrap_or(d.weight_decay),
-            decoupled_weight_decay: o
-                .decoupled_weight_decay
-                .unwrap_or(d.decoupled_weight_decay),
+            decoupled_weight_decay: o.decoupled_weight_decay.unwrap_or(d.decoupled_weight_decay),
             maximize: o.maximize.unwrap_or(d.maximize),
         }
     }
@@ -287,7 +285,13 @@ mod tests {
                 "params"
             ]
         );
-        let e = sd.get("state").unwrap().as_dict().unwrap().get_int(0).unwrap();
+        let e = sd
+            .get("state")
+            .unwrap()
+            .as_dict()
+            .unwrap()
+            .get_int(0)
+            .unwrap();
         assert_eq!(keys(e), ["step", "exp_avg", "exp_avg_sq"]);
     }
 }

@@ -319,7 +319,10 @@ mod tests {
             RMSpropConfig::default(),
         )
         .unwrap_err();
-        assert!(e.to_string().contains("RMSprop has no hyper-parameter 'betas'"));
+        assert!(
+            e.to_string()
+                .contains("RMSprop has no hyper-parameter 'betas'")
+        );
     }
 
     #[test]
@@ -357,7 +360,13 @@ mod tests {
             ]
         );
         assert_eq!(g.get("momentum"), Some(&Value::Int(0)));
-        let e = sd.get("state").unwrap().as_dict().unwrap().get_int(0).unwrap();
+        let e = sd
+            .get("state")
+            .unwrap()
+            .as_dict()
+            .unwrap()
+            .get_int(0)
+            .unwrap();
         assert_eq!(keys(e), ["step", "square_avg"]);
     }
 
@@ -377,8 +386,17 @@ mod tests {
         let (w, mut a) = mk();
         a.step(&grads(&[(&w, &[0.3, -1.0, 2.0])])).unwrap();
         let sd = a.state_dict().unwrap();
-        let e = sd.get("state").unwrap().as_dict().unwrap().get_int(0).unwrap();
-        assert_eq!(keys(e), ["step", "square_avg", "momentum_buffer", "grad_avg"]);
+        let e = sd
+            .get("state")
+            .unwrap()
+            .as_dict()
+            .unwrap()
+            .get_int(0)
+            .unwrap();
+        assert_eq!(
+            keys(e),
+            ["step", "square_avg", "momentum_buffer", "grad_avg"]
+        );
         let (w2, mut b) = mk();
         w2.set(&w.tensor()).unwrap();
         b.load_state_dict(&sd).unwrap();

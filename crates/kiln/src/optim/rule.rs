@@ -250,7 +250,7 @@ impl<R: Rule> Core<R> {
     }
 
     /// Moves the state tensors to `device` (scalars stay on the CPU, as in PyTorch).
-    pub(crate) fn to_device(&mut self, device: &Device) -> Result<()> {
+    pub(crate) fn move_state(&mut self, device: &Device) -> Result<()> {
         for s in self.state.values_mut() {
             for t in R::tensors_mut(s) {
                 *t = t.to_device(device).ctx("moving optimizer state")?;
@@ -361,7 +361,7 @@ macro_rules! rule_optimizer {
                 self.0.load_state_dict(state)
             }
             fn to_device(&mut self, device: &candle_core::Device) -> $crate::error::Result<()> {
-                self.0.to_device(device)
+                self.0.move_state(device)
             }
         }
     };
