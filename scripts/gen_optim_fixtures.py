@@ -109,6 +109,35 @@ CASES = [
      [{"params": ["W"]}, {"params": ["b", "C"], "lr": 0.05, "weight_decay": 0.0}], [], None),
     ("adamw_lr0_group", "AdamW", {"lr": 0.01, "weight_decay": 0.1},
      [{"params": ["W", "b"]}, {"params": ["C"], "lr": 0.0}], [], None),
+    ("rmsprop", "RMSprop", {"lr": 0.01}, None, [], None),
+    ("rmsprop_centered_momentum_wd", "RMSprop",
+     {"lr": 0.001, "momentum": 0.9, "centered": True, "weight_decay": 0.01, "alpha": 0.9}, None, [], None),
+    ("rmsprop_maximize_two_groups", "RMSprop", {"lr": 0.001, "maximize": True, "eps": 1e-6},
+     [{"params": ["W", "b"]}, {"params": ["C"], "lr": 0.003, "momentum": 0.5}], [], None),
+    ("adagrad", "Adagrad", {"lr": 0.1}, None, [], None),
+    ("adagrad_decay_wd_init", "Adagrad",
+     {"lr": 0.1, "lr_decay": 0.05, "weight_decay": 0.1, "initial_accumulator_value": 0.5}, None, [], None),
+    ("adagrad_maximize_two_groups_frozen", "Adagrad", {"lr": 0.05, "maximize": True},
+     [{"params": ["W"]}, {"params": ["b", "C"], "lr": 0.2}], ["C"], None),
+    ("adamax", "Adamax", {"lr": 0.01}, None, [], None),
+    ("adamax_wd_maximize_betas", "Adamax",
+     {"lr": 0.01, "betas": (0.8, 0.99), "weight_decay": 0.1, "maximize": True}, None, [], None),
+    ("adamax_two_groups", "Adamax", {"lr": 0.01},
+     [{"params": ["W", "b"]}, {"params": ["C"], "lr": 0.03, "weight_decay": 0.05}], [], None),
+    ("nadam", "NAdam", {"lr": 0.01}, None, [], None),
+    ("nadam_wd_momentum_decay", "NAdam", {"lr": 0.01, "weight_decay": 0.1, "momentum_decay": 0.01},
+     None, [], None),
+    ("nadam_decoupled_maximize", "NAdam",
+     {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True, "maximize": True}, None, [], None),
+    ("nadam_two_groups", "NAdam", {"lr": 0.01},
+     [{"params": ["W"]}, {"params": ["b", "C"], "lr": 0.03, "weight_decay": 0.01}], [], None),
+    ("radam", "RAdam", {"lr": 0.01}, None, [], None),
+    ("radam_wd_betas", "RAdam", {"lr": 0.01, "weight_decay": 0.1, "betas": (0.8, 0.9)}, None, [], None),
+    ("radam_decoupled_maximize", "RAdam",
+     {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True, "maximize": True,
+      "betas": (0.9, 0.99)}, None, [], None),
+    ("radam_two_groups", "RAdam", {"lr": 0.01, "betas": (0.9, 0.9)},
+     [{"params": ["W", "b"]}, {"params": ["C"], "lr": 0.0}], [], None),
     ("adam_steplr", "Adam", {"lr": 0.01}, None, [], {"name": "StepLR", "kwargs": {"step_size": 5, "gamma": 0.5}}),
     ("sgd_cosine", "SGD", {"lr": 0.05, "momentum": 0.9}, None, [],
      {"name": "CosineAnnealingLR", "kwargs": {"T_max": 8, "eta_min": 0.001}}),
@@ -201,7 +230,8 @@ def run_scheduler(name, sched_name, kwargs):
 
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
-    meta = {"torch_version": torch.__version__, "generator": "scripts/gen_optim_fixtures.py"}
+    meta = {"torch_version": torch.__version__, "generator": "scripts/gen_optim_fixtures.py",
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
     save_file({k: v.contiguous() for k, v in PROBLEM.items()}, str(OUT / "problem.safetensors"), metadata=meta)
     cases, tensors = [], {}
     for c in CASES:

@@ -93,3 +93,32 @@ fn absurd_thread_counts_are_refused() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn every_new_optimizer_trains_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for opt in ["rmsprop", "adagrad", "adamax", "nadam", "radam"] {
+        let out = dir.path().join(opt);
+        let o = kiln()
+            .args([
+                "train",
+                "--model",
+                "mlp",
+                "--epochs",
+                "1",
+                "--quiet",
+                "--optimizer",
+                opt,
+                "--out",
+            ])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{opt}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(out.join("model.safetensors").is_file(), "{opt}");
+    }
+}

@@ -8,7 +8,10 @@ use candle_core::{DType, Device, Tensor};
 use kiln::Param;
 use kiln::io::{Dtype, TensorValue, Value, value::Dict};
 use kiln::optim::scheduler::{LrScheduler, SchedulerArgs, build};
-use kiln::optim::{Adam, AdamConfig, AdamW, Grads, GroupSpec, Optimizer, Sgd, SgdConfig};
+use kiln::optim::{
+    Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, Adamax, AdamaxConfig, Grads, GroupSpec, NAdam,
+    NAdamConfig, Optimizer, RAdam, RAdamConfig, RMSprop, RMSpropConfig, Sgd, SgdConfig,
+};
 use serde_json::Value as J;
 use std::collections::HashMap;
 
@@ -71,6 +74,87 @@ fn adam_config(d: &J, adamw: bool) -> AdamConfig {
             "amsgrad" => c.amsgrad = v.as_bool().unwrap(),
             "maximize" => c.maximize = v.as_bool().unwrap(),
             other => panic!("unknown Adam option {other}"),
+        }
+    }
+    c
+}
+
+fn rmsprop_config(d: &J) -> RMSpropConfig {
+    let mut c = RMSpropConfig::default();
+    for (k, v) in d.as_object().unwrap() {
+        match k.as_str() {
+            "lr" => c.lr = f64_of(v),
+            "alpha" => c.alpha = f64_of(v),
+            "eps" => c.eps = f64_of(v),
+            "weight_decay" => c.weight_decay = f64_of(v),
+            "momentum" => c.momentum = f64_of(v),
+            "centered" => c.centered = v.as_bool().unwrap(),
+            "maximize" => c.maximize = v.as_bool().unwrap(),
+            other => panic!("unknown RMSprop option {other}"),
+        }
+    }
+    c
+}
+
+fn adagrad_config(d: &J) -> AdagradConfig {
+    let mut c = AdagradConfig::default();
+    for (k, v) in d.as_object().unwrap() {
+        match k.as_str() {
+            "lr" => c.lr = f64_of(v),
+            "lr_decay" => c.lr_decay = f64_of(v),
+            "weight_decay" => c.weight_decay = f64_of(v),
+            "initial_accumulator_value" => c.initial_accumulator_value = f64_of(v),
+            "eps" => c.eps = f64_of(v),
+            "maximize" => c.maximize = v.as_bool().unwrap(),
+            other => panic!("unknown Adagrad option {other}"),
+        }
+    }
+    c
+}
+
+fn adamax_config(d: &J) -> AdamaxConfig {
+    let mut c = AdamaxConfig::default();
+    for (k, v) in d.as_object().unwrap() {
+        match k.as_str() {
+            "lr" => c.lr = f64_of(v),
+            "betas" => c.betas = (f64_of(&v[0]), f64_of(&v[1])),
+            "eps" => c.eps = f64_of(v),
+            "weight_decay" => c.weight_decay = f64_of(v),
+            "maximize" => c.maximize = v.as_bool().unwrap(),
+            other => panic!("unknown Adamax option {other}"),
+        }
+    }
+    c
+}
+
+fn nadam_config(d: &J) -> NAdamConfig {
+    let mut c = NAdamConfig::default();
+    for (k, v) in d.as_object().unwrap() {
+        match k.as_str() {
+            "lr" => c.lr = f64_of(v),
+            "betas" => c.betas = (f64_of(&v[0]), f64_of(&v[1])),
+            "eps" => c.eps = f64_of(v),
+            "weight_decay" => c.weight_decay = f64_of(v),
+            "momentum_decay" => c.momentum_decay = f64_of(v),
+            "decoupled_weight_decay" => c.decoupled_weight_decay = v.as_bool().unwrap(),
+            "maximize" => c.maximize = v.as_bool().unwrap(),
+            other => panic!("unknown NAdam option {other}"),
+        }
+    }
+    c
+}
+
+fn radam_config(d: &J) -> RAdamConfig {
+    let mut c = RAdamConfig::default();
+    for (k, v) in d.as_object().unwrap() {
+        match k.as_str() {
+            "lr" => c.lr = f64_of(v),
+            "betas" => c.betas = (f64_of(&v[0]), f64_of(&v[1])),
+            "eps" => c.eps = f64_of(v),
+            "weight_decay" => c.weight_decay = f64_of(v),
+            "decoupled_weight_decay" => c.decoupled_weight_decay = v.as_bool().unwrap(),
+            "maximize" => c.maximize = v.as_bool().unwrap(),
+            other => panic!("unknown RAdam option {other}"),
         }
     }
     c
@@ -149,6 +233,11 @@ fn build_run(case: &J, init: &HashMap<String, Tensor>) -> Run {
         "SGD" => Box::new(Sgd::with_groups(groups, sgd_config(d)).unwrap()),
         "Adam" => Box::new(Adam::with_groups(groups, adam_config(d, false)).unwrap()),
         "AdamW" => Box::new(AdamW::with_groups(groups, adam_config(d, true)).unwrap()),
+        "RMSprop" => Box::new(RMSprop::with_groups(groups, rmsprop_config(d)).unwrap()),
+        "Adagrad" => Box::new(Adagrad::with_groups(groups, adagrad_config(d)).unwrap()),
+        "Adamax" => Box::new(Adamax::with_groups(groups, adamax_config(d)).unwrap()),
+        "NAdam" => Box::new(NAdam::with_groups(groups, nadam_config(d)).unwrap()),
+        "RAdam" => Box::new(RAdam::with_groups(groups, radam_config(d)).unwrap()),
         other => panic!("unknown optimizer {other}"),
     };
     let sched = match &case["scheduler"] {

@@ -23,16 +23,19 @@ pub struct Args {
     /// Training batch size.
     #[arg(long, short = 'b', default_value_t = DEFAULT_BATCH_SIZE)]
     pub batch_size: usize,
-    /// Optimizer: sgd, adam or adamw.
-    #[arg(long, default_value = "sgd", value_parser = ["sgd", "adam", "adamw"])]
+    /// Optimizer: sgd, adam, adamw, rmsprop, adagrad, adamax, nadam or radam.
+    #[arg(long, default_value = "sgd", value_parser = [
+        "sgd", "adam", "adamw", "rmsprop", "adagrad", "adamax", "nadam", "radam"
+    ])]
     pub optimizer: String,
-    /// Base learning rate (default: 0.03 for sgd, 1e-3 as in PyTorch for adam/adamw).
+    /// Base learning rate (default: 0.03 for sgd, else PyTorch's: 1e-3 for adam/adamw/radam,
+    /// 1e-2 for rmsprop/adagrad, 2e-3 for adamax/nadam).
     #[arg(long)]
     pub lr: Option<f64>,
-    /// SGD momentum (ignored by adam/adamw).
+    /// SGD momentum (ignored by the other optimizers).
     #[arg(long, default_value_t = DEFAULT_MOMENTUM)]
     pub momentum: f64,
-    /// Weight decay (default: as in PyTorch, 0 for sgd/adam and 0.01 for adamw).
+    /// Weight decay (default: as in PyTorch, 0.01 for adamw and 0 for the others).
     #[arg(long)]
     pub weight_decay: Option<f64>,
     /// Seed of initialisation, dropout and shuffling (same seed, same threads → same file).
@@ -356,9 +359,26 @@ mod tests {
     }
 
     #[test]
+    fn every_optimizer_kind_parses_with_pytorch_lr() {
+        for (name, lr) in [
+            ("rmsprop", 1e-2),
+            ("adagrad", 1e-2),
+            ("adamax", 2e-3),
+            ("nadam", 2e-3),
+            ("radam", 1e-3),
+        ] {
+            let c = parse(&["--optimizer", name]).unwrap().config().unwrap();
+            assert_eq!(
+                (c.optimizer.as_str(), c.lr, c.weight_decay),
+                (name, lr, 0.0)
+            );
+        }
+    }
+
+    #[test]
     fn bad_flags_are_usage_errors() {
         assert!(parse(&["--model", "vgg"]).is_err());
-        assert!(parse(&["--optimizer", "rmsprop"]).is_err());
+        assert!(parse(&["--optimizer", "lbfgs"]).is_err());
         let e = parse(&["--scheduler", "linear"])
             .unwrap()
             .config()

@@ -3,7 +3,7 @@
 //! (`decoupled_weight_decay=True`), exactly as `torch.optim.AdamW` subclasses `Adam`.
 
 use super::group::{self, GroupSpec, check_at_least, check_beta, make_group};
-use super::ops::{add_scaled, addcmul, div_scalar, lerp, scale};
+use super::ops::{addcdiv, addcmul, div_scalar, lerp, scale, weight_decay};
 use super::state::{self, GroupMeta, PyNum, Slot};
 use super::{Grads, Optimizer, ParamGroup};
 use crate::error::{Context, Error, Result, shape_str};
@@ -211,7 +211,7 @@ impl Core {
         let g = &self.groups[gi];
         let h = &self.hyper[gi];
         let p = &g.params[pi];
-        let mut param = p.detached();
+        let param = p.detached();
         if grad.dims() != param.dims() {
             return Err(Error::invalid(
                 format!("gradient of '{}'", g.names[pi]),
@@ -235,19 +235,12 @@ impl Core {
             }
         };
         st.step += 1.0;
-        let mut grad = if h.maximize {
+        let grad = if h.maximize {
             grad.neg().ctx("Adam maximize")?
         } else {
             grad.clone()
         };
-        let wd = h.weight_decay.value;
-        if wd != 0.0 {
-            if h.decoupled {
-                param = scale(&param, 1.0 - lr * wd)?;
-            } else {
-                grad = add_scaled(&grad, &param, wd)?;
-            }
-        }
+        let (param, grad) = weight_decay(param, grad, lr, h.weight_decay.value, h.decoupled)?;
         st.exp_avg = lerp(&st.exp_avg, &grad, 1.0 - beta1)?;
         // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         st.exp_avg_sq = addcmul(&scale(&st.exp_avg_sq, beta2)?, &grad, &grad, 1.0 - beta2)?;
@@ -270,11 +263,7 @@ impl Core {
             .affine(1.0, h.eps.value)
             .ctx("Adam denom")?;
         // param.addcdiv_(exp_avg, denom, value=-step_size)
-        let new = scale(&st.exp_avg, -step_size)?
-            .div(&denom)
-            .and_then(|u| param.add(&u))
-            .ctx("Adam update")?;
-        p.set(&new)
+        p.set(&addcdiv(&param, &st.exp_avg, &denom, -step_size)?)
     }
 
     fn group_value(&self, gi: usize, first: i64) -> Value {
@@ -365,27 +354,13 @@ impl Core {
         for (gi, g) in loaded.groups.iter().enumerate() {
             state::check_kind(g, gi, self.name, "betas", "momentum", "SGD")?;
             let meta = state::meta(g, gi, OPTIONS)?;
-            let betas = g
-                .get("betas")
-                .and_then(Value::as_seq)
-                .filter(|b| b.len() == 2)
-                .ok_or_else(|| Error::OptimizerState {
-                    detail: format!("param_groups[{gi}] has no 'betas' pair"),
-                })?;
-            let beta = |i: usize| {
-                PyNum::from_value(&betas[i]).ok_or_else(|| Error::OptimizerState {
-                    detail: format!(
-                        "param_groups[{gi}]['betas'][{i}] is a {}, expected a number",
-                        betas[i].type_name()
-                    ),
-                })
-            };
+            let (beta1, beta2) = state::betas(g, gi)?;
             // AdamW forces decoupled weight decay whatever the file says (its __setstate__).
             let decoupled =
                 self.decoupled || state::flag(g, gi, "decoupled_weight_decay", self.decoupled)?;
             let h = Hyper {
-                beta1: beta(0)?,
-                beta2: beta(1)?,
+                beta1,
+                beta2,
                 eps: state::num(g, gi, "eps")?,
                 weight_decay: state::num(g, gi, "weight_decay")?,
                 amsgrad: state::flag(g, gi, "amsgrad", false)?,

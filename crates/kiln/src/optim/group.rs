@@ -31,6 +31,19 @@ pub struct GroupOptions {
     pub eps: Option<f64>,
     /// Adam/AdamW AMSGrad variant.
     pub amsgrad: Option<bool>,
+    /// RMSprop smoothing constant.
+    pub alpha: Option<f64>,
+    /// RMSprop centered variant (normalizes by the gradient's estimated variance).
+    pub centered: Option<bool>,
+    /// Adagrad learning-rate decay.
+    pub lr_decay: Option<f64>,
+    /// Adagrad starting value of the `sum` accumulator (PyTorch stores a group's override
+    /// but fills `sum` from the optimizer's default).
+    pub initial_accumulator_value: Option<f64>,
+    /// NAdam momentum decay.
+    pub momentum_decay: Option<f64>,
+    /// NAdam/RAdam decoupled (AdamW-style) weight decay.
+    pub decoupled_weight_decay: Option<bool>,
 }
 
 impl GroupOptions {
@@ -51,6 +64,18 @@ impl GroupOptions {
         push(self.betas.is_some(), "betas");
         push(self.eps.is_some(), "eps");
         push(self.amsgrad.is_some(), "amsgrad");
+        push(self.alpha.is_some(), "alpha");
+        push(self.centered.is_some(), "centered");
+        push(self.lr_decay.is_some(), "lr_decay");
+        push(
+            self.initial_accumulator_value.is_some(),
+            "initial_accumulator_value",
+        );
+        push(self.momentum_decay.is_some(), "momentum_decay");
+        push(
+            self.decoupled_weight_decay.is_some(),
+            "decoupled_weight_decay",
+        );
         keys
     }
 
@@ -146,6 +171,43 @@ impl GroupSpec {
     /// Overrides Adam's AMSGrad flag.
     pub fn amsgrad(mut self, amsgrad: bool) -> Self {
         self.options.amsgrad = Some(amsgrad);
+        self
+    }
+
+    /// Overrides RMSprop's `alpha`.
+    pub fn alpha(mut self, alpha: f64) -> Self {
+        self.options.alpha = Some(alpha);
+        self
+    }
+
+    /// Overrides RMSprop's `centered` flag.
+    pub fn centered(mut self, centered: bool) -> Self {
+        self.options.centered = Some(centered);
+        self
+    }
+
+    /// Overrides Adagrad's `lr_decay`.
+    pub fn lr_decay(mut self, lr_decay: f64) -> Self {
+        self.options.lr_decay = Some(lr_decay);
+        self
+    }
+
+    /// Overrides Adagrad's `initial_accumulator_value` (stored in the group only: like
+    /// PyTorch, `sum` starts from the optimizer's default).
+    pub fn initial_accumulator_value(mut self, value: f64) -> Self {
+        self.options.initial_accumulator_value = Some(value);
+        self
+    }
+
+    /// Overrides NAdam's `momentum_decay`.
+    pub fn momentum_decay(mut self, momentum_decay: f64) -> Self {
+        self.options.momentum_decay = Some(momentum_decay);
+        self
+    }
+
+    /// Overrides NAdam's/RAdam's `decoupled_weight_decay` flag.
+    pub fn decoupled_weight_decay(mut self, decoupled: bool) -> Self {
+        self.options.decoupled_weight_decay = Some(decoupled);
         self
     }
 }

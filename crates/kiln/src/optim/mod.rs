@@ -1,10 +1,14 @@
 //! Optimizers and learning-rate schedulers with PyTorch's update rules and `state_dict`
 //! layout.
 //!
-//! [`Sgd`], [`Adam`] and [`AdamW`] follow torch 2.15's single-tensor (`foreach=False`) code
-//! line by line; on the CPU they fuse multiply-adds where PyTorch's vectorized kernels do, so
-//! given the same gradients their updates are bit-identical to PyTorch's (checked by
-//! `tests/optim_parity.rs` against fixtures from `scripts/gen_optim_fixtures.py`).
+//! [`Sgd`], [`Adam`], [`AdamW`], [`RMSprop`], [`Adagrad`], [`Adamax`], [`NAdam`] and
+//! [`RAdam`] follow torch 2.15's single-tensor (`foreach=False`) code line by line (the last
+//! five share one implementation, `rule.rs`, and differ only in their update and state). On
+//! the CPU they fuse multiply-adds where PyTorch's vectorized kernels do, so given the same
+//! gradients their updates match PyTorch's to the last bits (`tests/optim_parity.rs` against
+//! fixtures from `scripts/gen_optim_fixtures.py`; the fixtures record the CPU capability,
+//! since PyTorch's own kernels round differently on some CPUs: element-wise differences of up
+//! to ~7e-6 relative over 20 steps, most elements bit-exact).
 //! `state_dict()` produces PyTorch's nested layout with its key order and Python types, and
 //! `load_state_dict()` accepts what PyTorch writes.
 //!
@@ -23,19 +27,32 @@
 //! - off the CPU (and for f16/bf16) candle rounds `a + alpha * b` twice where PyTorch's
 //!   kernels fuse it: last-bit differences per step.
 
+pub mod adagrad;
 pub mod adam;
+pub mod adamax;
 mod fused_sgd;
 pub mod grads;
 pub mod group;
+pub mod nadam;
 mod ops;
 pub mod optimizer;
+pub mod radam;
+pub mod rmsprop;
+mod rule;
 pub mod scheduler;
 pub mod sgd;
 mod state;
+#[cfg(test)]
+mod test_support;
 
+pub use adagrad::{Adagrad, AdagradConfig};
 pub use adam::{Adam, AdamConfig, AdamW};
+pub use adamax::{Adamax, AdamaxConfig};
 pub use grads::Grads;
 pub use group::{GroupOptions, GroupSpec};
+pub use nadam::{NAdam, NAdamConfig};
 pub use optimizer::{Optimizer, ParamGroup};
+pub use radam::{RAdam, RAdamConfig};
+pub use rmsprop::{RMSprop, RMSpropConfig};
 pub use scheduler::{LrScheduler, SchedulerArgs};
 pub use sgd::{Sgd, SgdConfig};

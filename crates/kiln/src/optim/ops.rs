@@ -145,6 +145,34 @@ pub(crate) fn addcmul(s: &Tensor, a: &Tensor, b: &Tensor, value: f64) -> Result<
     }
 }
 
+/// `s.addcdiv(a, b, value=value)` = `s + (value * a) / b`, in PyTorch's order of operations.
+pub(crate) fn addcdiv(s: &Tensor, a: &Tensor, b: &Tensor, value: f64) -> Result<Tensor> {
+    scale(a, value)?
+        .div(b)
+        .and_then(|u| s.add(&u))
+        .ctx("optimizer: addcdiv")
+}
+
+/// The weight decay the Adam family and its relatives share, before the update: decoupled
+/// `param.mul_(1 - lr * weight_decay)`, or L2 `grad = grad.add(param, alpha=weight_decay)`;
+/// nothing when `weight_decay == 0`. Returns `(param, grad)`.
+pub(crate) fn weight_decay(
+    param: Tensor,
+    grad: Tensor,
+    lr: f64,
+    weight_decay: f64,
+    decoupled: bool,
+) -> Result<(Tensor, Tensor)> {
+    if weight_decay == 0.0 {
+        Ok((param, grad))
+    } else if decoupled {
+        Ok((scale(&param, 1.0 - lr * weight_decay)?, grad))
+    } else {
+        let grad = add_scaled(&grad, &param, weight_decay)?;
+        Ok((param, grad))
+    }
+}
+
 /// `t / s` as a true division by the scalar rounded to `t`'s dtype (candle's `t / s` would
 /// multiply by `1/s`, which rounds differently).
 pub(crate) fn div_scalar(t: &Tensor, s: f64) -> Result<Tensor> {

@@ -337,6 +337,24 @@ pub(crate) fn num(g: &Dict, gi: usize, key: &str) -> Result<PyNum> {
     })
 }
 
+/// Reads the `betas` pair of a saved group (Adam-like optimizers).
+pub(crate) fn betas(g: &Dict, gi: usize) -> Result<(PyNum, PyNum)> {
+    let betas = g
+        .get("betas")
+        .and_then(Value::as_seq)
+        .filter(|b| b.len() == 2)
+        .ok_or_else(|| bad(format!("param_groups[{gi}] has no 'betas' pair")))?;
+    let beta = |i: usize| {
+        PyNum::from_value(&betas[i]).ok_or_else(|| {
+            bad(format!(
+                "param_groups[{gi}]['betas'][{i}] is a {}, expected a number",
+                betas[i].type_name()
+            ))
+        })
+    };
+    Ok((beta(0)?, beta(1)?))
+}
+
 /// Reads a bool of a saved group, `default` when absent (PyTorch's `__setstate__` defaults).
 pub(crate) fn flag(g: &Dict, gi: usize, key: &str, default: bool) -> Result<bool> {
     match g.get(key) {
@@ -474,9 +492,15 @@ pub(crate) fn tensor(e: &Dict, key: &str, param: &Param, where_: &str) -> Result
 
 /// Reads `step` (a 0-dim tensor, or a Python number from old PyTorch versions) as `f32`.
 pub(crate) fn step_value(e: &Dict, where_: &str) -> Result<f32> {
+    scalar(e, "step", where_)
+}
+
+/// Reads a scalar state entry (`step`, NAdam's `mu_product`): a one-element tensor, or a
+/// Python number from old PyTorch versions, as `f32` (PyTorch keeps them as `float32`).
+pub(crate) fn scalar(e: &Dict, key: &str, where_: &str) -> Result<f32> {
     let v = e
-        .get("step")
-        .ok_or_else(|| bad(format!("{where_}: state has no 'step'")))?;
+        .get(key)
+        .ok_or_else(|| bad(format!("{where_}: state has no '{key}'")))?;
     match v {
         Value::Int(i) => Ok(*i as f32),
         Value::Float(f) => Ok(*f as f32),
@@ -486,14 +510,38 @@ pub(crate) fn step_value(e: &Dict, where_: &str) -> Result<f32> {
                 .flatten_all()
                 .and_then(|t| t.to_dtype(candle_core::DType::F64))
                 .and_then(|t| t.to_vec1::<f64>())
-                .ctx("reading optimizer step")?;
+                .ctx("reading optimizer state")?;
             Ok(t.first().copied().unwrap_or(0.0) as f32)
         }
         other => Err(bad(format!(
-            "{where_}: 'step' is a {}, expected a 0-dim tensor",
+            "{where_}: '{key}' is a {}, expected a 0-dim tensor",
             other.type_name()
         ))),
     }
+}
+
+/// A scalar state entry as PyTorch writes it: a 0-dim `float32` CPU tensor.
+pub(crate) fn scalar_value(x: f32) -> Result<Value> {
+    let t = Tensor::new(x, &candle_core::Device::Cpu).ctx("optimizer state scalar")?;
+    Value::from_tensor(&t)
+}
+
+/// The flat state-dict index of every parameter (PyTorch numbers parameters across groups
+/// in order) and the first index of each group.
+pub(crate) fn indices(
+    groups: &[ParamGroup],
+) -> (std::collections::HashMap<crate::nn::ParamId, i64>, Vec<i64>) {
+    let mut index_of = std::collections::HashMap::new();
+    let mut firsts = Vec::with_capacity(groups.len());
+    let mut next = 0i64;
+    for g in groups {
+        firsts.push(next);
+        for (pi, p) in g.params.iter().enumerate() {
+            index_of.insert(p.id(), next + pi as i64);
+        }
+        next += g.params.len() as i64;
+    }
+    (index_of, firsts)
 }
 
 #[cfg(test)]

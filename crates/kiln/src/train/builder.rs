@@ -30,7 +30,10 @@ use crate::finetune::{PretrainedReport, UnfreezeSchedule};
 use crate::io::LoadOptions;
 use crate::nn::Module;
 use crate::optim::scheduler::LrScheduler;
-use crate::optim::{Adam, AdamConfig, AdamW, GroupSpec, Optimizer, Sgd, SgdConfig};
+use crate::optim::{
+    Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, Adamax, AdamaxConfig, GroupSpec, NAdam,
+    NAdamConfig, Optimizer, RAdam, RAdamConfig, RMSprop, RMSpropConfig, Sgd, SgdConfig,
+};
 use candle_core::{Device, Tensor};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -79,6 +82,16 @@ pub enum OptimizerChoice {
     Adam(AdamConfig),
     /// `torch.optim.AdamW` (use [`AdamConfig::adamw`] for PyTorch's defaults).
     AdamW(AdamConfig),
+    /// `torch.optim.RMSprop`.
+    RMSprop(RMSpropConfig),
+    /// `torch.optim.Adagrad`.
+    Adagrad(AdagradConfig),
+    /// `torch.optim.Adamax`.
+    Adamax(AdamaxConfig),
+    /// `torch.optim.NAdam`.
+    NAdam(NAdamConfig),
+    /// `torch.optim.RAdam`.
+    RAdam(RAdamConfig),
     /// Any optimizer built from the parameter groups.
     Custom(OptimizerFn),
 }
@@ -92,6 +105,11 @@ impl OptimizerChoice {
             OptimizerChoice::Sgd(c) => Box::new(Sgd::with_groups(groups, c)?),
             OptimizerChoice::Adam(c) => Box::new(Adam::with_groups(groups, c)?),
             OptimizerChoice::AdamW(c) => Box::new(AdamW::with_groups(groups, c)?),
+            OptimizerChoice::RMSprop(c) => Box::new(RMSprop::with_groups(groups, c)?),
+            OptimizerChoice::Adagrad(c) => Box::new(Adagrad::with_groups(groups, c)?),
+            OptimizerChoice::Adamax(c) => Box::new(Adamax::with_groups(groups, c)?),
+            OptimizerChoice::NAdam(c) => Box::new(NAdam::with_groups(groups, c)?),
+            OptimizerChoice::RAdam(c) => Box::new(RAdam::with_groups(groups, c)?),
             OptimizerChoice::Custom(f) => f(groups)?,
         })
     }

@@ -16,6 +16,16 @@ pub enum OptimizerKind {
     Adam,
     /// `torch.optim.AdamW` (decoupled weight decay).
     AdamW,
+    /// `torch.optim.RMSprop` (momentum 0, not centered).
+    RMSprop,
+    /// `torch.optim.Adagrad`.
+    Adagrad,
+    /// `torch.optim.Adamax`.
+    Adamax,
+    /// `torch.optim.NAdam` (L2 weight decay).
+    NAdam,
+    /// `torch.optim.RAdam` (L2 weight decay).
+    RAdam,
 }
 
 impl OptimizerKind {
@@ -25,19 +35,27 @@ impl OptimizerKind {
             OptimizerKind::Sgd => "sgd",
             OptimizerKind::Adam => "adam",
             OptimizerKind::AdamW => "adamw",
+            OptimizerKind::RMSprop => "rmsprop",
+            OptimizerKind::Adagrad => "adagrad",
+            OptimizerKind::Adamax => "adamax",
+            OptimizerKind::NAdam => "nadam",
+            OptimizerKind::RAdam => "radam",
         }
     }
 
     /// kiln's default learning rate for this optimizer: 0.03 for SGD (tuned on digits with
-    /// momentum 0.9, batch 16 and the cosine schedule), 1e-3 for Adam/AdamW (PyTorch's).
+    /// momentum 0.9, batch 16 and the cosine schedule), else PyTorch's (1e-3 for Adam,
+    /// AdamW and RAdam, 1e-2 for RMSprop and Adagrad, 2e-3 for Adamax and NAdam).
     pub fn default_lr(self) -> f64 {
         match self {
             OptimizerKind::Sgd => DEFAULT_SGD_LR,
-            _ => 1e-3,
+            OptimizerKind::RMSprop | OptimizerKind::Adagrad => 1e-2,
+            OptimizerKind::Adamax | OptimizerKind::NAdam => 2e-3,
+            OptimizerKind::Adam | OptimizerKind::AdamW | OptimizerKind::RAdam => 1e-3,
         }
     }
 
-    /// PyTorch's default `weight_decay` for this optimizer (0 for SGD and Adam, 0.01 for AdamW).
+    /// PyTorch's default `weight_decay` for this optimizer (0.01 for AdamW, else 0).
     pub fn default_weight_decay(self) -> f64 {
         match self {
             OptimizerKind::AdamW => 0.01,
@@ -45,17 +63,32 @@ impl OptimizerKind {
         }
     }
 
-    /// Parses `sgd`, `adam` or `adamw` (case-insensitive).
+    /// Every kind, in the order `--help` lists them.
+    pub const ALL: [OptimizerKind; 8] = [
+        OptimizerKind::Sgd,
+        OptimizerKind::Adam,
+        OptimizerKind::AdamW,
+        OptimizerKind::RMSprop,
+        OptimizerKind::Adagrad,
+        OptimizerKind::Adamax,
+        OptimizerKind::NAdam,
+        OptimizerKind::RAdam,
+    ];
+
+    /// Parses `sgd`, `adam`, `adamw`, `rmsprop`, `adagrad`, `adamax`, `nadam` or `radam`
+    /// (case-insensitive).
     ///
     /// # Errors
     /// `K0003` listing the accepted names.
     pub fn parse(text: &str) -> Result<Self> {
-        match text.to_ascii_lowercase().as_str() {
-            "sgd" => Ok(OptimizerKind::Sgd),
-            "adam" => Ok(OptimizerKind::Adam),
-            "adamw" => Ok(OptimizerKind::AdamW),
-            _ => Err(Error::invalid("optimizer", text, "one of sgd, adam, adamw")),
-        }
+        let lower = text.to_ascii_lowercase();
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == lower)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|k| k.as_str()).collect();
+                Error::invalid("optimizer", text, format!("one of {}", names.join(", ")))
+            })
     }
 }
 

@@ -4,11 +4,15 @@ use super::config::{OptimizerKind, SchedulerSpec, TrainConfig};
 use crate::error::Result;
 use crate::nn::Param;
 use crate::optim::scheduler::{CosineAnnealingLr, LrScheduler, StepLr};
-use crate::optim::{Adam, AdamConfig, AdamW, GroupSpec, Optimizer, Sgd, SgdConfig};
+use crate::optim::{
+    Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, Adamax, AdamaxConfig, GroupSpec, NAdam,
+    NAdamConfig, Optimizer, RAdam, RAdamConfig, RMSprop, RMSpropConfig, Sgd, SgdConfig,
+};
 
 /// The optimizer for `cfg` over `params` (trainable parameters with their names): PyTorch's
-/// `SGD(lr, momentum, weight_decay)`, `Adam(lr, weight_decay)` or `AdamW(lr, weight_decay)`,
-/// every other setting at PyTorch's default.
+/// `SGD(lr, momentum, weight_decay)`, or `Adam`, `AdamW`, `RMSprop`, `Adagrad`, `Adamax`,
+/// `NAdam`, `RAdam` with `(lr, weight_decay)`, every other setting at PyTorch's default
+/// (`cfg.momentum` is SGD's only: RMSprop keeps PyTorch's `momentum=0`).
 ///
 /// # Errors
 /// `K0601` when there is no trainable parameter; `K0003` for an invalid setting.
@@ -47,6 +51,46 @@ pub fn build_groups(cfg: &TrainConfig, groups: Vec<GroupSpec>) -> Result<Box<dyn
                 lr: cfg.lr,
                 weight_decay: cfg.weight_decay,
                 ..AdamConfig::adamw()
+            },
+        )?),
+        OptimizerKind::RMSprop => Box::new(RMSprop::with_groups(
+            groups,
+            RMSpropConfig {
+                lr: cfg.lr,
+                weight_decay: cfg.weight_decay,
+                ..Default::default()
+            },
+        )?),
+        OptimizerKind::Adagrad => Box::new(Adagrad::with_groups(
+            groups,
+            AdagradConfig {
+                lr: cfg.lr,
+                weight_decay: cfg.weight_decay,
+                ..Default::default()
+            },
+        )?),
+        OptimizerKind::Adamax => Box::new(Adamax::with_groups(
+            groups,
+            AdamaxConfig {
+                lr: cfg.lr,
+                weight_decay: cfg.weight_decay,
+                ..Default::default()
+            },
+        )?),
+        OptimizerKind::NAdam => Box::new(NAdam::with_groups(
+            groups,
+            NAdamConfig {
+                lr: cfg.lr,
+                weight_decay: cfg.weight_decay,
+                ..Default::default()
+            },
+        )?),
+        OptimizerKind::RAdam => Box::new(RAdam::with_groups(
+            groups,
+            RAdamConfig {
+                lr: cfg.lr,
+                weight_decay: cfg.weight_decay,
+                ..Default::default()
             },
         )?),
     })
