@@ -70,6 +70,10 @@ pub fn build_trainer(cfg: &TrainConfig) -> Result<Trainer> {
     };
     let mut optimizer = Some(optimizers::build_groups(cfg, groups)?);
     let sched_cfg = cfg.clone();
+    // the loader's batches per epoch (what a per-step schedule counts)
+    let n = train.len();
+    let bs = cfg.batch_size.max(1);
+    let steps_per_epoch = if cfg.drop_last { n / bs } else { n.div_ceil(bs) };
     let mut b = Trainer::builder(model, train);
     if data.task == crate::data::Task::Regression {
         b = b.loss(regression_loss).accuracy(false);
@@ -92,7 +96,9 @@ pub fn build_trainer(cfg: &TrainConfig) -> Result<Trainer> {
         .on_nonfinite_loss(cfg.on_nan)
         .unfreeze(unfreeze)
         .pretrained(pretrained)
-        .scheduler_opt(move |opt| optimizers::build_scheduler(&sched_cfg, opt))
+        .scheduler_opt(move |opt| {
+            optimizers::build_scheduler_with(&sched_cfg, opt, Some(steps_per_epoch))
+        })
         .build()?;
     t.config = Some(cfg.clone());
     Ok(t)

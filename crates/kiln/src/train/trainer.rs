@@ -10,7 +10,7 @@ use crate::error::{Context, Error, Result};
 use crate::finetune::{PretrainedReport, UnfreezeSchedule, frozen_batchnorm_to_eval};
 use crate::nn::Module;
 use crate::nn::loss::{correct, cross_entropy};
-use crate::optim::scheduler::LrScheduler;
+use crate::optim::scheduler::{LrScheduler, after_epoch, after_update};
 use crate::optim::{Grads, Optimizer};
 use crate::rng;
 use candle_core::{Device, Tensor};
@@ -158,6 +158,7 @@ impl Trainer {
             let loader = self.train_loader.clone();
             for batch in loader.epoch_from(epoch as u64, self.state.step_in_epoch)? {
                 let report = self.train_step(&batch?)?;
+                after_update(self.scheduler.as_deref_mut(), self.optimizer.as_mut())?;
                 let s = &mut self.state;
                 s.step_in_epoch += 1;
                 s.global_step += 1;
@@ -196,9 +197,11 @@ impl Trainer {
                 self.state.best_metric = Some(score);
                 self.state.best_epoch = Some(epoch + 1);
             }
-            if let Some(s) = self.scheduler.as_mut() {
-                s.step(self.optimizer.as_mut())?;
-            }
+            after_epoch(
+                self.scheduler.as_deref_mut(),
+                self.optimizer.as_mut(),
+                test_loss,
+            )?;
             self.state.finish_epoch();
             self.state.rng = rng::get_state();
             for h in hooks.iter_mut() {
