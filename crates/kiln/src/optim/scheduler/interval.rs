@@ -92,7 +92,7 @@ impl LrScheduler for PerStep {
 ///
 /// # Errors
 /// The scheduler's.
-pub fn after_update(scheduler: Option<&mut dyn LrScheduler>, opt: &mut dyn Optimizer) -> Result<()> {
+pub fn after_update(scheduler: Option<&mut (dyn LrScheduler + '_)>, opt: &mut dyn Optimizer) -> Result<()> {
     match scheduler {
         Some(s) if s.interval() == Interval::Step && !s.needs_metric() => s.step(opt),
         _ => Ok(()),
@@ -105,7 +105,7 @@ pub fn after_update(scheduler: Option<&mut dyn LrScheduler>, opt: &mut dyn Optim
 /// # Errors
 /// The scheduler's.
 pub fn after_epoch(
-    scheduler: Option<&mut dyn LrScheduler>,
+    scheduler: Option<&mut (dyn LrScheduler + '_)>,
     opt: &mut dyn Optimizer,
     metric: f64,
 ) -> Result<()> {
