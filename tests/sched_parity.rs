@@ -97,9 +97,9 @@ fn make(cls: &str, kw: &J, children: &J, opt: &mut dyn Optimizer) -> Box<dyn LrS
             )
             .unwrap(),
         ),
-        "PolynomialLR" => Box::new(
-            PolynomialLr::new(opt, u(kw, "total_iters", 5), f(kw, "power", 1.0)).unwrap(),
-        ),
+        "PolynomialLR" => {
+            Box::new(PolynomialLr::new(opt, u(kw, "total_iters", 5), f(kw, "power", 1.0)).unwrap())
+        }
         "CosineAnnealingWarmRestarts" => Box::new(
             CosineAnnealingWarmRestarts::new(
                 opt,
@@ -177,9 +177,9 @@ fn make(cls: &str, kw: &J, children: &J, opt: &mut dyn Optimizer) -> Box<dyn LrS
             Box::new(MultiStepLr::new(opt, &ms, f(kw, "gamma", 0.1)).unwrap())
         }
         "ExponentialLR" => Box::new(ExponentialLr::new(opt, f(kw, "gamma", 0.0)).unwrap()),
-        "CosineAnnealingLR" => Box::new(
-            CosineAnnealingLr::new(opt, u(kw, "T_max", 0), f(kw, "eta_min", 0.0)).unwrap(),
-        ),
+        "CosineAnnealingLR" => {
+            Box::new(CosineAnnealingLr::new(opt, u(kw, "T_max", 0), f(kw, "eta_min", 0.0)).unwrap())
+        }
         "SequentialLR" | "ChainedScheduler" => {
             let kids: Vec<Box<dyn LrScheduler>> = children
                 .as_array()
@@ -261,8 +261,12 @@ fn describe(v: &Value) -> J {
         Value::Int(i) => json!({"type": "int", "value": i}),
         Value::Float(x) => json!({"type": "float", "bits": x.to_bits()}),
         Value::Str(s) => json!({"type": "str", "value": s}),
-        Value::List(items) => json!({"type": "list", "items": items.iter().map(describe).collect::<Vec<_>>()}),
-        Value::Tuple(items) => json!({"type": "tuple", "items": items.iter().map(describe).collect::<Vec<_>>()}),
+        Value::List(items) => {
+            json!({"type": "list", "items": items.iter().map(describe).collect::<Vec<_>>()})
+        }
+        Value::Tuple(items) => {
+            json!({"type": "tuple", "items": items.iter().map(describe).collect::<Vec<_>>()})
+        }
         Value::Dict(d) => json!({
             "type": "dict",
             "items": d.entries.iter().map(|(k, v)| json!([describe(k), describe(v)])).collect::<Vec<_>>()
@@ -288,7 +292,14 @@ fn strip(j: &J) -> J {
 
 /// A PyTorch value from its description.
 fn to_value(j: &J) -> Value {
-    let items = |j: &J| j["items"].as_array().unwrap().iter().map(to_value).collect();
+    let items = |j: &J| {
+        j["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(to_value)
+            .collect()
+    };
     match j["type"].as_str().unwrap() {
         "None" => Value::None,
         "bool" => Value::Bool(j["value"].as_bool().unwrap()),
@@ -378,20 +389,33 @@ fn lr_sequences_and_state_dicts_match_pytorch() {
                 total += 1;
             }
             if got.len() != want.len() {
-                errs.push(format!("{name}@{i}: {} rates, torch {}", got.len(), want.len()));
+                errs.push(format!(
+                    "{name}@{i}: {} rates, torch {}",
+                    got.len(),
+                    want.len()
+                ));
             }
             if momenta(opt.as_ref()) != *want_m {
                 errs.push(format!("{name}@{i}: momentum/beta1 differs from torch"));
             }
             if i == at {
-                check_state(&format!("{name}@{at}"), s.as_ref(), &case["state_dict_at"], &mut errs);
+                check_state(
+                    &format!("{name}@{at}"),
+                    s.as_ref(),
+                    &case["state_dict_at"],
+                    &mut errs,
+                );
             }
         }
         check_state(name, s.as_ref(), &case["state_dict"], &mut errs);
         if exact != total {
-            errs.push(format!("{name}: {exact}/{total} rates bit-exact, max relative error {worst:e}"));
+            errs.push(format!(
+                "{name}: {exact}/{total} rates bit-exact, max relative error {worst:e}"
+            ));
         }
-        report.push(format!("{name:<28} {exact}/{total} bit-exact, max rel err {worst:.1e}"));
+        report.push(format!(
+            "{name:<28} {exact}/{total} bit-exact, max rel err {worst:.1e}"
+        ));
     }
     println!("{}", report.join("\n"));
     assert!(errs.is_empty(), "{}", errs.join("\n"));
@@ -408,7 +432,8 @@ fn pytorch_state_dicts_load_and_continue_the_sequence() {
         let lrs = bit_rows(&case["lrs_bits"]);
         let at = case["state_at"].as_u64().unwrap() as usize;
         let (mut opt, mut s) = make_case(&case);
-        s.load_state_dict(&to_value(&case["state_dict_at"])).unwrap();
+        s.load_state_dict(&to_value(&case["state_dict_at"]))
+            .unwrap();
         for (i, b) in lrs[at].iter().enumerate() {
             opt.set_lr(i, f64::from_bits(*b));
         }
@@ -430,7 +455,12 @@ fn pytorch_state_dicts_load_and_continue_the_sequence() {
                 break;
             }
         }
-        check_state(&format!("{name} resumed"), s.as_ref(), &case["state_dict"], &mut errs);
+        check_state(
+            &format!("{name} resumed"),
+            s.as_ref(),
+            &case["state_dict"],
+            &mut errs,
+        );
     }
     assert!(errs.is_empty(), "{}", errs.join("\n"));
 }
@@ -444,7 +474,9 @@ fn plateau_refuses_a_plain_step_and_composites_refuse_plateau() {
     assert_eq!(p.step(opt.as_mut()).unwrap_err().code(), "K0003");
     let kids: Vec<Box<dyn LrScheduler>> = vec![Box::new(p)];
     assert_eq!(
-        ChainedScheduler::new(opt.as_ref(), kids).unwrap_err().code(),
+        ChainedScheduler::new(opt.as_ref(), kids)
+            .unwrap_err()
+            .code(),
         "K0003"
     );
 }

@@ -227,9 +227,14 @@ pub fn restore(t: &mut Trainer, ck: &Checkpoint) -> Result<()> {
         (None, None) => {}
         (Some(_), None) if ck.config.is_none() => {
             // A PyTorch recipe checkpoint without scheduler state: fast-forward the schedule
-            // to the epoch being resumed.
-            if let Some(s) = t.scheduler.as_mut() {
-                for _ in 0..ck.progress.epoch {
+            // to the epoch (or, stepped per update, the step) being resumed; a metric-driven
+            // schedule cannot be replayed and starts afresh.
+            if let Some(s) = t.scheduler.as_mut().filter(|s| !s.needs_metric()) {
+                let steps = match s.interval() {
+                    crate::optim::scheduler::Interval::Step => ck.progress.global_step,
+                    crate::optim::scheduler::Interval::Epoch => ck.progress.epoch,
+                };
+                for _ in 0..steps {
                     s.step(t.optimizer.as_mut())?;
                 }
             }

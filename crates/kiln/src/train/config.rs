@@ -180,10 +180,12 @@ impl SchedulerSpec {
             ["poly"] | ["poly", _] => Ok(Some(SchedulerSpec::Poly {
                 power: parts.get(1).map_or(Ok(1.0), |p| real(p))?,
             })),
-            ["warm-restarts", t] | ["warm-restarts", t, _] => Ok(Some(SchedulerSpec::WarmRestarts {
-                t_0: num(t)?,
-                t_mult: parts.get(2).map_or(Ok(1), |m| num(m))?,
-            })),
+            ["warm-restarts", t] | ["warm-restarts", t, _] => {
+                Ok(Some(SchedulerSpec::WarmRestarts {
+                    t_0: num(t)?,
+                    t_mult: parts.get(2).map_or(Ok(1), |m| num(m))?,
+                }))
+            }
             _ => Err(bad()),
         }
     }
@@ -592,7 +594,10 @@ mod tests {
         let c = SchedulerSpec::parse("cosine:20").unwrap().unwrap();
         assert_eq!(c, SchedulerSpec::Cosine { t_max: Some(20) });
         assert_eq!(SchedulerSpec::parse("none").unwrap(), None);
-        assert_eq!(SchedulerSpec::parse("triangle").unwrap_err().code(), "K0003");
+        assert_eq!(
+            SchedulerSpec::parse("triangle").unwrap_err().code(),
+            "K0003"
+        );
         assert_eq!(
             SchedulerSpec::parse("warm-restarts:10:2").unwrap(),
             Some(SchedulerSpec::WarmRestarts { t_0: 10, t_mult: 2 })
@@ -601,7 +606,10 @@ mod tests {
             SchedulerSpec::parse("onecycle:0.5").unwrap(),
             Some(SchedulerSpec::OneCycle { max_lr: Some(0.5) })
         );
-        assert_eq!(SchedulerSpec::parse("warm-restarts").unwrap_err().code(), "K0003");
+        assert_eq!(
+            SchedulerSpec::parse("warm-restarts").unwrap_err().code(),
+            "K0003"
+        );
         assert_eq!(SchedulerSpec::parse("step:0").unwrap_err().code(), "K0003");
     }
 

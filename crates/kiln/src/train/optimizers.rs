@@ -4,8 +4,8 @@ use super::config::{OptimizerKind, SchedulerSpec, TrainConfig};
 use crate::error::{Error, Result};
 use crate::nn::Param;
 use crate::optim::scheduler::{
-    CosineAnnealingLr, CosineAnnealingWarmRestarts, Interval, LinearLr, LrScheduler, OneCycleConfig,
-    OneCycleLr, PerStep, PlateauConfig, PolynomialLr, ReduceLrOnPlateau, StepLr,
+    CosineAnnealingLr, CosineAnnealingWarmRestarts, Interval, LinearLr, LrScheduler,
+    OneCycleConfig, OneCycleLr, PerStep, PlateauConfig, PolynomialLr, ReduceLrOnPlateau, StepLr,
 };
 use crate::optim::{Adam, AdamConfig, AdamW, GroupSpec, Optimizer, Sgd, SgdConfig};
 

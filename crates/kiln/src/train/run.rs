@@ -73,7 +73,11 @@ pub fn build_trainer(cfg: &TrainConfig) -> Result<Trainer> {
     // the loader's batches per epoch (what a per-step schedule counts)
     let n = train.len();
     let bs = cfg.batch_size.max(1);
-    let steps_per_epoch = if cfg.drop_last { n / bs } else { n.div_ceil(bs) };
+    let steps_per_epoch = if cfg.drop_last {
+        n / bs
+    } else {
+        n.div_ceil(bs)
+    };
     let mut b = Trainer::builder(model, train);
     if data.task == crate::data::Task::Regression {
         b = b.loss(regression_loss).accuracy(false);

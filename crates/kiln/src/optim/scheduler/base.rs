@@ -276,7 +276,9 @@ pub(crate) fn check_groups(opt: &dyn Optimizer, n: usize) -> Result<()> {
         Err(Error::invalid(
             "optimizer param groups",
             groups,
-            format!("{n}, one per rate the scheduler computed (PyTorch: zip() arguments differ in length)"),
+            format!(
+                "{n}, one per rate the scheduler computed (PyTorch: zip() arguments differ in length)"
+            ),
         ))
     }
 }

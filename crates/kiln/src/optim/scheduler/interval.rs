@@ -92,7 +92,10 @@ impl LrScheduler for PerStep {
 ///
 /// # Errors
 /// The scheduler's.
-pub fn after_update(scheduler: Option<&mut (dyn LrScheduler + '_)>, opt: &mut dyn Optimizer) -> Result<()> {
+pub fn after_update(
+    scheduler: Option<&mut (dyn LrScheduler + '_)>,
+    opt: &mut dyn Optimizer,
+) -> Result<()> {
     match scheduler {
         Some(s) if s.interval() == Interval::Step && !s.needs_metric() => s.step(opt),
         _ => Ok(()),

@@ -84,8 +84,8 @@ impl LrScheduler for LinearLr {
             } else if b.is_initial || e > total {
                 lrs.to_vec()
             } else {
-                let f = 1.0
-                    + (end - start) / (total as f64 * start + (e - 1) as f64 * (end - start));
+                let f =
+                    1.0 + (end - start) / (total as f64 * start + (e - 1) as f64 * (end - start));
                 lrs.iter().map(|lr| lr * f).collect()
             })
         })

@@ -203,13 +203,34 @@ fn phases(total: i64, pct_start: f64, three_phase: bool) -> Vec<Phase> {
     use Key::*;
     if three_phase {
         vec![
-            p(pct_start * t - 1.0, false, InitialLr, MaxLr, MaxMomentum, BaseMomentum),
-            p(2.0 * pct_start * t - 2.0, false, MaxLr, InitialLr, BaseMomentum, MaxMomentum),
+            p(
+                pct_start * t - 1.0,
+                false,
+                InitialLr,
+                MaxLr,
+                MaxMomentum,
+                BaseMomentum,
+            ),
+            p(
+                2.0 * pct_start * t - 2.0,
+                false,
+                MaxLr,
+                InitialLr,
+                BaseMomentum,
+                MaxMomentum,
+            ),
             p(last, true, InitialLr, MinLr, MaxMomentum, MaxMomentum),
         ]
     } else {
         vec![
-            p(pct_start * t - 1.0, false, InitialLr, MaxLr, MaxMomentum, BaseMomentum),
+            p(
+                pct_start * t - 1.0,
+                false,
+                InitialLr,
+                MaxLr,
+                MaxMomentum,
+                BaseMomentum,
+            ),
             p(last, true, MaxLr, MinLr, BaseMomentum, MaxMomentum),
         ]
     }

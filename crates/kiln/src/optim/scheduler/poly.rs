@@ -60,8 +60,7 @@ impl LrScheduler for PolynomialLr {
             Ok(if b.is_initial || e > t {
                 lrs.to_vec()
             } else {
-                let decay =
-                    ((1.0 - e as f64 / total) / (1.0 - (e - 1) as f64 / total)).powf(power);
+                let decay = ((1.0 - e as f64 / total) / (1.0 - (e - 1) as f64 / total)).powf(power);
                 lrs.iter().map(|lr| lr * decay).collect()
             })
         })
