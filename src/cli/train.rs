@@ -486,7 +486,7 @@ mod tests {
     fn bad_flags_are_usage_errors() {
         assert!(parse(&["--model", "vgg"]).is_err());
         assert!(parse(&["--optimizer", "rmsprop"]).is_err());
-        let e = parse(&["--scheduler", "linear"])
+        let e = parse(&["--scheduler", "triangle"])
             .unwrap()
             .config()
             .unwrap_err();
