@@ -55,7 +55,7 @@ fn cuda_without_the_feature_is_k0303_and_bad_values_exit_2() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("error[K0303]"));
     let o = kiln()
-        .args(["train", "--scheduler", "linear"])
+        .args(["train", "--scheduler", "triangle"])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));

@@ -1,7 +1,7 @@
 //! A run that crashes (abort) and resumes with `--resume last` ends bit-identical to a run
 //! that never stopped: model file, optimizer state of the final checkpoint and metrics (all
 //! but wall-clock seconds). Crash at an epoch boundary and mid-epoch, with SGD-momentum, Adam
-//! and a StepLR schedule.
+//! a StepLR schedule and a per-step OneCycleLR.
 
 mod common;
 
@@ -88,6 +88,27 @@ fn steplr_resume_is_bit_exact() {
     check(
         "steplr",
         &["--optimizer", "sgd", "--scheduler", "step:1:0.5"],
+    );
+}
+
+/// OneCycleLR stepped after every optimizer update (`--lr-interval step`): the crash at
+/// step 57 falls mid-epoch, between two scheduler steps of the same epoch.
+#[test]
+fn onecycle_per_step_resume_is_bit_exact() {
+    check(
+        "onecycle per step",
+        &[
+            "--optimizer",
+            "sgd",
+            "--momentum",
+            "0.9",
+            "--scheduler",
+            "onecycle",
+            "--max-lr",
+            "0.2",
+            "--lr-interval",
+            "step",
+        ],
     );
 }
 

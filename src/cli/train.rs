@@ -3,6 +3,7 @@
 
 use kiln::checkpoint::{CheckpointFormat, MonitorMode, Policy};
 use kiln::error::Result;
+use kiln::optim::scheduler::Interval;
 use kiln::train::RunOptions;
 use kiln::train::config::{
     DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_MOMENTUM, DEFAULT_THREADS, OptimizerKind,
@@ -44,10 +45,29 @@ pub struct Args {
     /// Output directory (default: runs/MODEL).
     #[arg(long, short = 'o')]
     pub out: Option<PathBuf>,
-    /// Learning-rate schedule, stepped per epoch: cosine or cosine:T_MAX (T_MAX defaults to the
-    /// epochs), step:STEP_SIZE or step:STEP_SIZE:GAMMA (gamma 0.1 by default), or none.
+    /// Learning-rate schedule: cosine or cosine:T_MAX (T_MAX defaults to the run's length),
+    /// step:STEP_SIZE or step:STEP_SIZE:GAMMA (gamma 0.1 by default), onecycle (peak
+    /// --max-lr, default --lr), linear (warm-up over --warmup-steps), plateau (on the test
+    /// loss, --patience), poly[:POWER], warm-restarts (period --t0), or none.
     #[arg(long, default_value = "cosine")]
     pub scheduler: String,
+    /// When the schedule steps: epoch or step (after every optimizer update). Default: step
+    /// for onecycle, epoch otherwise; plateau always steps on the epoch's test loss.
+    #[arg(long, value_parser = ["epoch", "step"])]
+    pub lr_interval: Option<String>,
+    /// Peak rate of --scheduler onecycle (default: --lr).
+    #[arg(long)]
+    pub max_lr: Option<f64>,
+    /// Warm-up length of --scheduler linear, in epochs or steps as --lr-interval counts
+    /// (default 5, PyTorch's total_iters).
+    #[arg(long, value_name = "N")]
+    pub warmup_steps: Option<usize>,
+    /// Epochs without improvement before --scheduler plateau reduces the rate (default 10).
+    #[arg(long, value_name = "P")]
+    pub patience: Option<usize>,
+    /// First period of --scheduler warm-restarts (T_0), in epochs or steps.
+    #[arg(long, value_name = "N")]
+    pub t0: Option<usize>,
     /// Compute threads, set once at start-up for kiln's kernels, candle and rayon (1 is
     /// fastest for the digits models; results do not depend on it).
     #[arg(long, short = 't', default_value_t = DEFAULT_THREADS)]
@@ -177,7 +197,12 @@ impl Args {
             .weight_decay
             .unwrap_or(optimizer.default_weight_decay());
         cfg.seed = self.seed;
-        cfg.scheduler = SchedulerSpec::parse(&self.scheduler)?;
+        cfg.scheduler = self.scheduler_spec()?;
+        cfg.lr_interval = match self.lr_interval.as_deref() {
+            Some(i) => Interval::parse(i)?,
+            None if matches!(cfg.scheduler, Some(SchedulerSpec::OneCycle { .. })) => Interval::Step,
+            None => Interval::Epoch,
+        };
         cfg.threads = self.threads;
         cfg.device = self.device.clone();
         cfg.drop_last = self.drop_last;
@@ -205,6 +230,65 @@ impl Args {
 }
 
 impl Args {
+    /// `--scheduler` with `--max-lr`, `--warmup-steps`, `--patience` and `--t0` applied.
+    ///
+    /// # Errors
+    /// `K0003` for a bad schedule, or one of those flags with a schedule that does not take it.
+    pub fn scheduler_spec(&self) -> Result<Option<SchedulerSpec>> {
+        let is_warm_restarts = self.scheduler == "warm-restarts" && self.t0.is_some();
+        let mut spec = if is_warm_restarts {
+            Some(SchedulerSpec::WarmRestarts { t_0: 1, t_mult: 1 })
+        } else {
+            SchedulerSpec::parse(&self.scheduler)?
+        };
+        let flags = [
+            ("--max-lr", self.max_lr.is_some()),
+            ("--warmup-steps", self.warmup_steps.is_some()),
+            ("--patience", self.patience.is_some()),
+            ("--t0", self.t0.is_some()),
+        ];
+        let takes = match spec {
+            Some(SchedulerSpec::OneCycle { ref mut max_lr }) => {
+                if self.max_lr.is_some() {
+                    *max_lr = self.max_lr;
+                }
+                "--max-lr"
+            }
+            Some(SchedulerSpec::Linear { ref mut warmup, .. }) => {
+                if let Some(w) = self.warmup_steps {
+                    *warmup = w;
+                }
+                "--warmup-steps"
+            }
+            Some(SchedulerSpec::Plateau {
+                ref mut patience, ..
+            }) => {
+                if let Some(p) = self.patience {
+                    *patience = p;
+                }
+                "--patience"
+            }
+            Some(SchedulerSpec::WarmRestarts { ref mut t_0, .. }) => {
+                if let Some(t) = self.t0 {
+                    *t_0 = t;
+                }
+                "--t0"
+            }
+            _ => "",
+        };
+        if let Some((flag, _)) = flags.iter().find(|(f, set)| *set && *f != takes) {
+            return Err(kiln::Error::invalid(
+                "scheduler flag",
+                flag,
+                format!("a flag of the schedule in use ({})", self.scheduler),
+            ));
+        }
+        if matches!(spec, Some(SchedulerSpec::WarmRestarts { t_0: 0, .. })) {
+            return Err(kiln::Error::invalid("--t0", 0, "at least 1"));
+        }
+        Ok(spec)
+    }
+
     /// The `--data` part of the configuration (None without `--data`).
     ///
     /// # Errors
@@ -376,10 +460,58 @@ mod tests {
     }
 
     #[test]
+    fn scheduler_flags_fill_the_spec() {
+        let c = parse(&["--scheduler", "onecycle", "--max-lr", "0.3"])
+            .unwrap()
+            .config()
+            .unwrap();
+        assert_eq!(
+            c.scheduler,
+            Some(SchedulerSpec::OneCycle { max_lr: Some(0.3) })
+        );
+        assert_eq!(c.lr_interval, Interval::Step);
+        let c = parse(&[
+            "--scheduler",
+            "linear",
+            "--warmup-steps",
+            "7",
+            "--lr-interval",
+            "step",
+        ])
+        .unwrap()
+        .config()
+        .unwrap();
+        assert!(matches!(
+            c.scheduler,
+            Some(SchedulerSpec::Linear { warmup: 7, .. })
+        ));
+        assert_eq!(c.lr_interval, Interval::Step);
+        let c = parse(&["--scheduler", "warm-restarts", "--t0", "4"])
+            .unwrap()
+            .config()
+            .unwrap();
+        assert_eq!(
+            c.scheduler,
+            Some(SchedulerSpec::WarmRestarts { t_0: 4, t_mult: 1 })
+        );
+        assert_eq!(c.lr_interval, Interval::Epoch);
+        let c = parse(&["--scheduler", "plateau", "--patience", "2"]).unwrap();
+        assert!(matches!(
+            c.config().unwrap().scheduler,
+            Some(SchedulerSpec::Plateau { patience: 2, .. })
+        ));
+        let e = parse(&["--scheduler", "cosine", "--patience", "2"])
+            .unwrap()
+            .config()
+            .unwrap_err();
+        assert_eq!(e.code(), "K0003");
+    }
+
+    #[test]
     fn bad_flags_are_usage_errors() {
         assert!(parse(&["--model", "vgg"]).is_err());
         assert!(parse(&["--optimizer", "lbfgs"]).is_err());
-        let e = parse(&["--scheduler", "linear"])
+        let e = parse(&["--scheduler", "triangle"])
             .unwrap()
             .config()
             .unwrap_err();

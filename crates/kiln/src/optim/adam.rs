@@ -313,6 +313,12 @@ impl Core {
         }
     }
 
+    fn set_cycled_momentum(&mut self, group: usize, value: f64) {
+        if let Some(h) = self.hyper.get_mut(group) {
+            h.beta1 = PyNum::float(value);
+        }
+    }
+
     fn set_initial_lr(&mut self, group: usize, lr: f64) {
         if let (Some(g), Some(h)) = (self.groups.get_mut(group), self.hyper.get_mut(group)) {
             h.meta.set_initial_lr(lr);
@@ -491,6 +497,13 @@ macro_rules! adam_like {
             }
             fn set_initial_lr(&mut self, group: usize, lr: f64) {
                 self.0.set_initial_lr(group, lr)
+            }
+            fn cycled_momentum_key(&self) -> Option<&'static str> {
+                Some("betas")
+            }
+            fn set_cycled_momentum(&mut self, group: usize, value: f64) -> Result<()> {
+                self.0.set_cycled_momentum(group, value);
+                Ok(())
             }
             fn add_param_group(
                 &mut self,

@@ -40,6 +40,25 @@ pub trait Optimizer: Send {
     /// Sets `initial_lr` of group `i` (used by schedulers).
     fn set_initial_lr(&mut self, group: usize, lr: f64);
 
+    /// Which coefficient OneCycleLR's `cycle_momentum` cycles: `Some("momentum")` (SGD) or
+    /// `Some("betas")` (Adam, AdamW: `betas[0]`); `None` (the provided implementation) for
+    /// an optimizer with neither (PyTorch checks `optimizer.defaults` the same way).
+    fn cycled_momentum_key(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Sets group `i`'s coefficient named by
+    /// [`cycled_momentum_key`](Optimizer::cycled_momentum_key) (for `betas`, the first one).
+    ///
+    /// # Errors
+    /// `K0005` from the provided implementation.
+    fn set_cycled_momentum(&mut self, group: usize, value: f64) -> Result<()> {
+        let _ = (group, value);
+        Err(crate::Error::Unsupported {
+            what: format!("cycling the momentum of {}", self.name()),
+        })
+    }
+
     /// Appends a parameter group with this optimizer's defaults, overriding the learning rate
     /// when `lr` is given (PyTorch's `add_param_group`).
     fn add_param_group(&mut self, params: Vec<(String, Param)>, lr: Option<f64>) -> Result<()>;

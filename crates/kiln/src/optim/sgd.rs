@@ -317,6 +317,17 @@ impl Optimizer for Sgd {
         }
     }
 
+    fn cycled_momentum_key(&self) -> Option<&'static str> {
+        Some("momentum")
+    }
+
+    fn set_cycled_momentum(&mut self, group: usize, value: f64) -> Result<()> {
+        if let Some(h) = self.hyper.get_mut(group) {
+            h.momentum = PyNum::float(value);
+        }
+        Ok(())
+    }
+
     fn set_initial_lr(&mut self, group: usize, lr: f64) {
         if let (Some(g), Some(h)) = (self.groups.get_mut(group), self.hyper.get_mut(group)) {
             h.meta.set_initial_lr(lr);

@@ -71,6 +71,10 @@ pub fn checkpoint_of(t: &Trainer, last_loss: f64) -> Result<Checkpoint> {
         ),
         ("epoch_seconds", Value::Float(st.epoch_seconds)),
         (
+            "epoch_lr",
+            st.epoch_lr.map(Value::Float).unwrap_or(Value::None),
+        ),
+        (
             "epoch_grad_norm",
             Value::List(vec![
                 Value::Float(st.epoch_grad_norm_sum),
@@ -243,9 +247,14 @@ pub fn restore(t: &mut Trainer, ck: &Checkpoint) -> Result<()> {
         (None, None) => {}
         (Some(_), None) if ck.config.is_none() => {
             // A PyTorch recipe checkpoint without scheduler state: fast-forward the schedule
-            // to the epoch being resumed.
-            if let Some(s) = t.scheduler.as_mut() {
-                for _ in 0..ck.progress.epoch {
+            // to the epoch (or, stepped per update, the step) being resumed; a metric-driven
+            // schedule cannot be replayed and starts afresh.
+            if let Some(s) = t.scheduler.as_mut().filter(|s| !s.needs_metric()) {
+                let steps = match s.interval() {
+                    crate::optim::scheduler::Interval::Step => ck.progress.global_step,
+                    crate::optim::scheduler::Interval::Epoch => ck.progress.epoch,
+                };
+                for _ in 0..steps {
                     s.step(t.optimizer.as_mut())?;
                 }
             }
@@ -281,6 +290,9 @@ pub fn restore(t: &mut Trainer, ck: &Checkpoint) -> Result<()> {
     ) {
         ema.load_value(v, &t.device)?;
     }
+    st.epoch_lr = extra
+        .and_then(|e| e.get("epoch_lr"))
+        .and_then(Value::as_f64);
     if let Some(Value::List(g)) = extra.and_then(|e| e.get("epoch_grad_norm"))
         && let [sum, n] = g.as_slice()
     {

@@ -2,6 +2,7 @@
 //! it so a resume can check that nothing changed).
 
 use crate::error::{Error, Result};
+use crate::optim::scheduler::Interval;
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -92,8 +93,12 @@ impl OptimizerKind {
     }
 }
 
-/// A learning-rate schedule stepped once per epoch (PyTorch's `scheduler.step()` after each
-/// epoch), built by [`super::optimizers::build_scheduler`] from `kiln::optim::scheduler`. Parsed from `step:STEP_SIZE[:GAMMA]`, `cosine[:T_MAX]` or `none`.
+/// A learning-rate schedule, built by [`super::optimizers::build_scheduler`] from
+/// `kiln::optim::scheduler` and stepped per epoch or per optimizer step
+/// ([`TrainConfig::lr_interval`]; `ReduceLROnPlateau` always steps on the epoch's test loss).
+/// Parsed from `step:STEP_SIZE[:GAMMA]`, `cosine[:T_MAX]`, `onecycle[:MAX_LR]`,
+/// `linear[:WARMUP]`, `plateau[:PATIENCE]`, `poly[:POWER]`, `warm-restarts:T0[:T_MULT]` or
+/// `none`. Lengths count epochs or steps, as the interval does.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum SchedulerSpec {
@@ -109,10 +114,45 @@ pub enum SchedulerSpec {
         /// Half-period in epochs; `None` means the run's number of epochs.
         t_max: Option<usize>,
     },
+    /// `OneCycleLR(max_lr, total_steps = the run's length)` with PyTorch's other defaults
+    /// (cosine, `pct_start = 0.3`, momentum cycled).
+    OneCycle {
+        /// Peak rate; `None` means the configured `lr`.
+        max_lr: Option<f64>,
+    },
+    /// A linear warm-up: `LinearLR(start_factor, end_factor = 1, total_iters = warmup)`.
+    Linear {
+        /// Length of the warm-up (PyTorch's default 5).
+        warmup: usize,
+        /// Starting factor (PyTorch's default 1/3).
+        start_factor: f64,
+    },
+    /// `ReduceLROnPlateau(mode="min", factor, patience)` on the test loss.
+    Plateau {
+        /// Epochs without improvement before reducing (PyTorch's default 10).
+        patience: usize,
+        /// Multiplier on a plateau (PyTorch's default 0.1).
+        factor: f64,
+    },
+    /// `PolynomialLR(total_iters = the run's length, power)`.
+    Poly {
+        /// Exponent (PyTorch's default 1.0).
+        power: f64,
+    },
+    /// `CosineAnnealingWarmRestarts(T_0, T_mult, eta_min = 0)`.
+    #[serde(rename = "warm-restarts")]
+    WarmRestarts {
+        /// Length of the first period.
+        t_0: usize,
+        /// Growth of the period at each restart.
+        t_mult: usize,
+    },
 }
 
 impl SchedulerSpec {
-    /// Parses `step:10`, `step:10:0.5`, `cosine`, `cosine:30`; `none` gives `Ok(None)`.
+    /// Parses `step:10`, `step:10:0.5`, `cosine`, `cosine:30`, `onecycle`, `onecycle:0.1`,
+    /// `linear`, `linear:100`, `plateau`, `plateau:3`, `poly`, `poly:2`,
+    /// `warm-restarts:10`, `warm-restarts:10:2`; `none` gives `Ok(None)`.
     ///
     /// # Errors
     /// `K0003` with the accepted forms.
@@ -121,10 +161,23 @@ impl SchedulerSpec {
             Error::invalid(
                 "scheduler",
                 text,
-                "step:STEP_SIZE[:GAMMA] (e.g. step:5:0.5), cosine[:T_MAX] or none",
+                "step:STEP_SIZE[:GAMMA] (e.g. step:5:0.5), cosine[:T_MAX], onecycle[:MAX_LR], \
+                 linear[:WARMUP], plateau[:PATIENCE], poly[:POWER], warm-restarts:T0[:T_MULT] or none",
             )
         };
         let parts: Vec<&str> = text.split(':').collect();
+        let num = |s: &str| -> Result<usize> {
+            match s.parse::<usize>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(bad()),
+            }
+        };
+        let real = |s: &str| -> Result<f64> {
+            match s.parse::<f64>() {
+                Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+                _ => Err(bad()),
+            }
+        };
         match parts.as_slice() {
             ["none"] => Ok(None),
             ["step", s] | ["step", s, _] => {
@@ -139,12 +192,32 @@ impl SchedulerSpec {
                 Ok(Some(SchedulerSpec::Step { step_size, gamma }))
             }
             ["cosine"] => Ok(Some(SchedulerSpec::Cosine { t_max: None })),
-            ["cosine", t] => {
-                let t_max: usize = t.parse().map_err(|_| bad())?;
-                if t_max == 0 {
-                    return Err(bad());
-                }
-                Ok(Some(SchedulerSpec::Cosine { t_max: Some(t_max) }))
+            ["cosine", t] => Ok(Some(SchedulerSpec::Cosine {
+                t_max: Some(num(t)?),
+            })),
+            ["onecycle"] => Ok(Some(SchedulerSpec::OneCycle { max_lr: None })),
+            ["onecycle", m] => Ok(Some(SchedulerSpec::OneCycle {
+                max_lr: Some(real(m)?),
+            })),
+            ["linear"] | ["linear", _] => Ok(Some(SchedulerSpec::Linear {
+                warmup: parts.get(1).map_or(Ok(5), |w| num(w))?,
+                start_factor: 1.0 / 3.0,
+            })),
+            ["plateau"] | ["plateau", _] => Ok(Some(SchedulerSpec::Plateau {
+                patience: match parts.get(1) {
+                    Some(p) => p.parse().map_err(|_| bad())?,
+                    None => 10,
+                },
+                factor: 0.1,
+            })),
+            ["poly"] | ["poly", _] => Ok(Some(SchedulerSpec::Poly {
+                power: parts.get(1).map_or(Ok(1.0), |p| real(p))?,
+            })),
+            ["warm-restarts", t] | ["warm-restarts", t, _] => {
+                Ok(Some(SchedulerSpec::WarmRestarts {
+                    t_0: num(t)?,
+                    t_mult: parts.get(2).map_or(Ok(1), |m| num(m))?,
+                }))
             }
             _ => Err(bad()),
         }
@@ -172,6 +245,10 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Optional learning-rate schedule.
     pub scheduler: Option<SchedulerSpec>,
+    /// When the schedule steps: after each epoch (the default) or after each optimizer
+    /// update (Lightning's `interval`).
+    #[serde(default)]
+    pub lr_interval: Interval,
     /// Compute threads (set once at start-up).
     pub threads: usize,
     /// Device: `cpu`, `cuda`, `cuda:N`.
@@ -336,6 +413,7 @@ impl TrainConfig {
             weight_decay: DEFAULT_OPTIMIZER.default_weight_decay(),
             seed: 0,
             scheduler: Some(DEFAULT_SCHEDULER),
+            lr_interval: Interval::Epoch,
             threads: DEFAULT_THREADS,
             device: "cpu".into(),
             drop_last: false,
@@ -562,7 +640,22 @@ mod tests {
         let c = SchedulerSpec::parse("cosine:20").unwrap().unwrap();
         assert_eq!(c, SchedulerSpec::Cosine { t_max: Some(20) });
         assert_eq!(SchedulerSpec::parse("none").unwrap(), None);
-        assert_eq!(SchedulerSpec::parse("linear").unwrap_err().code(), "K0003");
+        assert_eq!(
+            SchedulerSpec::parse("triangle").unwrap_err().code(),
+            "K0003"
+        );
+        assert_eq!(
+            SchedulerSpec::parse("warm-restarts:10:2").unwrap(),
+            Some(SchedulerSpec::WarmRestarts { t_0: 10, t_mult: 2 })
+        );
+        assert_eq!(
+            SchedulerSpec::parse("onecycle:0.5").unwrap(),
+            Some(SchedulerSpec::OneCycle { max_lr: Some(0.5) })
+        );
+        assert_eq!(
+            SchedulerSpec::parse("warm-restarts").unwrap_err().code(),
+            "K0003"
+        );
         assert_eq!(SchedulerSpec::parse("step:0").unwrap_err().code(), "K0003");
     }
 

@@ -1,9 +1,12 @@
 //! Builds the optimizer and learning-rate scheduler a [`TrainConfig`] names.
 
 use super::config::{OptimizerKind, SchedulerSpec, TrainConfig};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::nn::Param;
-use crate::optim::scheduler::{CosineAnnealingLr, LrScheduler, StepLr};
+use crate::optim::scheduler::{
+    CosineAnnealingLr, CosineAnnealingWarmRestarts, Interval, LinearLr, LrScheduler,
+    OneCycleConfig, OneCycleLr, PerStep, PlateauConfig, PolynomialLr, ReduceLrOnPlateau, StepLr,
+};
 use crate::optim::{
     Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, Adamax, AdamaxConfig, GroupSpec, NAdam,
     NAdamConfig, Optimizer, RAdam, RAdamConfig, RMSprop, RMSpropConfig, Sgd, SgdConfig,
@@ -96,26 +99,79 @@ pub fn build_groups(cfg: &TrainConfig, groups: Vec<GroupSpec>) -> Result<Box<dyn
     })
 }
 
-/// The scheduler for `cfg`, attached to `opt` (stepped once per epoch), if any:
-/// `StepLR(step_size, gamma)` or `CosineAnnealingLR(T_max = t_max or epochs, eta_min = 0)`.
+/// The scheduler for `cfg`, attached to `opt`, if any, for a run stepped per epoch:
+/// [`build_scheduler_with`] without the number of steps per epoch.
 ///
 /// # Errors
-/// `K0003` for an invalid setting.
+/// `K0003` for an invalid setting, or a per-step interval (which needs the steps per epoch).
 pub fn build_scheduler(
     cfg: &TrainConfig,
     opt: &mut dyn Optimizer,
 ) -> Result<Option<Box<dyn LrScheduler>>> {
-    Ok(match cfg.scheduler {
-        None => None,
-        Some(SchedulerSpec::Step { step_size, gamma }) => {
-            Some(Box::new(StepLr::new(opt, step_size, gamma)?))
+    build_scheduler_with(cfg, opt, None)
+}
+
+/// The scheduler for `cfg`, attached to `opt`, if any: `StepLR(step_size, gamma)`,
+/// `CosineAnnealingLR(T_max = t_max or the run's length, eta_min = 0)`,
+/// `OneCycleLR(max_lr or lr, total_steps = the run's length)`,
+/// `LinearLR(start_factor, 1.0, warmup)`, `ReduceLROnPlateau(factor, patience)`,
+/// `PolynomialLR(the run's length, power)` or `CosineAnnealingWarmRestarts(T_0, T_mult)`.
+/// The run's length counts the units of `cfg.lr_interval`: epochs, or
+/// `epochs * steps_per_epoch` optimizer steps (then wrapped in [`PerStep`]).
+///
+/// # Errors
+/// `K0003` for an invalid setting, or a per-step interval without `steps_per_epoch`.
+pub fn build_scheduler_with(
+    cfg: &TrainConfig,
+    opt: &mut dyn Optimizer,
+    steps_per_epoch: Option<usize>,
+) -> Result<Option<Box<dyn LrScheduler>>> {
+    let Some(spec) = cfg.scheduler else {
+        return Ok(None);
+    };
+    let length = match cfg.lr_interval {
+        Interval::Epoch => cfg.epochs,
+        Interval::Step => {
+            let per_epoch = steps_per_epoch.ok_or_else(|| {
+                Error::invalid(
+                    "lr interval",
+                    "step",
+                    "a run whose steps per epoch are known (kiln train knows them)",
+                )
+            })?;
+            cfg.epochs.saturating_mul(per_epoch)
         }
-        Some(SchedulerSpec::Cosine { t_max }) => Some(Box::new(CosineAnnealingLr::new(
+    };
+    let s: Box<dyn LrScheduler> = match spec {
+        SchedulerSpec::Step { step_size, gamma } => Box::new(StepLr::new(opt, step_size, gamma)?),
+        SchedulerSpec::Cosine { t_max } => {
+            Box::new(CosineAnnealingLr::new(opt, t_max.unwrap_or(length), 0.0)?)
+        }
+        SchedulerSpec::OneCycle { max_lr } => Box::new(OneCycleLr::new(
             opt,
-            t_max.unwrap_or(cfg.epochs),
-            0.0,
-        )?)),
-    })
+            &OneCycleConfig::new(max_lr.unwrap_or(cfg.lr), length),
+        )?),
+        SchedulerSpec::Linear {
+            warmup,
+            start_factor,
+        } => Box::new(LinearLr::new(opt, start_factor, 1.0, warmup)?),
+        SchedulerSpec::Plateau { patience, factor } => Box::new(ReduceLrOnPlateau::new(
+            opt,
+            PlateauConfig {
+                patience,
+                factor,
+                ..PlateauConfig::default()
+            },
+        )?),
+        SchedulerSpec::Poly { power } => Box::new(PolynomialLr::new(opt, length, power)?),
+        SchedulerSpec::WarmRestarts { t_0, t_mult } => {
+            Box::new(CosineAnnealingWarmRestarts::new(opt, t_0, t_mult, 0.0)?)
+        }
+    };
+    Ok(Some(match cfg.lr_interval {
+        Interval::Step if !s.needs_metric() => Box::new(PerStep(s)),
+        _ => s,
+    }))
 }
 
 #[cfg(test)]

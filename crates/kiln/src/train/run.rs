@@ -72,6 +72,16 @@ pub fn build_trainer(cfg: &TrainConfig) -> Result<Trainer> {
     };
     let mut optimizer = Some(optimizers::build_groups(cfg, groups)?);
     let sched_cfg = cfg.clone();
+    // the loader's batches per epoch (what a per-step schedule counts)
+    let n = train.len();
+    let bs = cfg.batch_size.max(1);
+    let batches = if cfg.drop_last {
+        n / bs
+    } else {
+        n.div_ceil(bs)
+    };
+    // one scheduler step per optimizer update: every N micro-batches and at the epoch's end
+    let steps_per_epoch = batches.div_ceil(cfg.step.accumulate_grad_batches.max(1));
     let mut b = Trainer::builder(model, train);
     if data.task == crate::data::Task::Regression {
         b = b.loss(regression_loss).accuracy(false);
@@ -96,7 +106,9 @@ pub fn build_trainer(cfg: &TrainConfig) -> Result<Trainer> {
         .ema_opt(cfg.ema.clone())
         .unfreeze(unfreeze)
         .pretrained(pretrained)
-        .scheduler_opt(move |opt| optimizers::build_scheduler(&sched_cfg, opt))
+        .scheduler_opt(move |opt| {
+            optimizers::build_scheduler_with(&sched_cfg, opt, Some(steps_per_epoch))
+        })
         .build()?;
     t.config = Some(cfg.clone());
     Ok(t)

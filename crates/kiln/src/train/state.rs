@@ -34,6 +34,9 @@ pub struct TrainState {
     pub epoch_grad_norm_sum: f64,
     /// Updates of the epoch that measured a gradient norm.
     pub epoch_grad_norms: usize,
+    /// The first group's learning rate when the epoch started (what its metrics report as
+    /// `lr`; a per-step schedule has moved it by the time a resumed run reaches the end).
+    pub epoch_lr: Option<f64>,
     /// kiln's default generator after the last completed step (dropout masks continue from
     /// here on resume).
     pub rng: GeneratorState,
@@ -54,6 +57,7 @@ impl TrainState {
             epoch_seconds: 0.0,
             epoch_grad_norm_sum: 0.0,
             epoch_grad_norms: 0,
+            epoch_lr: None,
             rng: crate::rng::get_state(),
         }
     }
@@ -68,5 +72,6 @@ impl TrainState {
         self.epoch_seconds = 0.0;
         self.epoch_grad_norm_sum = 0.0;
         self.epoch_grad_norms = 0;
+        self.epoch_lr = None;
     }
 }

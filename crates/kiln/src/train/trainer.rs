@@ -11,7 +11,7 @@ use crate::finetune::{PretrainedReport, UnfreezeSchedule, frozen_batchnorm_to_ev
 use crate::nn::Module;
 use crate::nn::loss::{correct, cross_entropy};
 use crate::optim::Optimizer;
-use crate::optim::scheduler::LrScheduler;
+use crate::optim::scheduler::{LrScheduler, after_epoch, after_update};
 use crate::rng;
 use candle_core::{Device, Tensor};
 use indexmap::IndexMap;
@@ -152,7 +152,8 @@ impl Trainer {
             let epoch = self.state.epoch;
             let due = self.unfreeze.due_at(epoch + 1, 0);
             self.apply_unfreeze(due)?;
-            let lr = self.optimizer.param_groups().first().map_or(0.0, |g| g.lr);
+            let current_lr = self.optimizer.param_groups().first().map_or(0.0, |g| g.lr);
+            let lr = *self.state.epoch_lr.get_or_insert(current_lr);
             for h in hooks.iter_mut() {
                 h.on_epoch_start(self)?;
             }
@@ -177,6 +178,7 @@ impl Trainer {
                     continue;
                 }
                 let report = self.apply_update()?;
+                after_update(self.scheduler.as_deref_mut(), self.optimizer.as_mut())?;
                 let s = &mut self.state;
                 s.global_step += 1;
                 if let Some(g) = report.grad_norm {
@@ -225,9 +227,11 @@ impl Trainer {
                 self.state.best_metric = Some(score);
                 self.state.best_epoch = Some(epoch + 1);
             }
-            if let Some(s) = self.scheduler.as_mut() {
-                s.step(self.optimizer.as_mut())?;
-            }
+            after_epoch(
+                self.scheduler.as_deref_mut(),
+                self.optimizer.as_mut(),
+                test_loss,
+            )?;
             self.state.finish_epoch();
             self.state.rng = rng::get_state();
             for h in hooks.iter_mut() {

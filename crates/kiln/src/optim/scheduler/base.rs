@@ -6,6 +6,38 @@ use crate::error::{Error, Result};
 use crate::io::{Dict, Value, value::key_string};
 use crate::optim::Optimizer;
 
+/// The `LrScheduler` methods every `Base`-holding scheduler implements the same way
+/// (`get_last_lr`, `last_epoch`, `add_param_group`, `initial_step`, `undo_epoch`); `$name` is
+/// PyTorch's class name.
+macro_rules! common_methods {
+    ($name:literal) => {
+        fn get_last_lr(&self) -> &[f64] {
+            &self.base.last_lr
+        }
+
+        fn last_epoch(&self) -> i64 {
+            self.base.last_epoch
+        }
+
+        fn add_param_group(&mut self, opt: &mut dyn Optimizer) -> Result<()> {
+            self.base.add_group(opt, $name)
+        }
+
+        fn initial_step(&mut self, opt: &mut dyn Optimizer) -> Result<()> {
+            self.base.step_count = 0;
+            self.base.is_initial = true;
+            let r = self.step(opt);
+            self.base.is_initial = false;
+            r
+        }
+
+        fn undo_epoch(&mut self) {
+            self.base.last_epoch -= 1;
+        }
+    };
+}
+pub(crate) use common_methods;
+
 /// PyTorch's `LRScheduler` attributes.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Base {
@@ -13,6 +45,8 @@ pub(crate) struct Base {
     pub last_epoch: i64,
     pub step_count: i64,
     pub last_lr: Vec<f64>,
+    /// PyTorch's `_is_initial`: true only during the initial step (`_initial_step`).
+    pub is_initial: bool,
     /// Keys of a loaded state dict kiln does not use (PyTorch's `__dict__.update` keeps them).
     pub extra: Vec<(String, Value)>,
 }
@@ -46,8 +80,28 @@ impl Base {
             last_epoch: -1,
             step_count: 0,
             last_lr: Vec::new(),
+            is_initial: false,
             extra: Vec::new(),
         }
+    }
+
+    /// PyTorch's `_update_lr(epoch)` (what `SequentialLR` calls at a milestone):
+    /// `last_epoch = epoch` and the rates from the closed form (`_get_closed_form_lr`),
+    /// without counting a step.
+    pub fn update_at(
+        &mut self,
+        opt: &mut dyn Optimizer,
+        epoch: i64,
+        closed_form: impl FnOnce(&Base) -> Vec<f64>,
+    ) -> Result<()> {
+        self.last_epoch = epoch;
+        let values = closed_form(self);
+        check_groups(opt, values.len())?;
+        for (i, lr) in values.into_iter().enumerate() {
+            opt.set_lr(i, lr);
+        }
+        self.last_lr = group_lrs(opt);
+        Ok(())
     }
 
     /// Takes in the group just appended to `opt` (see `LrScheduler::add_param_group`).
@@ -156,6 +210,7 @@ impl Base {
             last_epoch: int(d, scheduler, "last_epoch")?,
             step_count: int(d, scheduler, "_step_count")?,
             last_lr: list("_last_lr")?,
+            is_initial: false,
             extra,
         })
     }
@@ -210,6 +265,77 @@ pub(crate) fn float(d: &Dict, scheduler: &str, key: &str) -> Result<f64> {
             .ok_or_else(|| wrong(scheduler, key, v, "a number")),
         _ => Err(wrong(scheduler, key, v, "a number")),
     }
+}
+
+/// `K0003` unless `opt` has `n` groups (PyTorch: `zip(..., strict=True)` fails).
+pub(crate) fn check_groups(opt: &dyn Optimizer, n: usize) -> Result<()> {
+    let groups = opt.param_groups().len();
+    if groups == n {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "optimizer param groups",
+            groups,
+            format!(
+                "{n}, one per rate the scheduler computed (PyTorch: zip() arguments differ in length)"
+            ),
+        ))
+    }
+}
+
+/// A required `bool`.
+pub(crate) fn boolean(d: &Dict, scheduler: &str, key: &str) -> Result<bool> {
+    match need(d, scheduler, key)? {
+        Value::Bool(b) => Ok(*b),
+        v => Err(wrong(scheduler, key, v, "a bool")),
+    }
+}
+
+/// A required `str`.
+pub(crate) fn string(d: &Dict, scheduler: &str, key: &str) -> Result<String> {
+    match need(d, scheduler, key)? {
+        Value::Str(s) => Ok(s.clone()),
+        v => Err(wrong(scheduler, key, v, "a str")),
+    }
+}
+
+/// A required list of numbers.
+pub(crate) fn floats(d: &Dict, scheduler: &str, key: &str) -> Result<Vec<f64>> {
+    let v = need(d, scheduler, key)?;
+    let items = v
+        .as_seq()
+        .ok_or_else(|| wrong(scheduler, key, v, "a list"))?;
+    items
+        .iter()
+        .map(|x| match x {
+            Value::Int(_) | Value::Float(_) => x
+                .as_f64()
+                .ok_or_else(|| wrong(scheduler, key, x, "numbers")),
+            _ => Err(wrong(scheduler, key, x, "numbers")),
+        })
+        .collect()
+}
+
+/// A list of floats as a `Value`.
+pub(crate) fn float_list(v: &[f64]) -> Value {
+    Value::List(v.iter().map(|x| Value::Float(*x)).collect())
+}
+
+/// A dict `Value` with string keys, in the given order.
+pub(crate) fn str_dict(entries: Vec<(&str, Value)>) -> Value {
+    Value::Dict(Dict {
+        entries: entries
+            .into_iter()
+            .map(|(k, v)| (Value::Str(k.to_string()), v))
+            .collect(),
+        ordered: false,
+        metadata: None,
+    })
+}
+
+/// `K0603` with `detail`.
+pub(crate) fn state_error(detail: String) -> Error {
+    bad(detail)
 }
 
 /// `K0003` unless `value` is finite.

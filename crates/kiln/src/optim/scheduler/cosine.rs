@@ -36,7 +36,7 @@ impl CosineAnnealingLr {
             eta_min,
             base: Base::attach(opt),
         };
-        s.base.step(opt, |_, lrs| Ok(lrs.to_vec()))?;
+        s.initial_step(opt)?;
         Ok(s)
     }
 }
@@ -62,7 +62,9 @@ impl LrScheduler for CosineAnnealingLr {
         self.base.step(opt, |b, lrs| {
             let e = b.last_epoch;
             let t = t_max as f64;
-            Ok(if b.step_count == 1 && e > 0 {
+            Ok(if b.is_initial {
+                lrs.to_vec()
+            } else if b.step_count == 1 && e > 0 {
                 b.base_lrs
                     .iter()
                     .map(|base| {
@@ -88,16 +90,17 @@ impl LrScheduler for CosineAnnealingLr {
         })
     }
 
-    fn get_last_lr(&self) -> &[f64] {
-        &self.base.last_lr
-    }
+    base::common_methods!("CosineAnnealingLR");
 
-    fn add_param_group(&mut self, opt: &mut dyn Optimizer) -> Result<()> {
-        self.base.add_group(opt, "CosineAnnealingLR")
-    }
-
-    fn last_epoch(&self) -> i64 {
-        self.base.last_epoch
+    fn update_lr_at(&mut self, opt: &mut dyn Optimizer, epoch: i64) -> Result<()> {
+        let (t_max, eta_min) = (self.t_max as f64, self.eta_min);
+        self.base.update_at(opt, epoch, |b| {
+            let e = b.last_epoch as f64;
+            b.base_lrs
+                .iter()
+                .map(|base| eta_min + (base - eta_min) * (1.0 + (PI * e / t_max).cos()) / 2.0)
+                .collect()
+        })
     }
 
     fn state_dict(&self) -> Value {

@@ -26,7 +26,7 @@ impl ExponentialLr {
             gamma,
             base: Base::attach(opt),
         };
-        s.base.step(opt, |_, lrs| Ok(lrs.to_vec()))?;
+        s.initial_step(opt)?;
         Ok(s)
     }
 }
@@ -38,20 +38,25 @@ impl LrScheduler for ExponentialLr {
 
     fn step(&mut self, opt: &mut dyn Optimizer) -> Result<()> {
         let gamma = self.gamma;
-        self.base
-            .step(opt, |_, lrs| Ok(lrs.iter().map(|lr| lr * gamma).collect()))
+        self.base.step(opt, |b, lrs| {
+            Ok(if b.is_initial {
+                lrs.to_vec()
+            } else {
+                lrs.iter().map(|lr| lr * gamma).collect()
+            })
+        })
     }
 
-    fn get_last_lr(&self) -> &[f64] {
-        &self.base.last_lr
-    }
+    base::common_methods!("ExponentialLR");
 
-    fn add_param_group(&mut self, opt: &mut dyn Optimizer) -> Result<()> {
-        self.base.add_group(opt, "ExponentialLR")
-    }
-
-    fn last_epoch(&self) -> i64 {
-        self.base.last_epoch
+    fn update_lr_at(&mut self, opt: &mut dyn Optimizer, epoch: i64) -> Result<()> {
+        let gamma = self.gamma;
+        self.base.update_at(opt, epoch, |b| {
+            b.base_lrs
+                .iter()
+                .map(|lr| lr * gamma.powf(b.last_epoch as f64))
+                .collect()
+        })
     }
 
     fn state_dict(&self) -> Value {

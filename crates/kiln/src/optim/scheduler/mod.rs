@@ -22,16 +22,32 @@
 
 mod base;
 mod build;
+mod composite;
+mod constant;
 mod cosine;
 mod exponential;
+mod interval;
+mod linear;
 mod multistep;
+mod onecycle;
+mod plateau;
+mod poly;
 mod step;
+mod warm_restarts;
 
 pub use build::{SCHEDULER_NAMES, SchedulerArgs, build};
+pub use composite::{ChainedScheduler, SequentialLr};
+pub use constant::ConstantLr;
 pub use cosine::CosineAnnealingLr;
 pub use exponential::ExponentialLr;
+pub use interval::{Interval, PerStep, after_epoch, after_update};
+pub use linear::LinearLr;
 pub use multistep::MultiStepLr;
+pub use onecycle::{AnnealStrategy, OneCycleConfig, OneCycleLr};
+pub use plateau::{MinLr, PlateauConfig, PlateauMode, ReduceLrOnPlateau, ThresholdMode};
+pub use poly::PolynomialLr;
 pub use step::StepLr;
+pub use warm_restarts::CosineAnnealingWarmRestarts;
 
 use super::Optimizer;
 use crate::error::Result;
@@ -83,6 +99,58 @@ pub trait LrScheduler: Send {
         Err(crate::Error::Unsupported {
             what: format!("adding a parameter group under {}", self.name()),
         })
+    }
+
+    /// Whether [`step_with_metric`](LrScheduler::step_with_metric) is the step to call
+    /// (`ReduceLROnPlateau`, which steps on a validation metric).
+    fn needs_metric(&self) -> bool {
+        false
+    }
+
+    /// One step given a metric (PyTorch's `ReduceLROnPlateau.step(metrics)`); the provided
+    /// implementation ignores the metric and calls [`step`](LrScheduler::step).
+    ///
+    /// # Errors
+    /// As [`step`](LrScheduler::step).
+    fn step_with_metric(&mut self, opt: &mut dyn Optimizer, metric: f64) -> Result<()> {
+        let _ = metric;
+        self.step(opt)
+    }
+
+    /// PyTorch's `_initial_step()`: `_step_count = 0` and one step in initial mode (what
+    /// `SequentialLR` runs on the scheduler that starts the sequence).
+    ///
+    /// # Errors
+    /// As [`step`](LrScheduler::step); the provided implementation answers `K0005`.
+    fn initial_step(&mut self, opt: &mut dyn Optimizer) -> Result<()> {
+        let _ = opt;
+        Err(crate::Error::Unsupported {
+            what: format!("{} inside SequentialLR", self.name()),
+        })
+    }
+
+    /// PyTorch's `_update_lr(epoch)`: `last_epoch = epoch` and the rates from the closed
+    /// form (`_get_closed_form_lr`, or `get_lr` for a scheduler without one), without
+    /// counting a step (what `SequentialLR` does at a milestone, with epoch 0).
+    ///
+    /// # Errors
+    /// `K0003` when the optimizer has another number of groups than the rates; the
+    /// provided implementation answers `K0005`.
+    fn update_lr_at(&mut self, opt: &mut dyn Optimizer, epoch: i64) -> Result<()> {
+        let _ = (opt, epoch);
+        Err(crate::Error::Unsupported {
+            what: format!("{} inside SequentialLR", self.name()),
+        })
+    }
+
+    /// `last_epoch -= 1` (SequentialLR's `recursive_undo`; composites pass it to their
+    /// children). The provided implementation does nothing.
+    fn undo_epoch(&mut self) {}
+
+    /// How often a training loop steps it: [`Interval::Epoch`] (the provided
+    /// implementation) unless wrapped in [`PerStep`].
+    fn interval(&self) -> Interval {
+        Interval::Epoch
     }
 }
 

@@ -46,7 +46,7 @@ impl MultiStepLr {
             gamma,
             base: Base::attach(opt),
         };
-        s.step(opt)?;
+        s.initial_step(opt)?;
         Ok(s)
     }
 
@@ -73,16 +73,23 @@ impl LrScheduler for MultiStepLr {
         })
     }
 
-    fn get_last_lr(&self) -> &[f64] {
-        &self.base.last_lr
-    }
+    base::common_methods!("MultiStepLR");
 
-    fn add_param_group(&mut self, opt: &mut dyn Optimizer) -> Result<()> {
-        self.base.add_group(opt, "MultiStepLR")
-    }
-
-    fn last_epoch(&self) -> i64 {
-        self.base.last_epoch
+    fn update_lr_at(&mut self, opt: &mut dyn Optimizer, epoch: i64) -> Result<()> {
+        let gamma = self.gamma;
+        let milestones = &self.milestones;
+        self.base.update_at(opt, epoch, |b| {
+            // bisect_right(sorted(milestones.elements()), last_epoch)
+            let n: i64 = milestones
+                .iter()
+                .filter(|(m, _)| *m <= b.last_epoch)
+                .map(|(_, n)| *n)
+                .sum();
+            b.base_lrs
+                .iter()
+                .map(|lr| lr * gamma.powf(n as f64))
+                .collect()
+        })
     }
 
     fn state_dict(&self) -> Value {

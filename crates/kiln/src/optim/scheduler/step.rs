@@ -30,7 +30,7 @@ impl StepLr {
             gamma,
             base: Base::attach(opt),
         };
-        s.step(opt)?;
+        s.initial_step(opt)?;
         Ok(s)
     }
 }
@@ -51,16 +51,14 @@ impl LrScheduler for StepLr {
         })
     }
 
-    fn get_last_lr(&self) -> &[f64] {
-        &self.base.last_lr
-    }
+    base::common_methods!("StepLR");
 
-    fn add_param_group(&mut self, opt: &mut dyn Optimizer) -> Result<()> {
-        self.base.add_group(opt, "StepLR")
-    }
-
-    fn last_epoch(&self) -> i64 {
-        self.base.last_epoch
+    fn update_lr_at(&mut self, opt: &mut dyn Optimizer, epoch: i64) -> Result<()> {
+        let (step_size, gamma) = (self.step_size, self.gamma);
+        self.base.update_at(opt, epoch, |b| {
+            let n = b.last_epoch.div_euclid(step_size) as f64;
+            b.base_lrs.iter().map(|lr| lr * gamma.powf(n)).collect()
+        })
     }
 
     fn state_dict(&self) -> Value {
