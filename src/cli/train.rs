@@ -152,6 +152,10 @@ pub struct Args {
     /// parameters (stops with K0802 if they diverge).
     #[arg(long)]
     pub ddp_verify: bool,
+    /// Write TensorBoard event files into OUT/tensorboard (per step train/loss and lr-<optimizer>, per
+    /// epoch every metrics.jsonl value, the hyper-parameters); view with tensorboard --logdir OUT.
+    #[arg(long)]
+    pub tensorboard: bool,
 }
 
 impl Args {
@@ -259,6 +263,7 @@ impl Args {
             devices: self.devices.clone(),
             distributed: self.distributed.clone(),
             ddp_verify: self.ddp_verify,
+            tensorboard: self.tensorboard,
         })
     }
 }
