@@ -42,12 +42,13 @@ const METRIC_TAGS: [&str; 4] = ["test_acc", "test_loss", "train_acc", "train_los
 ///
 /// - every optimizer step, at step `global_step` (1 after the first step): `train/loss` and
 ///   the learning rate of every parameter group, named as Lightning's `LearningRateMonitor`
-///   names them: `lr-SGD` for one group, `lr-SGD/pg1`, `lr-SGD/pg2`, … for several;
+///   names them: `lr-SGD` for one group, `lr-SGD/pg1`, `lr-SGD/pg2`, … for several (the events reach the file at each step, so
+///   a checkpoint never covers steps the log lacks);
 /// - every epoch, at the epoch's last step: each value of its `metrics.jsonl` line
 ///   ([`EpochMetrics`]) under the same name (`epoch`, `train_loss`, `test_loss`, `test_acc`,
 ///   `lr`, `seconds`, `train_acc`) and each named metric as `metrics/<name>`; NaN values (no
 ///   accuracy for regression, no evaluation set, a diverged loss), which `metrics.jsonl` writes
-///   as `null`, are left out; the events are flushed to the file;
+///   as `null`, are left out;
 /// - at the start, the hyper-parameters: the run's [`crate::train::TrainConfig`] flattened
 ///   ([`hparams::flatten`]) or those given to [`TensorBoardHook::with_hparams`], as the
 ///   HParams plugin's experiment and session-start summaries; at the end a session-end
@@ -136,7 +137,10 @@ impl Hook for TensorBoardHook {
         let mut scalars: Vec<(&str, f64)> = vec![(STEP_LOSS_TAG, step.loss)];
         scalars.extend(tags.iter().map(String::as_str).zip(groups.iter().map(|g| g.lr)));
         self.writer
-            .add_scalars(t.state.global_step as i64, &scalars)
+            .add_scalars(t.state.global_step as i64, &scalars)?;
+        // On disk before a checkpoint of this step can be taken: a run that crashes and
+        // resumes from that checkpoint has every step up to it in its first file.
+        self.writer.flush()
     }
 
     fn on_epoch_end(&mut self, _t: &Trainer, m: &EpochMetrics) -> Result<()> {
