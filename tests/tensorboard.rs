@@ -60,7 +60,8 @@ fn torch_summary_writer_file_is_reencoded_byte_for_byte() {
                 value: value as f32
             }]
         );
-        let ours = proto::summary_event(e.wall_time, step, &[proto::scalar_value(tag, value as f32)]);
+        let ours =
+            proto::summary_event(e.wall_time, step, &[proto::scalar_value(tag, value as f32)]);
         assert_eq!(ours, records[1 + i], "scalar event {i} ({tag} at {step})");
     }
 
@@ -110,16 +111,23 @@ fn torch_summary_writer_file_is_reencoded_byte_for_byte() {
 /// The sorted `SessionStartInfo.hparams` map entries (bytes) of a session-start event.
 fn map_entries(event: &[u8]) -> Vec<Vec<u8>> {
     let e = proto::decode_event(event, "e").unwrap();
-    let Some(SummaryValue::Plugin { content, plugin, .. }) = e.values.first() else {
+    let Some(SummaryValue::Plugin {
+        content, plugin, ..
+    }) = e.values.first()
+    else {
         panic!("not a plugin summary: {e:?}");
     };
     assert_eq!(plugin, "hparams");
     let mut out = Vec::new();
     for (f, v) in proto::fields(content, "c").unwrap() {
         assert_eq!(f, 3, "HParamsPluginData.session_start_info only");
-        let proto::Field::Bytes(ssi) = v else { panic!() };
+        let proto::Field::Bytes(ssi) = v else {
+            panic!()
+        };
         for (f, v) in proto::fields(ssi, "s").unwrap() {
-            let proto::Field::Bytes(entry) = v else { panic!() };
+            let proto::Field::Bytes(entry) = v else {
+                panic!()
+            };
             assert_eq!(f, 1);
             out.push(entry.to_vec());
         }
@@ -223,7 +231,9 @@ fn check_run(out: &Path, steps: i64, what: &str) {
     );
 
     let Some(py) = std::env::var_os("KILN_PYTHON") else {
-        eprintln!("skipped the tensorboard check: KILN_PYTHON is not set (scripts/test.sh sets it)");
+        eprintln!(
+            "skipped the tensorboard check: KILN_PYTHON is not set (scripts/test.sh sets it)"
+        );
         return;
     };
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/tb_read.py");
@@ -248,7 +258,10 @@ fn check_run(out: &Path, steps: i64, what: &str) {
             (tag.clone(), s)
         })
         .collect();
-    assert_eq!(tb_scalars, got, "{what}: EventAccumulator sees other scalars");
+    assert_eq!(
+        tb_scalars, got,
+        "{what}: EventAccumulator sees other scalars"
+    );
     let hp = &read["hparams"];
     assert_eq!(hp["model"], "mlp", "{what}: {hp}");
     assert_eq!(hp["epochs"], 3.0);

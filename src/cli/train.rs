@@ -387,6 +387,13 @@ mod tests {
     }
 
     #[test]
+    fn tensorboard_flag_reaches_the_run_options() {
+        assert!(!parse(&[]).unwrap().run_options().unwrap().tensorboard);
+        let o = parse(&["--tensorboard"]).unwrap().run_options().unwrap();
+        assert!(o.tensorboard);
+    }
+
+    #[test]
     fn data_flags_reach_the_config() {
         let c = parse(&[
             "--data",

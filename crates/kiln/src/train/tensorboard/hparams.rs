@@ -107,11 +107,7 @@ pub fn session_start_info(hparams: &[(String, HParamValue)]) -> Message {
         let entry = Message::new().string(1, name).message(2, &v.encode());
         ssi = ssi.message(1, &entry);
     }
-    plugin_value(
-        SESSION_START_INFO_TAG,
-        PLUGIN_NAME,
-        &plugin_data(3, &ssi),
-    )
+    plugin_value(SESSION_START_INFO_TAG, PLUGIN_NAME, &plugin_data(3, &ssi))
 }
 
 /// The `_hparams_/session_end_info` value: `SessionEndInfo { status = 1 }` with
@@ -135,7 +131,10 @@ mod tests {
                 ("model".into(), HParamValue::String("mlp".into())),
                 ("lr".into(), HParamValue::Number(0.1)),
                 ("drop_last".into(), HParamValue::Bool(false)),
-                ("scheduler/kind".into(), HParamValue::String("cosine".into())),
+                (
+                    "scheduler/kind".into(),
+                    HParamValue::String("cosine".into())
+                ),
                 ("classes".into(), HParamValue::String("[0,1]".into())),
             ]
         );

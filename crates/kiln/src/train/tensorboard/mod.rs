@@ -135,7 +135,11 @@ impl Hook for TensorBoardHook {
         let groups = t.optimizer.param_groups();
         let tags = Self::lr_tags(t.optimizer.name(), groups.len());
         let mut scalars: Vec<(&str, f64)> = vec![(STEP_LOSS_TAG, step.loss)];
-        scalars.extend(tags.iter().map(String::as_str).zip(groups.iter().map(|g| g.lr)));
+        scalars.extend(
+            tags.iter()
+                .map(String::as_str)
+                .zip(groups.iter().map(|g| g.lr)),
+        );
         self.writer
             .add_scalars(t.state.global_step as i64, &scalars)?;
         // On disk before a checkpoint of this step can be taken: a run that crashes and
@@ -170,5 +174,19 @@ impl Hook for TensorBoardHook {
                 .end_session(t.state.global_step as i64, t.state.epoch >= t.epochs)?;
         }
         self.writer.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lr_tags_are_lightnings() {
+        assert_eq!(TensorBoardHook::lr_tags("SGD", 1), ["lr-SGD"]);
+        assert_eq!(
+            TensorBoardHook::lr_tags("AdamW", 3),
+            ["lr-AdamW/pg1", "lr-AdamW/pg2", "lr-AdamW/pg3"]
+        );
     }
 }

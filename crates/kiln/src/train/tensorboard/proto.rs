@@ -297,9 +297,7 @@ pub fn file_version_event(wall_time: f64, writer: &str) -> Vec<u8> {
 
 /// An event holding one summary with these values (`step` 0 is left out, as proto3 does).
 pub fn summary_event(wall_time: f64, step: i64, values: &[Message]) -> Vec<u8> {
-    let summary = values
-        .iter()
-        .fold(Message::new(), |s, v| s.message(1, v));
+    let summary = values.iter().fold(Message::new(), |s, v| s.message(1, v));
     let e = Message::new().double(1, wall_time);
     let e = if step != 0 { e.int(2, step) } else { e };
     e.message(5, &summary).into_bytes()
@@ -350,7 +348,12 @@ mod tests {
 
     #[test]
     fn malformed_messages_are_k0502() {
-        for bad in [&[0x0a, 0x05, 1][..], &[0x80][..], &[0x0b][..], &[0x09, 0, 0][..]] {
+        for bad in [
+            &[0x0a, 0x05, 1][..],
+            &[0x80][..],
+            &[0x0b][..],
+            &[0x09, 0, 0][..],
+        ] {
             assert_eq!(decode_event(bad, "t").unwrap_err().code(), "K0502");
         }
     }
