@@ -161,7 +161,7 @@ mod tests {
         let mut file = frame(b"hello");
         file.extend(frame(b""));
         file.extend(frame(&[7u8; 300]));
-        assert_eq!(file.len(), 5 + 0 + 300 + 3 * 16);
+        assert_eq!(file.len(), 5 + 300 + 3 * 16);
         assert_eq!(&file[..8], &5u64.to_le_bytes());
         let recs = split_records(&file, "f").unwrap();
         assert_eq!(recs, vec![&b"hello"[..], &b""[..], &[7u8; 300][..]]);
