@@ -135,6 +135,12 @@ mod tests {
     }
 
     #[test]
+    fn tensorboard_flag_is_shared_with_train() {
+        let a = parse(&["--from", "pre.safetensors", "--tensorboard"]).unwrap();
+        assert!(a.train.run_options().unwrap().tensorboard);
+    }
+
+    #[test]
     fn flags_reach_the_config() {
         let a = parse(&[
             "--from",

@@ -178,6 +178,10 @@ pub struct Args {
     /// Gradient accumulation and clipping.
     #[command(flatten)]
     pub step: super::train_features::StepArgs,
+    /// Write TensorBoard event files into OUT/tensorboard (per step train/loss and lr-<optimizer>, per
+    /// epoch every metrics.jsonl value, the hyper-parameters); view with tensorboard --logdir OUT.
+    #[arg(long)]
+    pub tensorboard: bool,
 }
 
 impl Args {
@@ -351,6 +355,7 @@ impl Args {
             devices: self.devices.clone(),
             distributed: self.distributed.clone(),
             ddp_verify: self.ddp_verify,
+            tensorboard: self.tensorboard,
         })
     }
 }
@@ -536,6 +541,13 @@ mod tests {
             .unwrap();
         assert_eq!(c.classes, Some(vec![0, 1, 2, 3, 4]));
         assert_eq!((c.per_class, c.outputs()), (Some(20), 5));
+    }
+
+    #[test]
+    fn tensorboard_flag_reaches_the_run_options() {
+        assert!(!parse(&[]).unwrap().run_options().unwrap().tensorboard);
+        let o = parse(&["--tensorboard"]).unwrap().run_options().unwrap();
+        assert!(o.tensorboard);
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod save;
 pub mod setup;
 pub mod state;
 pub mod step;
+pub mod tensorboard;
 pub mod threads;
 pub mod trainer;
 
@@ -34,10 +35,13 @@ pub use config::{
 pub use ema::{Ema, EmaConfig};
 pub use hooks::{Hook, StepReport};
 pub use metrics::{EpochMetrics, MetricsLog};
-pub use run::{RunOptions, RunSummary, build_trainer, run, run_with, run_with_hooks};
+pub use run::{
+    RunOptions, RunSummary, TENSORBOARD_DIR, build_trainer, run, run_with, run_with_hooks,
+};
 pub use setup::RunSetup;
 pub use state::TrainState;
 pub use step::StepOptions;
+pub use tensorboard::TensorBoardHook;
 pub use trainer::{
     EvalResult, LossFn, MetricFn, NonFinitePolicy, Trainer, evaluate, evaluate_with,
 };

@@ -196,7 +196,14 @@ pub struct RunOptions {
     pub distributed: Option<String>,
     /// Under DDP: check after every step that all ranks hold identical parameters.
     pub ddp_verify: bool,
+    /// Write TensorBoard event files into `out/tensorboard` ([`TENSORBOARD_DIR`], see
+    /// [`super::TensorBoardHook`]); a fresh run first removes the event files a previous run
+    /// left there, a resumed run adds a new file.
+    pub tensorboard: bool,
 }
+
+/// Sub-directory of the output directory holding TensorBoard event files.
+pub const TENSORBOARD_DIR: &str = "tensorboard";
 
 /// Sub-directory of the output directory holding checkpoints.
 pub const CHECKPOINT_DIR: &str = "checkpoints";
@@ -372,6 +379,13 @@ pub fn run_with_hooks(
     }
     if rank0 {
         hooks.push(Box::new(MetricsLog::new(&metrics_path, fresh)?));
+        if opts.tensorboard {
+            let dir = cfg.out.join(TENSORBOARD_DIR);
+            if fresh {
+                super::tensorboard::remove_event_files(&dir)?;
+            }
+            hooks.push(Box::new(super::TensorBoardHook::new(&dir)?));
+        }
         hooks.extend(extra_hooks);
     }
     let mut hook_refs: Vec<&mut dyn Hook> = hooks
