@@ -151,9 +151,13 @@ pub struct Args {
     /// Also keep the K best checkpoints by --monitor.
     #[arg(long, default_value_t = 1)]
     pub keep_best: usize,
-    /// Metric that ranks checkpoints: test_acc, train_acc (higher is better), test_loss,
-    /// train_loss (lower is better).
-    #[arg(long, default_value = "test_acc", value_parser = ["test_acc", "test_loss", "train_acc", "train_loss"])]
+    /// Metric that ranks checkpoints (and that --early-stopping-patience watches): test_acc,
+    /// train_acc, ema_test_acc (higher is better), test_loss, train_loss, ema_test_loss (lower
+    /// is better); val_acc / val_loss are test_acc / test_loss.
+    #[arg(long, default_value = "test_acc", value_parser = [
+        "test_acc", "test_loss", "train_acc", "train_loss", "val_acc", "val_loss",
+        "ema_test_acc", "ema_test_loss",
+    ])]
     pub monitor: String,
     /// Checkpoint form: pt (one file torch.load reads) or dir (safetensors + JSON).
     #[arg(long, default_value = "pt", value_parser = ["pt", "dir"])]
@@ -225,6 +229,7 @@ impl Args {
         cfg.data = self.data_config()?;
         cfg.step = self.step.options()?;
         cfg.ema = self.step.ema()?;
+        cfg.validation = self.step.validation(&self.monitor)?;
         if let Some(out) = &self.out {
             cfg.out = out.clone();
         }

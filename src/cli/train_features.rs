@@ -1,8 +1,8 @@
 //! The `kiln train` flags of how each update is formed (gradient accumulation and clipping)
-//! and of the weight average (EMA).
+//! and of the weight average (EMA), validation and early stopping.
 
 use kiln::error::{Error, Result};
-use kiln::train::{EmaConfig, StepOptions};
+use kiln::train::{EarlyStoppingConfig, EmaConfig, MonitorMode, StepOptions, ValidationConfig};
 
 /// Gradient accumulation and clipping flags of `kiln train` (and `kiln finetune`).
 #[derive(clap::Args, Debug, Clone)]
@@ -39,6 +39,19 @@ pub struct StepArgs {
     /// With --ema-decay: timm's warm-up, decay min(D, 1 - k^(-2/3)) at update k.
     #[arg(long, requires = "ema_decay")]
     pub ema_warmup: bool,
+    /// Stop when --monitor (a validation value: test_acc, test_loss, val_acc, val_loss,
+    /// ema_test_acc, ema_test_loss) has not improved for P validations in a row (Lightning's
+    /// EarlyStopping); the best weights are saved as model_best.safetensors.
+    #[arg(long, value_name = "P")]
+    pub early_stopping_patience: Option<usize>,
+    /// With --early-stopping-patience: the least change of the monitored value that counts
+    /// as an improvement.
+    #[arg(long, value_name = "D", default_value_t = 0.0)]
+    pub min_delta: f64,
+    /// Validate every N optimizer updates too (Lightning's val_check_interval), one line each
+    /// in validation.jsonl; early stopping then checks at these validations.
+    #[arg(long, value_name = "N")]
+    pub val_every_steps: Option<u64>,
 }
 
 impl StepArgs {
@@ -69,6 +82,35 @@ impl StepArgs {
         };
         o.validate()?;
         Ok(o)
+    }
+
+    /// The validation and early-stopping settings these flags set.
+    ///
+    /// # Errors
+    /// `K0003` for a patience or interval of 0, a negative `--min-delta`, or `--min-delta`
+    /// without `--early-stopping-patience`. `monitor` is `kiln train --monitor` (which also
+    /// ranks the checkpoints).
+    pub fn validation(&self, monitor: &str) -> Result<ValidationConfig> {
+        let stopping = self.early_stopping_patience.is_some();
+        if !stopping && self.min_delta != 0.0 {
+            return Err(Error::invalid(
+                "--min-delta",
+                self.min_delta,
+                "--early-stopping-patience P as well",
+            ));
+        }
+        let early_stopping = stopping.then(|| EarlyStoppingConfig {
+            monitor: monitor.to_string(),
+            patience: self.early_stopping_patience,
+            min_delta: self.min_delta,
+            mode: Some(MonitorMode::for_name(monitor)),
+        });
+        let v = ValidationConfig {
+            every_steps: self.val_every_steps,
+            early_stopping,
+        };
+        v.validate()?;
+        Ok(v)
     }
 
     /// The EMA settings these flags set, if any.

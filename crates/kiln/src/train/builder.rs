@@ -149,6 +149,7 @@ pub struct TrainerBuilder {
     pretrained: Option<PretrainedReport>,
     step: super::step::StepOptions,
     ema: Option<super::ema::EmaConfig>,
+    validation: super::validation::ValidationConfig,
 }
 
 impl Trainer {
@@ -183,6 +184,7 @@ impl Trainer {
             pretrained: None,
             step: Default::default(),
             ema: None,
+            validation: Default::default(),
         }
     }
 }
@@ -354,6 +356,27 @@ impl TrainerBuilder {
         self
     }
 
+    /// Early stopping (Lightning's `EarlyStopping`) and best-model tracking on a validation
+    /// quantity (see [`super::early_stopping`]); the trainer's `fit` stops when patience runs
+    /// out, and a run's output folder gets `model_best.safetensors`.
+    pub fn early_stopping(mut self, config: super::early_stopping::EarlyStoppingConfig) -> Self {
+        self.validation.early_stopping = Some(config);
+        self
+    }
+
+    /// Validate every `n` optimizer updates (besides each epoch's end); early stopping then
+    /// checks at those validations (see [`super::validation`]).
+    pub fn val_every_steps(mut self, n: u64) -> Self {
+        self.validation.every_steps = Some(n);
+        self
+    }
+
+    /// All validation settings at once.
+    pub fn validation(mut self, config: super::validation::ValidationConfig) -> Self {
+        self.validation = config;
+        self
+    }
+
     /// An optional [`Self::ema`].
     pub fn ema_opt(mut self, config: Option<super::ema::EmaConfig>) -> Self {
         self.ema = config;
@@ -418,6 +441,7 @@ impl TrainerBuilder {
         if let Some(e) = &self.ema {
             e.validate()?;
         }
+        self.validation.validate()?;
         self.model.to_device(&self.device)?;
         let groups = match self.groups {
             Some(g) => g,
@@ -449,6 +473,7 @@ impl TrainerBuilder {
         );
         setup.step = self.step.clone();
         setup.ema = self.ema.clone();
+        setup.validation = self.validation.clone();
         let mut hooks = self.hooks;
         let checkpointing = match &self.checkpoint_dir {
             Some(dir) => {
@@ -508,7 +533,13 @@ impl TrainerBuilder {
             step_options: self.step,
             pending: Default::default(),
             ema: self.ema.map(super::ema::Ema::new),
+            early_stopping: match &self.validation.early_stopping {
+                Some(c) => Some(super::early_stopping::EarlyStopping::new(c.clone())?),
+                None => None,
+            },
+            validation: self.validation,
         };
+        trainer.check_monitor()?;
         if let Some(path) = checkpointing {
             let ck = Checkpoint::load(
                 &path,

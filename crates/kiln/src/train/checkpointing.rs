@@ -88,8 +88,13 @@ pub fn checkpoint_of(t: &Trainer, last_loss: f64) -> Result<Checkpoint> {
                 .unwrap_or(Value::None),
         ),
     ]));
-    if let (Some(e), Some(Value::Dict(extra))) = (ema, ck.extra.as_mut()) {
-        extra.insert(super::ema::EMA_KEY, e);
+    if let Some(Value::Dict(extra)) = ck.extra.as_mut() {
+        if let Some(e) = ema {
+            extra.insert(super::ema::EMA_KEY, e);
+        }
+        if let Some(es) = &t.early_stopping {
+            extra.insert(super::early_stopping::EARLY_STOPPING_KEY, es.to_value());
+        }
     }
     Ok(ck)
 }
@@ -149,7 +154,8 @@ pub fn snapshot_and_save_with(
 
 /// Hyper-parameters that must match for a resume to continue the same run.
 /// `finetune` is compared without `from`: the pretrained file only seeds the first epoch.
-const MUST_MATCH: [&str; 16] = [
+const MUST_MATCH: [&str; 17] = [
+    "validation",
     "model",
     "optimizer",
     "lr",
@@ -290,6 +296,12 @@ pub fn restore(t: &mut Trainer, ck: &Checkpoint) -> Result<()> {
     ) {
         ema.load_value(v, &t.device)?;
     }
+    if let (Some(es), Some(v)) = (
+        t.early_stopping.as_mut(),
+        extra.and_then(|e| e.get(super::early_stopping::EARLY_STOPPING_KEY)),
+    ) {
+        es.load_value(v)?;
+    }
     st.epoch_lr = extra
         .and_then(|e| e.get("epoch_lr"))
         .and_then(Value::as_f64);
@@ -400,11 +412,11 @@ impl CheckpointHook {
     fn metric_of(&self, m: &EpochMetrics) -> Option<f64> {
         let (name, _) = self.monitor.as_ref()?;
         match name.as_str() {
-            "test_acc" => Some(m.test_acc),
-            "test_loss" => Some(m.test_loss),
+            "test_acc" | "val_acc" => Some(m.test_acc),
+            "test_loss" | "val_loss" => Some(m.test_loss),
             "train_loss" => Some(m.train_loss),
             "train_acc" => Some(m.train_acc),
-            _ => None,
+            other => m.metrics.get(other).copied(),
         }
     }
 }

@@ -289,6 +289,13 @@ pub struct TrainConfig {
     /// Exponential moving average of the weights (`--ema-decay`, `--ema-warmup`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ema: Option<crate::train::EmaConfig>,
+    /// Validation every N updates and early stopping (`--val-every-steps`, `--monitor`,
+    /// `--early-stopping-patience`, `--min-delta`).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::train::ValidationConfig::is_default"
+    )]
+    pub validation: crate::train::ValidationConfig,
 }
 
 fn is_stop(p: &crate::train::NonFinitePolicy) -> bool {
@@ -427,6 +434,7 @@ impl TrainConfig {
             on_nan: Default::default(),
             step: Default::default(),
             ema: None,
+            validation: Default::default(),
         }
     }
 

@@ -41,6 +41,20 @@ pub trait Hook {
         Ok(())
     }
 
+    /// After each validation — every `val_every_steps` updates (before that step's
+    /// [`Hook::on_step`]) or at the epoch's end (before [`Hook::on_epoch_end`]); with early
+    /// stopping `v.improved` marks a new best (the run writes its best model here).
+    ///
+    /// # Errors
+    /// Any error stops training and is returned by `fit`.
+    fn on_validation_end(
+        &mut self,
+        _trainer: &Trainer,
+        _v: &super::validation::Validation,
+    ) -> Result<()> {
+        Ok(())
+    }
+
     /// Before an epoch starts (or resumes at `trainer.state.step_in_epoch`).
     ///
     /// # Errors

@@ -9,11 +9,13 @@
 //! # Ok::<(), kiln::Error>(())
 //! ```
 
+pub mod best;
 pub mod builder;
 pub mod checkpointing;
 pub mod config;
 pub mod data;
 pub mod ddp_verify;
+pub mod early_stopping;
 pub mod ema;
 pub mod hooks;
 pub mod metrics;
@@ -26,12 +28,14 @@ pub mod step;
 pub mod tensorboard;
 pub mod threads;
 pub mod trainer;
+pub mod validation;
 
 pub use builder::{IntoDataset, IntoModel, OptimizerChoice, SchedulerFn, TrainerBuilder};
 pub use config::{
     DataConfig, OptimizerKind, SchedulerSpec, TrainConfig, TransformKind, parse_classes,
     parse_device,
 };
+pub use early_stopping::{EarlyStopping, EarlyStoppingConfig, MonitorMode};
 pub use ema::{Ema, EmaConfig};
 pub use hooks::{Hook, StepReport};
 pub use metrics::{EpochMetrics, MetricsLog};
@@ -45,3 +49,4 @@ pub use tensorboard::TensorBoardHook;
 pub use trainer::{
     EvalResult, LossFn, MetricFn, NonFinitePolicy, Trainer, evaluate, evaluate_with,
 };
+pub use validation::{Validation, ValidationConfig};

@@ -104,6 +104,7 @@ pub fn build_trainer(cfg: &TrainConfig) -> Result<Trainer> {
         .on_nonfinite_loss(cfg.on_nan)
         .step_options(cfg.step.clone())
         .ema_opt(cfg.ema.clone())
+        .validation(cfg.validation.clone())
         .unfreeze(unfreeze)
         .pretrained(pretrained)
         .scheduler_opt(move |opt| {
@@ -336,6 +337,11 @@ pub fn run_with_hooks(
         }
         if rank0 {
             truncate_metrics(&metrics_path, ck.progress.epoch)?;
+            super::best::truncate_validations(
+                &cfg.out,
+                ck.progress.global_step as u64,
+                ck.progress.step_in_epoch,
+            )?;
         }
         if let Some(c) = &comm {
             // Each rank resumes with its own running totals of the epoch (a checkpoint
@@ -379,6 +385,9 @@ pub fn run_with_hooks(
     }
     if rank0 {
         hooks.push(Box::new(MetricsLog::new(&metrics_path, fresh)?));
+        if !cfg.validation.is_default() {
+            hooks.push(Box::new(super::best::BestModelHook::new(&cfg.out, fresh)?));
+        }
         if opts.tensorboard {
             let dir = cfg.out.join(TENSORBOARD_DIR);
             if fresh {
@@ -401,6 +410,20 @@ pub fn run_with_hooks(
             eprintln!(
                 "ddp-verify: all {} ranks held bit-identical parameters after every step",
                 c.world_size()
+            );
+        }
+    }
+    if let (true, false, Some(es)) = (rank0, opts.quiet, trainer.early_stopping.as_ref()) {
+        if es.stopped() {
+            eprintln!(
+                "early stopping: {} did not improve by more than {} for {} validations; \
+                 stopped in epoch {} (best {} at step {})",
+                es.config.monitor,
+                es.config.min_delta,
+                es.wait_count,
+                es.stopped_epoch,
+                es.best_score,
+                es.best_step.map_or("-".into(), |s| s.to_string())
             );
         }
     }

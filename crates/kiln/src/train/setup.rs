@@ -49,6 +49,9 @@ pub struct RunSetup {
     /// The weight average's settings, if any.
     #[serde(default)]
     pub ema: Option<super::ema::EmaConfig>,
+    /// Validation interval and early stopping.
+    #[serde(default)]
+    pub validation: super::validation::ValidationConfig,
 }
 
 impl RunSetup {
@@ -78,6 +81,7 @@ impl RunSetup {
             train_samples: train.dataset().len(),
             step: Default::default(),
             ema: None,
+            validation: Default::default(),
         }
     }
 
@@ -166,6 +170,16 @@ impl RunSetup {
                 None => "none".into(),
             };
             return differs("EMA of the weights", text(&saved.ema), text(&self.ema));
+        }
+        if saved.validation != self.validation {
+            let text = |v: &super::validation::ValidationConfig| {
+                serde_json::to_string(v).unwrap_or_else(|_| format!("{v:?}"))
+            };
+            return differs(
+                "validation / early stopping",
+                text(&saved.validation),
+                text(&self.validation),
+            );
         }
         Ok(())
     }

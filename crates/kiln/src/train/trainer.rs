@@ -74,6 +74,10 @@ pub struct Trainer {
     /// The exponential moving average of the weights, updated after every optimizer step,
     /// if any (see [`super::ema`]).
     pub ema: Option<super::ema::Ema>,
+    /// When to validate (every N updates or at each epoch's end) and what to monitor.
+    pub validation: super::validation::ValidationConfig,
+    /// The early-stopping state, when `validation.early_stopping` is set.
+    pub early_stopping: Option<super::early_stopping::EarlyStopping>,
     /// Gradients summed over the micro-batches of the update in progress.
     pub(crate) pending: super::step::Pending,
     /// The learning-rate scheduler, stepped after each epoch, if any.
@@ -149,6 +153,10 @@ impl Trainer {
         let mut out = Vec::new();
         rng::set_state(&self.state.rng)?;
         while self.state.epoch < self.epochs {
+            // stopped early: a run resumed after the stop only finishes the stopping epoch
+            if self.is_stopped() && self.state.step_in_epoch == 0 {
+                break;
+            }
             let epoch = self.state.epoch;
             let due = self.unfreeze.due_at(epoch + 1, 0);
             self.apply_unfreeze(due)?;
@@ -166,7 +174,13 @@ impl Trainer {
             let loader = self.train_loader.clone();
             let batches = loader.num_batches();
             let accumulate = self.step_options.accumulate_grad_batches.max(1);
-            for batch in loader.epoch_from(epoch as u64, self.state.step_in_epoch)? {
+            // (a run stopped mid-epoch and resumed runs none of the epoch's remaining batches)
+            let start = if self.is_stopped() {
+                batches
+            } else {
+                self.state.step_in_epoch
+            };
+            for batch in loader.epoch_from(epoch as u64, start)? {
                 let micro = self.micro_step(&batch?)?;
                 let s = &mut self.state;
                 s.step_in_epoch += 1;
@@ -185,20 +199,20 @@ impl Trainer {
                     s.epoch_grad_norm_sum += g;
                     s.epoch_grad_norms += 1;
                 }
+                let stop = self.validate_if_due(hooks)?;
+                let s = &mut self.state;
                 s.epoch_seconds = seconds_before + started.elapsed().as_secs_f64();
                 s.rng = rng::get_state();
                 for h in hooks.iter_mut() {
                     h.on_step(self, &report)?;
                 }
-            }
-            let mut eval = self.evaluate_all()?;
-            if let Some(ema) = &self.ema {
-                let inner = crate::train::checkpointing::inner_model(self.model.as_ref());
-                let e = ema.with_weights(inner, || self.evaluate_all())?;
-                eval.metrics.insert("ema_test_loss".into(), e.loss);
-                if let Some(a) = e.accuracy {
-                    eval.metrics.insert("ema_test_acc".into(), a);
+                if stop {
+                    break;
                 }
+            }
+            let eval = self.evaluate_with_ema()?;
+            if self.validation.every_steps.is_none() {
+                self.after_validation(hooks, eval.clone(), false)?;
             }
             let (test_loss, test_acc) = (eval.loss, eval.accuracy.unwrap_or(f64::NAN));
             let (loss_sum, correct, seen) = self.epoch_totals()?;
