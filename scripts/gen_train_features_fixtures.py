@@ -46,7 +46,9 @@ class Mlp(torch.nn.Module):
 class MlpBn(torch.nn.Module):
     def __init__(self):
         super().__init__()
-        self.fc1 = torch.nn.Linear(6, 8)
+        # no bias in front of BatchNorm (as conv-bn nets do): such a bias gets a gradient
+        # of rounding noise only, which Adam normalises into full-size steps of either sign
+        self.fc1 = torch.nn.Linear(6, 8, bias=False)
         self.bn = torch.nn.BatchNorm1d(8)
         self.fc2 = torch.nn.Linear(8, 3)
 
