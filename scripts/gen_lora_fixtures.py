@@ -13,6 +13,7 @@ Each case is one safetensors file (float64) plus an entry in manifest.json: the 
 `weight`/`bias`, `lora_A`, `lora_B` (random, so that both gradients are non-zero), the input,
 the `output`, the `upstream` weights of the loss `sum(output * upstream)`, the gradients of
 that loss w.r.t. `lora_A`, `lora_B` and the input, and the `merged` weight.
+`peft_lenet` adds a LeNet adapter written in PEFT's layout by Python (see its docstring).
 tests/lora.rs feeds the same tensors to kiln and compares.
 
 Usage: python scripts/gen_lora_fixtures.py [OUT_DIR]   (default tests/fixtures/lora)
@@ -125,6 +126,70 @@ torch.manual_seed(3)
 case("conv_1x1", LoraConv2d(nn.Conv2d(5, 6, 1), r=4, alpha=2), torch.randn(1, 5, 4, 4),
      kind="conv2d", in_channels=5, out_channels=6, kernel_size=1, stride=1, padding=0, r=4,
      alpha=2)
+
+
+
+def peft_lenet():
+    """A LeNet (5 classes) with LoRA on conv2, fc1 and fc2 as PEFT wraps and saves it, written
+    by hand in PEFT's layout: `lenet_base.safetensors` (the base state dict),
+    `lenet_adapter/adapter_config.json` + `adapter_model.safetensors`
+    (`base_model.model.<path>.lora_{A,B}.weight`, metadata {"format": "pt"}, the trained head
+    as modules_to_save), and `lenet_io.safetensors`: an input batch, the adapted model's
+    output (eval mode) and the merged state dict."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from torch_models import LeNet
+
+    torch.manual_seed(4)
+    net = LeNet(num_classes=5)
+    base = {k: v.detach().clone().float() for k, v in net.state_dict().items()}
+    r, alpha = 2, 6
+    net.conv2 = LoraConv2d(net.conv2, r, alpha, dropout=0.1)
+    net.fc1 = LoraLinear(net.fc1, r, alpha, dropout=0.1)
+    net.fc2 = LoraLinear(net.fc2, r, alpha, dropout=0.1)
+    with torch.no_grad():
+        for m in (net.conv2, net.fc1, net.fc2):
+            m.lora_B.weight.normal_(0.0, 0.3)
+        net.fc.weight.normal_(0.0, 0.3)  # the "trained" head (modules_to_save)
+    net.eval()
+    x = torch.rand(6, 1, 8, 8) * 16
+    out = net(x)
+    adapter = {}
+    for name in ("conv2", "fc1", "fc2"):
+        m = getattr(net, name)
+        adapter[f"base_model.model.{name}.lora_A.weight"] = m.lora_A.weight
+        adapter[f"base_model.model.{name}.lora_B.weight"] = m.lora_B.weight
+    adapter["base_model.model.fc.weight"] = net.fc.weight
+    adapter["base_model.model.fc.bias"] = net.fc.bias
+    merged = dict(base)
+    for name in ("conv2", "fc1", "fc2"):
+        m = getattr(net, name)
+        merged[f"{name}.weight"] = (m.base_layer.weight + m.delta()).float()
+    merged["fc.weight"], merged["fc.bias"] = net.fc.weight.float(), net.fc.bias.float()
+    d = os.path.join(OUT, "lenet_adapter")
+    os.makedirs(d, exist_ok=True)
+    f32 = lambda t: {k: v.detach().float().contiguous().clone() for k, v in t.items()}
+    save_file(f32(adapter), os.path.join(d, "adapter_model.safetensors"), metadata={"format": "pt"})
+    save_file(f32(base), os.path.join(OUT, "lenet_base.safetensors"))
+    changed = {k: v for k, v in merged.items() if not torch.equal(v, base[k])}
+    save_file(f32({"input": x, "output": out, **{f"merged.{k}": v for k, v in changed.items()}}),
+              os.path.join(OUT, "lenet_io.safetensors"))
+    # PEFT 0.13's LoraConfig.to_dict() fields, as save_pretrained writes them.
+    config = {
+        "alpha_pattern": {}, "auto_mapping": None, "base_model_name_or_path": "lenet-digits",
+        "bias": "none", "fan_in_fan_out": False, "inference_mode": True,
+        "init_lora_weights": True, "layer_replication": None, "layers_pattern": None,
+        "layers_to_transform": None, "loftq_config": {}, "lora_alpha": alpha,
+        "lora_dropout": 0.1, "megatron_config": None, "megatron_core": "megatron.core",
+        "modules_to_save": ["fc"], "peft_type": "LORA", "r": r, "rank_pattern": {},
+        "revision": None, "target_modules": ["fc2", "conv2", "fc1"], "task_type": None,
+        "use_dora": False, "use_rslora": False,
+    }
+    with open(os.path.join(d, "adapter_config.json"), "w") as f:
+        json.dump(config, f, indent=2, sort_keys=True)
+    manifest["lenet"] = {"r": r, "alpha": alpha, "targets": ["conv2", "fc1", "fc2"]}
+
+
+peft_lenet()
 
 with open(os.path.join(OUT, "manifest.json"), "w") as f:
     json.dump(manifest, f, indent=1, sort_keys=True)

@@ -564,3 +564,83 @@ fn lora_cli_errors_are_coded() {
     ));
     assert!(String::from_utf8_lossy(&o.stderr).contains("K0742"));
 }
+
+/// An adapter written by Python in PEFT's layout (PEFT 0.13's config fields, keys with
+/// `base_model.model.`, targets in set order, the head as modules_to_save) loads into kiln's
+/// LeNet and computes what the torch twin computes; merging it gives torch's merged weights.
+#[test]
+fn a_python_written_peft_adapter_loads_and_merges_like_torch() {
+    let base = sd(&fixture("lenet_base.safetensors"));
+    let io = load(&fixture("lenet_io.safetensors"));
+    let dir = fixture("lenet_adapter");
+    let mut net = LeNet::new(LeNetConfig {
+        num_classes: 5,
+        ..Default::default()
+    })
+    .unwrap();
+    net.load_state_dict(&base, true).unwrap();
+    let cfg = load_adapter(&mut net, &dir).unwrap();
+    assert_eq!(
+        (cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout),
+        (2, 6.0, 0.1)
+    );
+    assert_eq!(cfg.lora.modules_to_save, ["fc"]);
+    let layers: Vec<String> = lora_layers(&net).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(layers, ["conv2", "fc1", "fc2"]);
+    net.eval();
+    let y = net.forward(get(&io, "input")).unwrap();
+    let mut errs = Errors::default();
+    errs.check("output", &y, get(&io, "output"));
+    let (merged, report) = kiln::nn::lora::merge_adapter(&base, &dir).unwrap();
+    assert_eq!(report.merged, ["conv2", "fc1", "fc2"]);
+    let mut replaced = report.replaced.clone();
+    replaced.sort();
+    assert_eq!(replaced, ["fc.bias", "fc.weight"]);
+    for k in ["conv2.weight", "fc1.weight", "fc2.weight", "fc.weight"] {
+        errs.check(k, merged.get(k).unwrap(), get(&io, &format!("merged.{k}")));
+    }
+    errs.assert_below("python-written PEFT adapter", 1e-6);
+    // kiln writes the same layout back: same keys and config fields.
+    let tmp = tempfile::tempdir().unwrap();
+    kiln::nn::lora::save_adapter(&net, &cfg.lora, tmp.path(), Some("lenet-digits")).unwrap();
+    let ours: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("adapter_config.json")).unwrap(),
+    )
+    .unwrap();
+    let theirs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("adapter_config.json")).unwrap())
+            .unwrap();
+    let fields = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(
+        fields(&ours),
+        fields(&theirs),
+        "PEFT's config fields, sorted"
+    );
+    let mut a: Vec<String> = sd(&tmp.path().join("adapter_model.safetensors"))
+        .keys()
+        .map(str::to_string)
+        .collect();
+    let mut b: Vec<String> = sd(&dir.join("adapter_model.safetensors"))
+        .keys()
+        .map(str::to_string)
+        .collect();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
+}
+
+/// A `#[derive(Module)]` field typed `Linear` (torchvision's ResNet `fc`) cannot hold the
+/// wrapper: `K0406`, and the model is left unchanged.
+#[test]
+fn typed_fields_refuse_the_wrapper_and_stay_unchanged() {
+    let mut net = kiln::models::build("resnet18", 5, 3, 32).unwrap();
+    let before: Vec<String> = net.state_dict().keys().map(str::to_string).collect();
+    let e = apply_lora(
+        net.as_mut(),
+        &LoraConfig::new(2, 4.0, &["layer4.1.conv2", "fc"]),
+    )
+    .unwrap_err();
+    assert_eq!(e.code(), "K0406", "{e}");
+    let after: Vec<String> = net.state_dict().keys().map(str::to_string).collect();
+    assert_eq!(before, after);
+}

@@ -140,6 +140,28 @@ pub fn describe_setup(t: &Trainer) -> Vec<String> {
         ));
         out.extend(r.describe().into_iter().map(|l| format!("  {l}")));
     }
+    if let Some(l) = &ft.lora {
+        let layers = crate::nn::lora::lora_layers(inner_model(t.model.as_ref()));
+        let n: usize = layers
+            .iter()
+            .map(|(_, l)| {
+                l.lora_a().map_or(0, |p| p.elem_count()) + l.lora_b().map_or(0, |p| p.elem_count())
+            })
+            .sum();
+        let names: Vec<&str> = layers.iter().map(|(p, _)| p.as_str()).collect();
+        out.push(format!(
+            "LoRA r={} alpha={} dropout={}: adapters on {} ({n} values){}",
+            l.r,
+            l.alpha,
+            l.dropout,
+            names.join(", "),
+            if l.modules_to_save.is_empty() {
+                String::new()
+            } else {
+                format!("; trained in full: {}", l.modules_to_save.join(", "))
+            }
+        ));
+    }
     let params = t.model.named_parameters();
     let frozen = params.iter().filter(|(_, p)| !p.requires_grad()).count();
     out.push(format!(

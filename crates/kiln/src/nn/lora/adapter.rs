@@ -61,10 +61,14 @@ pub fn adapter_config_json(cfg: &LoraConfig, targets: &[String], base: Option<&s
     m.insert("fan_in_fan_out", json!(false));
     m.insert("inference_mode", json!(true));
     m.insert("init_lora_weights", json!(true));
+    m.insert("layer_replication", Json::Null);
     m.insert("layers_pattern", Json::Null);
     m.insert("layers_to_transform", Json::Null);
     m.insert("lora_alpha", alpha);
+    m.insert("loftq_config", json!({}));
     m.insert("lora_dropout", json!(cfg.dropout));
+    m.insert("megatron_config", Json::Null);
+    m.insert("megatron_core", json!("megatron.core"));
     m.insert(
         "modules_to_save",
         if cfg.modules_to_save.is_empty() {
