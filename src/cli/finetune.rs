@@ -144,6 +144,15 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     unsafe { kiln::train::threads::set_threads(cfg.threads)? };
     let summary = super::train::run_job(&cfg, &opts)?;
     print_summary(&args.train, &summary);
+    if args.lora_rank.is_some() && !args.train.quiet {
+        let dir = cfg.out.join(kiln::train::run::ADAPTER_DIR);
+        println!(
+            "LoRA adapters (PEFT layout) in {}; a plain model: kiln convert {} merged.safetensors --merge-lora {}",
+            dir.display(),
+            args.from.display(),
+            dir.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
