@@ -131,12 +131,13 @@ fn wrap_all(model: &mut dyn Module, targets: &[String], cfg: &LoraConfig) -> Res
     })
 }
 
-/// Wraps one layer; on failure the layer is back in place (or was never taken out).
+/// Wraps one layer: the adapter is built first, so a failure leaves the layer in place.
 fn wrap_one(model: &mut dyn Module, t: &str, cfg: &LoraConfig) -> Result<usize> {
     // Fails without changing anything when the parent's field cannot hold another type
     // (a `Conv2d`-typed field of a `#[derive(Module)]` struct: K0406).
+    let adapter = super::layer::LoraAdapter::new(t, model.get_submodule(t)?, cfg)?;
     let old = model.replace_submodule(t, Box::new(Identity))?;
-    let layer = LoraLayer::wrap(t, old, cfg)?;
+    let layer = LoraLayer::assemble(old, adapter);
     let n = layer.lora_a()?.elem_count() + layer.lora_b()?.elem_count();
     model.replace_submodule(t, Box::new(layer))?;
     Ok(n)

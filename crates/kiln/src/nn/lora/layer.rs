@@ -46,6 +46,115 @@ impl LoraLayer {
     /// `K0742` for invalid settings, a layer that is neither Linear nor Conv2d, a grouped,
     /// dilated or `padding='same'` convolution, or a layer that already has an adapter.
     pub fn wrap(name: &str, base: Box<dyn Module>, cfg: &LoraConfig) -> Result<Self> {
+        let adapter = LoraAdapter::new(name, base.as_ref(), cfg)?;
+        Ok(Self::assemble(base, adapter))
+    }
+
+    /// Puts a base layer and an adapter built for it together (cannot fail).
+    pub(super) fn assemble(base: Box<dyn Module>, adapter: LoraAdapter) -> Self {
+        let LoraAdapter {
+            kind,
+            dropout,
+            lora_a,
+            lora_b,
+            r,
+            alpha,
+            p,
+        } = adapter;
+        dropout.set_training(base.is_training());
+        lora_a.train(base.is_training());
+        lora_b.train(base.is_training());
+        LoraLayer {
+            kind,
+            base,
+            dropout,
+            lora_a,
+            lora_b,
+            r,
+            alpha,
+            p,
+        }
+    }
+
+    /// Linear or Conv2d.
+    pub fn kind(&self) -> LoraKind {
+        self.kind
+    }
+
+    /// The rank `r`.
+    pub fn rank(&self) -> usize {
+        self.r
+    }
+
+    /// `lora_alpha`.
+    pub fn alpha(&self) -> f64 {
+        self.alpha
+    }
+
+    /// `alpha / r`.
+    pub fn scaling(&self) -> f64 {
+        self.alpha / self.r as f64
+    }
+
+    /// `lora_dropout`.
+    pub fn dropout_p(&self) -> f64 {
+        self.p
+    }
+
+    /// The wrapped layer.
+    pub fn base(&self) -> &dyn Module {
+        self.base.as_ref()
+    }
+
+    /// `lora_A.weight`.
+    pub fn lora_a(&self) -> Result<Param> {
+        first_param(self.lora_a.as_ref(), "lora_A")
+    }
+
+    /// `lora_B.weight`.
+    pub fn lora_b(&self) -> Result<Param> {
+        first_param(self.lora_b.as_ref(), "lora_B")
+    }
+
+    /// The base weight with the update merged in: `W + B·A · alpha/r` (for a convolution,
+    /// `B` `[out, r, 1, 1]` composed with `A` `[r, in, kh, kw]`), in the weight's dtype.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub fn merged_weight(&self) -> Result<Tensor> {
+        let w = first_param(self.base.as_ref(), "weight")?.detached();
+        merge_weight(
+            &w,
+            &self.lora_a()?.detached(),
+            &self.lora_b()?.detached(),
+            self.scaling(),
+        )
+    }
+
+    /// Takes the base layer out (without the adapter).
+    pub fn into_base(self) -> Box<dyn Module> {
+        self.base
+    }
+}
+
+/// A fresh adapter built for a base layer, not yet attached (so building it, which can
+/// fail, never takes the base layer out of its model).
+pub(super) struct LoraAdapter {
+    kind: LoraKind,
+    dropout: Dropout,
+    lora_a: Box<dyn Module>,
+    lora_b: Box<dyn Module>,
+    r: usize,
+    alpha: f64,
+    p: f64,
+}
+
+impl LoraAdapter {
+    /// `lora_A` (Kaiming-uniform) and `lora_B` (zeros) for `base`, on its device and dtype.
+    ///
+    /// # Errors
+    /// As [`LoraLayer::wrap`].
+    pub(super) fn new(name: &str, base: &dyn Module, cfg: &LoraConfig) -> Result<Self> {
         cfg.validate()?;
         let bad = |got: String, expected: &str| Error::LoraConfig {
             what: format!("target '{name}'"),
@@ -118,80 +227,15 @@ impl LoraLayer {
                 "a Linear or Conv2d layer",
             ));
         };
-        let dropout = Dropout::new(cfg.dropout)?;
-        dropout.set_training(base.is_training());
-        a.train(base.is_training());
-        b.train(base.is_training());
-        Ok(LoraLayer {
+        Ok(LoraAdapter {
             kind,
-            base,
-            dropout,
+            dropout: Dropout::new(cfg.dropout)?,
             lora_a: a,
             lora_b: b,
             r: cfg.r,
             alpha: cfg.alpha,
             p: cfg.dropout,
         })
-    }
-
-    /// Linear or Conv2d.
-    pub fn kind(&self) -> LoraKind {
-        self.kind
-    }
-
-    /// The rank `r`.
-    pub fn rank(&self) -> usize {
-        self.r
-    }
-
-    /// `lora_alpha`.
-    pub fn alpha(&self) -> f64 {
-        self.alpha
-    }
-
-    /// `alpha / r`.
-    pub fn scaling(&self) -> f64 {
-        self.alpha / self.r as f64
-    }
-
-    /// `lora_dropout`.
-    pub fn dropout_p(&self) -> f64 {
-        self.p
-    }
-
-    /// The wrapped layer.
-    pub fn base(&self) -> &dyn Module {
-        self.base.as_ref()
-    }
-
-    /// `lora_A.weight`.
-    pub fn lora_a(&self) -> Result<Param> {
-        first_param(self.lora_a.as_ref(), "lora_A")
-    }
-
-    /// `lora_B.weight`.
-    pub fn lora_b(&self) -> Result<Param> {
-        first_param(self.lora_b.as_ref(), "lora_B")
-    }
-
-    /// The base weight with the update merged in: `W + B·A · alpha/r` (for a convolution,
-    /// `B` `[out, r, 1, 1]` composed with `A` `[r, in, kh, kw]`), in the weight's dtype.
-    ///
-    /// # Errors
-    /// Backend errors.
-    pub fn merged_weight(&self) -> Result<Tensor> {
-        let w = first_param(self.base.as_ref(), "weight")?.detached();
-        merge_weight(
-            &w,
-            &self.lora_a()?.detached(),
-            &self.lora_b()?.detached(),
-            self.scaling(),
-        )
-    }
-
-    /// Takes the base layer out (without the adapter).
-    pub fn into_base(self) -> Box<dyn Module> {
-        self.base
     }
 }
 
