@@ -887,6 +887,81 @@ fn k0704_nonfinite_gradient_norm_names_the_step() {
     assert!(err.contains("error_if_nonfinite"), "{err}");
 }
 
+// ------------------------------------------------------------------ K074x: LoRA
+
+#[test]
+fn k0741_lora_targets_matching_no_layer_name_the_patterns_and_the_layers() {
+    let mut net = LeNet::new(LeNetConfig::default()).unwrap();
+    let cfg = kiln::nn::lora::LoraConfig::new(4, 8.0, &["fc1", "q_proj", "v_proj"]);
+    expect(
+        kiln::nn::lora::apply_lora(&mut net, &cfg).map(|_| ()),
+        "K0741",
+        &["'q_proj', 'v_proj'", "conv1", "fc2"],
+    );
+    assert!(
+        net.state_dict().keys().all(|k| !k.contains("lora")),
+        "model unchanged"
+    );
+}
+
+#[test]
+fn k0742_lora_rank_zero_and_grouped_conv() {
+    let mut net = LeNet::new(LeNetConfig::default()).unwrap();
+    let cfg = kiln::nn::lora::LoraConfig::new(0, 8.0, &["fc1"]);
+    expect(
+        kiln::nn::lora::apply_lora(&mut net, &cfg).map(|_| ()),
+        "K0742",
+        &["rank r", "0"],
+    );
+    let dw = Conv2d::new(
+        4,
+        4,
+        3,
+        Conv2dConfig {
+            groups: 4,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let cfg = kiln::nn::lora::LoraConfig::new(2, 8.0, &["dw"]);
+    expect(
+        kiln::nn::lora::LoraLayer::wrap("dw", Box::new(dw), &cfg).map(|_| ()),
+        "K0742",
+        &["dw", "groups=4"],
+    );
+}
+
+#[test]
+fn k0743_adapter_of_another_peft_type_or_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("adapter_config.json"),
+        r#"{"peft_type": "IA3", "r": 8, "target_modules": ["fc1"]}"#,
+    )
+    .unwrap();
+    expect(
+        kiln::nn::lora::read_adapter_config(dir.path()).map(|_| ()),
+        "K0743",
+        &["IA3", "adapter_config.json"],
+    );
+    // A real adapter loaded into a model whose layer has another size.
+    let mut net = LeNet::new(LeNetConfig::default()).unwrap();
+    kiln::nn::lora::apply_lora(&mut net, &kiln::nn::lora::LoraConfig::new(2, 4.0, &["fc"]))
+        .unwrap();
+    let cfg = kiln::nn::lora::LoraConfig::new(2, 4.0, &["fc"]);
+    kiln::nn::lora::save_adapter(&net, &cfg, dir.path(), None).unwrap();
+    let mut other = LeNet::new(LeNetConfig {
+        num_classes: 3,
+        ..Default::default()
+    })
+    .unwrap();
+    expect(
+        kiln::nn::lora::load_adapter(&mut other, dir.path()).map(|_| ()),
+        "K0743",
+        &["fc.lora_B.weight", "[10, 2]", "[3, 2]"],
+    );
+}
+
 // ------------------------------------------------------------------ K08xx: distributed
 
 #[test]

@@ -48,6 +48,12 @@ pub struct Args {
     /// (5GB = 5·10⁹ bytes, 2GiB = 2³⁰·2, or bytes) plus `model.safetensors.index.json`.
     #[arg(long, value_name = "SIZE")]
     pub max_shard_size: Option<String>,
+    /// Merge a LoRA adapter directory (PEFT's layout: adapter_config.json +
+    /// adapter_model.safetensors, what `kiln finetune --lora-rank` writes to OUT/adapter)
+    /// into the base model INPUT: each adapted weight becomes W + B·A·alpha/r and the
+    /// adapter's modules_to_save (a new head) replace the base's; OUTPUT is a plain model.
+    #[arg(long, value_name = "ADAPTER_DIR", conflicts_with = "max_shard_size")]
+    pub merge_lora: Option<PathBuf>,
 }
 
 /// Applies the key edits to a dict of tensors in place.
@@ -137,6 +143,9 @@ fn edit_keys(d: &mut Value, args: &Args) -> Result<()> {
 /// Loading/saving errors; `K0402` for a bad regex; `K0003` for colliding keys; `K0507`
 /// when safetensors is asked for a file without a state dict.
 pub fn run(args: &Args) -> Result<ExitCode> {
+    if let Some(dir) = &args.merge_lora {
+        return merge_lora(args, dir);
+    }
     let mut opts = LoadOptions {
         raw_locations: true,
         max_expanded_bytes: args.max_expanded_bytes,
@@ -233,4 +242,57 @@ fn replace_state_dict(value: &mut Value, sd: Value, input: &str) -> Result<()> {
         path: input.to_string(),
         detail: "cannot locate the state dict to edit".into(),
     })
+}
+
+/// `--merge-lora`: base state dict + adapter → a plain model file (key edits and casts
+/// apply to the merged state dict).
+fn merge_lora(args: &Args, dir: &std::path::Path) -> Result<ExitCode> {
+    let mut opts = LoadOptions::new().map_location("cpu");
+    opts.max_expanded_bytes = args.max_expanded_bytes;
+    let base = kiln::io::load_state_dict_file(&args.input, &opts)?;
+    let (mut merged, report) = kiln::nn::lora::merge_adapter(&base, dir)?;
+    if let Some(d) = &args.dtype {
+        let d = Dtype::parse(d)?;
+        let dt = d.to_candle().filter(|t| t.is_float()).ok_or_else(|| {
+            Error::invalid(
+                "--dtype",
+                d.name(),
+                "a floating-point dtype (f64, f32, f16, bf16)",
+            )
+        })?;
+        merged = merged.to_dtype(dt)?;
+    }
+    if let Some(p) = &args.strip_prefix {
+        merged = merged.strip_prefix(p);
+    }
+    if let Some(p) = &args.add_prefix {
+        merged = merged.add_prefix(p);
+    }
+    for r in &args.rename {
+        let (pat, rep) = r.split_once('=').ok_or_else(|| {
+            Error::invalid(
+                "--rename",
+                r,
+                "REGEX=REPLACEMENT, e.g. '^features\\.=body.'",
+            )
+        })?;
+        merged = merged.rename_regex(pat, rep)?;
+    }
+    kiln::io::save_state_dict(&merged, &args.output)?;
+    eprintln!(
+        "merged {} LoRA layers ({}) into {}{}; wrote {}",
+        report.merged.len(),
+        report.merged.join(", "),
+        args.input.display(),
+        if report.replaced.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", took {} tensors from modules_to_save",
+                report.replaced.len()
+            )
+        },
+        args.output.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -5,6 +5,7 @@
 use super::train::{self, print_summary};
 use kiln::error::Result;
 use kiln::finetune::{FinetuneConfig, GroupRule, UnfreezeRule};
+use kiln::nn::lora::LoraConfig;
 use kiln::train::TrainConfig;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +56,21 @@ pub struct Args {
     /// random initialisation); without it that is error K0408.
     #[arg(long)]
     pub allow_frozen_random: bool,
+    /// LoRA fine-tuning: the rank r of the low-rank adapters added to the --lora-targets
+    /// layers; every other parameter is frozen except the new head, which trains in full
+    /// (PEFT's modules_to_save; with --keep-head it stays frozen and may be a target).
+    #[arg(long, value_name = "R", requires = "lora_targets")]
+    pub lora_rank: Option<usize>,
+    /// LoRA alpha: the adapters' update is scaled by alpha / r [default: 8, PEFT's].
+    #[arg(long, value_name = "A", requires = "lora_rank")]
+    pub lora_alpha: Option<f64>,
+    /// Layers that get LoRA adapters (Linear and Conv2d): exact module paths, a suffix
+    /// after a dot (conv2 matches layer1.0.conv2), a glob (fc*) or re:REGEX.
+    #[arg(long, value_name = "PATTERN", num_args = 1.., requires = "lora_rank")]
+    pub lora_targets: Vec<String>,
+    /// LoRA dropout on the adapters' input (0 = none).
+    #[arg(long, value_name = "P", requires = "lora_rank")]
+    pub lora_dropout: Option<f64>,
     /// Everything `kiln train` takes.
     #[command(flatten)]
     pub train: train::Args,
@@ -71,12 +87,31 @@ impl Args {
         if self.train.out.is_none() {
             cfg.out = PathBuf::from("runs").join(format!("{}-finetune", cfg.model));
         }
+        let head = self
+            .head
+            .clone()
+            .unwrap_or_else(|| kiln::models::default_head(&cfg.model).to_string());
+        let lora = match self.lora_rank {
+            None => None,
+            Some(r) => {
+                let l = LoraConfig {
+                    r,
+                    alpha: self.lora_alpha.unwrap_or(8.0),
+                    dropout: self.lora_dropout.unwrap_or(0.0),
+                    target_modules: self.lora_targets.clone(),
+                    modules_to_save: if self.keep_head {
+                        Vec::new()
+                    } else {
+                        vec![head.clone()]
+                    },
+                };
+                l.validate()?;
+                Some(l)
+            }
+        };
         cfg.finetune = Some(FinetuneConfig {
             from: Some(self.from.clone()),
-            head: self
-                .head
-                .clone()
-                .unwrap_or_else(|| kiln::models::default_head(&cfg.model).to_string()),
+            head,
             keep_head: self.keep_head,
             freeze: self.freeze.clone(),
             groups: self
@@ -91,6 +126,7 @@ impl Args {
                 .collect::<Result<_>>()?,
             bn_eval: self.bn_eval || !self.bn_train,
             allow_frozen_random: self.allow_frozen_random,
+            lora,
         });
         cfg.validate()?;
         Ok(cfg)
@@ -108,6 +144,15 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     unsafe { kiln::train::threads::set_threads(cfg.threads)? };
     let summary = super::train::run_job(&cfg, &opts)?;
     print_summary(&args.train, &summary);
+    if args.lora_rank.is_some() && !args.train.quiet {
+        let dir = cfg.out.join(kiln::train::run::ADAPTER_DIR);
+        println!(
+            "LoRA adapters (PEFT layout) in {}; a plain model: kiln convert {} merged.safetensors --merge-lora {}",
+            dir.display(),
+            args.from.display(),
+            dir.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -176,6 +221,52 @@ mod tests {
         assert_eq!(ft.head, "fc");
         assert_eq!(c.outputs(), 5);
         assert_eq!(c.out, PathBuf::from("runs/lenet-finetune"));
+    }
+
+    #[test]
+    fn lora_flags_reach_the_config() {
+        let a = parse(&[
+            "--from",
+            "pre.safetensors",
+            "--lora-rank",
+            "4",
+            "--lora-alpha",
+            "16",
+            "--lora-targets",
+            "fc1",
+            "conv*",
+            "--lora-dropout",
+            "0.1",
+        ])
+        .unwrap();
+        let l = a.config().unwrap().finetune.unwrap().lora.unwrap();
+        assert_eq!((l.r, l.alpha, l.dropout), (4, 16.0, 0.1));
+        assert_eq!(l.target_modules, ["fc1", "conv*"]);
+        assert_eq!(l.modules_to_save, ["fc"], "the new head trains in full");
+        let kept = parse(&[
+            "--from",
+            "x",
+            "--lora-rank",
+            "2",
+            "--lora-targets",
+            "fc",
+            "--keep-head",
+        ])
+        .unwrap();
+        let l = kept.config().unwrap().finetune.unwrap().lora.unwrap();
+        assert!(l.modules_to_save.is_empty() && l.alpha == 8.0);
+        assert!(
+            parse(&["--from", "x", "--lora-rank", "2"]).is_err(),
+            "targets required"
+        );
+        assert!(
+            parse(&["--from", "x", "--lora-targets", "fc1"]).is_err(),
+            "rank required"
+        );
+        let zero = parse(&["--from", "x", "--lora-rank", "0", "--lora-targets", "fc1"]).unwrap();
+        assert_eq!(zero.config().unwrap_err().code(), "K0742");
+        let plain = parse(&["--from", "x"]).unwrap();
+        assert!(plain.config().unwrap().finetune.unwrap().lora.is_none());
     }
 
     #[test]

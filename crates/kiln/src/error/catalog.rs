@@ -414,6 +414,27 @@ pub static CATALOG: &[CodeInfo] = &[
         "lower the learning rate or the clipping threshold, check the inputs for NaN/inf, and resume from the last checkpoint; to clip anyway pass error_if_nonfinite = false"
     ),
     entry!(
+        "K0741",
+        "LoraNoMatch",
+        "LoRA target patterns matched no Linear or Conv2d layer",
+        "--lora-targets (LoraConfig::target_modules) names the layers that get low-rank adapters, as PEFT's target_modules: an exact module path (fc1, layer4.1.conv2), a suffix after a dot (conv2 matches layer4.1.conv2), a glob (layer*.conv*) or a regex (re:^fc[12]$), matched against the paths of the model's Linear and Conv2d layers. A pattern that selects none of them would leave the model without adapters (PEFT: Target modules {...} not found in the base model).",
+        "use a name from the listed layers (kiln inspect --tree FILE prints them), e.g. --lora-targets fc1 fc2"
+    ),
+    entry!(
+        "K0742",
+        "LoraConfig",
+        "a LoRA setting or target layer that cannot be used",
+        "LoRA needs a rank r >= 1, a finite lora_alpha > 0 (the update is scaled by alpha / r) and a lora_dropout in [0, 1). Only Linear and Conv2d layers without groups, dilation or padding='same' can be adapted, and a layer is adapted once.",
+        "pass --lora-rank 8 --lora-alpha 16 (PEFT's usual values), a dropout such as 0.05, and target plain Linear/Conv2d layers"
+    ),
+    entry!(
+        "K0743",
+        "LoraAdapter",
+        "a LoRA adapter directory that does not fit the model",
+        "An adapter is a directory in PEFT's layout: adapter_config.json (peft_type LORA, r, lora_alpha, target_modules) and adapter_model.safetensors with base_model.model.<module>.lora_A.weight [r, in] and .lora_B.weight [out, r] for every target. A missing file, another peft_type, a missing or unexpected key, or a shape that disagrees with the base weight is refused before anything is changed.",
+        "pass the directory kiln finetune --lora-rank wrote (runs/NAME/adapter) and the base model it was trained from"
+    ),
+    entry!(
         "K0801",
         "BackendNotBuilt",
         "a distributed backend that is not built in",

@@ -418,6 +418,29 @@ pub enum Error {
         at: String,
     },
 
+    // ---------------------------------------------------------------- K074x LoRA adapters
+    /// LoRA target patterns that select no Linear or Conv2d layer.
+    #[error(
+        "LoRA target pattern(s) {patterns} matched no Linear or Conv2d layer; the model's Linear/Conv2d layers are: {available}"
+    )]
+    LoraNoMatch {
+        /// The patterns that matched nothing, quoted and comma-separated.
+        patterns: String,
+        /// Some of the layer names the patterns could select.
+        available: String,
+    },
+    /// A LoRA setting or target layer kiln cannot adapt (rank 0, alpha, dropout, grouped
+    /// convolution, a layer adapted twice).
+    #[error("LoRA {what} is {got}; expected {expected}")]
+    LoraConfig {
+        what: String,
+        got: String,
+        expected: String,
+    },
+    /// An adapter directory or file that does not fit (PEFT layout, keys, shapes).
+    #[error("LoRA adapter {path}: {detail}")]
+    LoraAdapter { path: String, detail: String },
+
     // ---------------------------------------------------------------- K08xx distributed
     /// Started under a launcher (or asked for a backend) whose feature is not built in.
     #[error("distributed backend '{backend}' requested{launcher} but kiln was built without it")]
@@ -486,6 +509,9 @@ impl Error {
             ResumeMismatch { .. } => "K0702",
             NonFiniteLoss { .. } => "K0703",
             NonFiniteGradNorm { .. } => "K0704",
+            LoraNoMatch { .. } => "K0741",
+            LoraConfig { .. } => "K0742",
+            LoraAdapter { .. } => "K0743",
             BackendNotBuilt { .. } => "K0801",
             Distributed { .. } => "K0802",
         }

@@ -44,6 +44,12 @@ pub struct FinetuneConfig {
     /// random initialisation); without it that is `K0408`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_frozen_random: bool,
+    /// LoRA fine-tuning: adapters on the targeted layers, everything else frozen except
+    /// `modules_to_save` (the new head). The model must already carry the adapters when
+    /// [`prepare`] runs ([`crate::nn::lora::apply_lora`]; [`crate::train::build_trainer`]
+    /// adds them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<crate::nn::lora::LoraConfig>,
 }
 
 impl Default for FinetuneConfig {
@@ -57,6 +63,7 @@ impl Default for FinetuneConfig {
             unfreeze: Vec::new(),
             bn_eval: false,
             allow_frozen_random: false,
+            lora: None,
         }
     }
 }
@@ -75,13 +82,15 @@ pub struct Prepared {
 }
 
 /// Applies `cfg` to `model` (already built with the run's number of classes): loads the
-/// pretrained weights non-strictly, skipping the head unless `keep_head`; freezes; builds the
+/// pretrained weights non-strictly, skipping the head unless `keep_head`; with `lora`,
+/// freezes everything but the adapters and `modules_to_save`; freezes; builds the
 /// parameter groups and plans the unfreezing (`base_lr` sets its default rate).
 ///
 /// # Errors
 /// Loading errors; `K0401` when the file shares no key with the model; `K0408` when a frozen
 /// parameter was not loaded from the file (unless `allow_frozen_random`); `K0402` for a pattern
-/// that selects nothing; `K0404` when the model has no `head`; `K0601`/`K0602` for bad groups.
+/// that selects nothing; `K0404` when the model has no `head`; `K0601`/`K0602` for bad groups;
+/// `K0742` when `lora` is set but the model carries no adapter.
 pub fn prepare(model: &dyn Module, cfg: &FinetuneConfig, base_lr: f64) -> Result<Prepared> {
     model.get_submodule(&cfg.head)?;
     let report = match &cfg.from {
@@ -90,18 +99,30 @@ pub fn prepare(model: &dyn Module, cfg: &FinetuneConfig, base_lr: f64) -> Result
             let sd = load_state_dict_file(path, &LoadOptions::new().map_location("cpu"))?;
             let head = Selector::new(&[cfg.head.as_str()])?;
             let skip = (!cfg.keep_head && sd.keys().any(|k| head.matches(k))).then_some(&head);
-            let r = load_pretrained(model, &sd, skip)?;
+            let mut r = load_pretrained(model, &sd, skip)?;
             if r.report.loaded.is_empty() {
                 return Err(r.report.to_error(model.type_name()));
+            }
+            if cfg.lora.is_some() {
+                // Fresh adapters are not expected in a pretrained file.
+                r.report
+                    .missing_keys
+                    .retain(|k| !crate::nn::lora::is_adapter_param(k));
             }
             Some(r)
         }
     };
-    let frozen = if cfg.freeze.is_empty() {
-        Vec::new()
-    } else {
-        freeze(model, &Selector::new(&cfg.freeze)?)?
+    let mut frozen = match &cfg.lora {
+        Some(l) => crate::nn::lora::mark_only_lora_trainable(model, &l.modules_to_save)?,
+        None => Vec::new(),
     };
+    if !cfg.freeze.is_empty() {
+        for n in freeze(model, &Selector::new(&cfg.freeze)?)? {
+            if !frozen.contains(&n) {
+                frozen.push(n);
+            }
+        }
+    }
     if let (Some(r), false) = (&report, cfg.allow_frozen_random) {
         let random: Vec<&String> = frozen
             .iter()

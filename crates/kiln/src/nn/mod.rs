@@ -6,6 +6,7 @@ pub mod derive_support;
 pub mod functional;
 pub mod init;
 pub mod layers;
+pub mod lora;
 pub mod loss;
 pub mod module;
 pub mod ops;

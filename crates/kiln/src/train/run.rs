@@ -22,6 +22,9 @@ pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const MODEL_FILE: &str = "model.safetensors";
 /// The final exponential moving average of the weights (with `--ema-decay`).
 pub const EMA_MODEL_FILE: &str = "model_ema.safetensors";
+/// The adapters of a LoRA fine-tune, in PEFT's layout (`adapter_config.json` +
+/// `adapter_model.safetensors`).
+pub const ADAPTER_DIR: &str = "adapter";
 
 /// What a finished run left behind.
 #[derive(Clone, Debug)]
@@ -57,8 +60,12 @@ pub fn build_trainer(cfg: &TrainConfig) -> Result<Trainer> {
     let data = super::data::run_data(cfg)?;
     let (train, test) = (data.train.clone(), data.test.clone());
     rng::manual_seed(cfg.seed);
-    let model = crate::models::build(&cfg.model, data.outputs, data.in_channels, data.image_size)?;
+    let mut model =
+        crate::models::build(&cfg.model, data.outputs, data.in_channels, data.image_size)?;
     model.to_device(&device)?;
+    if let Some(l) = cfg.finetune.as_ref().and_then(|f| f.lora.as_ref()) {
+        crate::nn::lora::apply_lora(model.as_mut(), l)?;
+    }
     let (groups, unfreeze, pretrained) = match &cfg.finetune {
         None => (
             vec![GroupSpec::new(model.trainable_parameters())],
@@ -145,6 +152,28 @@ pub fn describe_setup(t: &Trainer) -> Vec<String> {
             from.display()
         ));
         out.extend(r.describe().into_iter().map(|l| format!("  {l}")));
+    }
+    if let Some(l) = &ft.lora {
+        let layers = crate::nn::lora::lora_layers(inner_model(t.model.as_ref()));
+        let n: usize = layers
+            .iter()
+            .map(|(_, l)| {
+                l.lora_a().map_or(0, |p| p.elem_count()) + l.lora_b().map_or(0, |p| p.elem_count())
+            })
+            .sum();
+        let names: Vec<&str> = layers.iter().map(|(p, _)| p.as_str()).collect();
+        out.push(format!(
+            "LoRA r={} alpha={} dropout={}: adapters on {} ({n} values){}",
+            l.r,
+            l.alpha,
+            l.dropout,
+            names.join(", "),
+            if l.modules_to_save.is_empty() {
+                String::new()
+            } else {
+                format!("; trained in full: {}", l.modules_to_save.join(", "))
+            }
+        ));
     }
     let params = t.model.named_parameters();
     let frozen = params.iter().filter(|(_, p)| !p.requires_grad()).count();
@@ -440,6 +469,17 @@ pub fn run_with_hooks(
         )?;
         if let Some(ema) = trainer.ema.as_ref().filter(|e| e.updates() > 0) {
             save_state_dict(&ema.state_dict(), &cfg.out.join(EMA_MODEL_FILE))?;
+        }
+        if let Some(ft) = cfg.finetune.as_ref()
+            && let Some(l) = ft.lora.as_ref()
+        {
+            let base = ft.from.as_ref().map(|p| p.display().to_string());
+            crate::nn::lora::save_adapter(
+                inner_model(trainer.model.as_ref()),
+                l,
+                &cfg.out.join(ADAPTER_DIR),
+                base.as_deref(),
+            )?;
         }
     }
     if let Some(c) = &comm {
