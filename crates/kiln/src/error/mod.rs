@@ -417,6 +417,13 @@ pub enum Error {
         norm: f64,
         at: String,
     },
+    /// Another live kiln run holds the directory's run lock.
+    #[error("'{dir}' is in use by another kiln run (pid {pid}, lock file '{lock}')")]
+    RunLocked {
+        dir: PathBuf,
+        pid: String,
+        lock: PathBuf,
+    },
 
     // ---------------------------------------------------------------- K08xx distributed
     /// Started under a launcher (or asked for a backend) whose feature is not built in.
@@ -486,6 +493,7 @@ impl Error {
             ResumeMismatch { .. } => "K0702",
             NonFiniteLoss { .. } => "K0703",
             NonFiniteGradNorm { .. } => "K0704",
+            RunLocked { .. } => "K0730",
             BackendNotBuilt { .. } => "K0801",
             Distributed { .. } => "K0802",
         }
@@ -551,6 +559,10 @@ impl Error {
             ),
             SequenceShape { what, expected, .. } => format!(
                 "pass {what} with shape {expected}; the layer's batch_first decides whether inputs are (batch, seq, feature) or (seq, batch, feature)"
+            ),
+            RunLocked { pid, lock, .. } => format!(
+                "wait for process {pid} to finish (or stop it), or train into another --out; a lock left by a run that was killed is taken over by the next run ('{}' itself is never deleted)",
+                lock.display()
             ),
             NoSuchDevice { count, .. } => format!(
                 "use one of cuda:0..cuda:{} or cpu; when loading a file, remap its storages with map_location",

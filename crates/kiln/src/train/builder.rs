@@ -373,7 +373,9 @@ impl TrainerBuilder {
     }
 
     /// Write checkpoints into `dir` (by default at the end of every epoch; see
-    /// [`Self::checkpoint_policy`]).
+    /// [`Self::checkpoint_policy`]). `build()` takes the directory's run lock
+    /// ([`super::run_lock`]; `K0730` while another live run holds it) and the trainer keeps
+    /// it until `fit` returns.
     pub fn checkpoint_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.checkpoint_dir = Some(dir.into());
         self
@@ -450,15 +452,20 @@ impl TrainerBuilder {
         setup.step = self.step.clone();
         setup.ema = self.ema.clone();
         let mut hooks = self.hooks;
+        let mut run_lock = None;
         let checkpointing = match &self.checkpoint_dir {
             Some(dir) => {
                 let resume_from = match &self.resume {
                     Some(r) => r.resolve(dir)?,
                     None => None,
                 };
-                if resume_from.is_none() && dir.exists() {
-                    std::fs::remove_dir_all(dir).map_err(|e| Error::io("clear", dir, e))?;
+                // One live run per checkpoint directory (K0730 otherwise), held by the
+                // trainer; a fresh run clears everything but the lock.
+                let lock = super::run_lock::RunLock::acquire(dir)?;
+                if resume_from.is_none() {
+                    super::run_lock::clear_except_lock(dir)?;
                 }
+                run_lock = Some(lock);
                 let manager = CheckpointManager::new(dir, self.policy.clone())?;
                 hooks.push(Box::new(CheckpointHook::new(
                     Some(self.policy.clone()),
@@ -508,6 +515,7 @@ impl TrainerBuilder {
             step_options: self.step,
             pending: Default::default(),
             ema: self.ema.map(super::ema::Ema::new),
+            run_lock,
         };
         if let Some(path) = checkpointing {
             let ck = Checkpoint::load(
