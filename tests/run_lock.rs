@@ -85,7 +85,11 @@ fn second_run_on_a_live_out_is_k0730_with_the_holders_pid() {
     assert!(err.contains("error[K0730]"), "{err}");
     assert!(err.contains(&format!("pid {}", first.id())), "{err}");
     assert!(err.contains(&out.join(LOCK).display().to_string()), "{err}");
-    // The refused run touched nothing: the first run's metrics are its own.
+    // The refused run touched nothing: the first run's checkpoints and metrics are its own.
+    assert!(
+        out.join("checkpoints").exists(),
+        "the refused run cleared checkpoints/"
+    );
     if let Ok(text) = std::fs::read_to_string(out.join("metrics.jsonl")) {
         let epochs: Vec<u64> = text
             .lines()

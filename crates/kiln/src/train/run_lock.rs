@@ -10,7 +10,8 @@
 //!
 //! The file is never deleted (deleting it would let a run that opened the old file and one
 //! that creates a new one both hold "the" lock); only its content, the holder's pid, changes.
-//! On platforms without `flock` the lock is a no-op.
+//! On platforms without `flock`, and on file systems that refuse it (`ENOLCK`,
+//! `EOPNOTSUPP`: some network mounts), the lock is a no-op.
 
 use crate::error::{Error, Result};
 use std::fs::File;
@@ -99,6 +100,9 @@ fn try_lock(file: &File) -> std::io::Result<bool> {
         match e.raw_os_error() {
             Some(libc::EWOULDBLOCK) => return Ok(false),
             Some(libc::EINTR) => continue,
+            // A file system without locks (some network mounts): run unlocked, as before,
+            // rather than refuse every run there.
+            Some(libc::ENOLCK | libc::EOPNOTSUPP | libc::ENOSYS) => return Ok(true),
             _ => return Err(e),
         }
     }
