@@ -962,6 +962,39 @@ fn k0743_adapter_of_another_peft_type_or_shape() {
     );
 }
 
+#[test]
+fn k0730_second_run_on_a_held_out_directory_names_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = dir.path().join("run");
+    // This test process holds the run lock, as a live `kiln train --out run` would.
+    let lock = kiln::train::RunLock::acquire(&o).unwrap();
+    let (rc, err) = kiln_cli(&[
+        "train",
+        "--model",
+        "mlp",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--out",
+        o.to_str().unwrap(),
+    ]);
+    assert_eq!(rc, 1, "{err}");
+    let pid = std::process::id().to_string();
+    assert!(
+        err.contains("error[K0730]") && err.contains(&format!("pid {pid}")),
+        "{err}"
+    );
+    assert!(
+        err.contains(".kiln-run.lock") && err.contains("another --out"),
+        "{err}"
+    );
+    assert!(
+        !o.join("metrics.jsonl").exists(),
+        "the refused run wrote nothing"
+    );
+    drop(lock);
+}
+
 // ------------------------------------------------------------------ K08xx: distributed
 
 #[test]

@@ -141,7 +141,8 @@ pub struct CheckpointManager {
 }
 
 impl CheckpointManager {
-    /// Opens (creating) `dir`, reads its index and removes temporary files a crash left.
+    /// Opens (creating) `dir`, reads its index and removes what a crash left: temporary
+    /// files of interrupted writes, and orphaned checkpoints (see [`remove_orphans`]).
     ///
     /// # Errors
     /// `K0002` when the directory cannot be created or read.
@@ -149,6 +150,7 @@ impl CheckpointManager {
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
         clean_temporaries(&dir)?;
+        remove_orphans(&dir)?;
         let index = read_index(&dir);
         let shared = Arc::new(Shared {
             dir,
@@ -389,6 +391,45 @@ fn clean_temporaries(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Removes the checkpoints (`ckpt-*` files and directories) of `dir` that its index does not
+/// list and `last` does not name: a kill between writing a checkpoint and updating the index,
+/// or between updating the index and pruning, leaves such orphans, which no later prune
+/// would see. Returns the names removed. Without a readable index nothing is removed (the
+/// directory may hold checkpoints kiln did not index).
+///
+/// # Errors
+/// `K0002` when the directory cannot be read or an orphan cannot be removed.
+pub fn remove_orphans(dir: &Path) -> Result<Vec<String>> {
+    let Some(index) = std::fs::read(dir.join(INDEX_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Index>(&b).ok())
+    else {
+        return Ok(Vec::new());
+    };
+    let mut keep: Vec<String> = index.checkpoints.into_iter().map(|r| r.file).collect();
+    if let Ok(text) = std::fs::read_to_string(dir.join(LAST_POINTER)) {
+        keep.push(text.trim().to_string());
+    }
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io("reading", dir, e))?;
+    let mut removed = Vec::new();
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if !name.starts_with("ckpt-") || keep.contains(&name) {
+            continue;
+        }
+        let p = e.path();
+        let r = if p.is_dir() && !p.is_symlink() {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+        r.map_err(|err| Error::io("removing orphaned checkpoint", &p, err))?;
+        removed.push(name);
+    }
+    removed.sort();
+    Ok(removed)
 }
 
 /// The checkpoint `last` names in `dir`, if there is one and it exists.

@@ -414,6 +414,13 @@ pub static CATALOG: &[CodeInfo] = &[
         "lower the learning rate or the clipping threshold, check the inputs for NaN/inf, and resume from the last checkpoint; to clip anyway pass error_if_nonfinite = false"
     ),
     entry!(
+        "K0730",
+        "RunLocked",
+        "another live run holds the output directory",
+        "Each run directory (kiln train --out, TrainerBuilder::checkpoint_dir) is held by one live run at a time through an exclusive lock on its .kiln-run.lock file, which holds the holder's pid. Two runs writing one directory would interleave metrics.jsonl and each other's checkpoints, and a later resume would fail. The operating system releases the lock when its process exits, even by SIGKILL, so a lock file left by a killed run is taken over silently.",
+        "wait for the run named by the pid to finish (or stop it), or train into another --out"
+    ),
+    entry!(
         "K0741",
         "LoraNoMatch",
         "LoRA target patterns matched no Linear or Conv2d layer",

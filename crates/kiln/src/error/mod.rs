@@ -417,6 +417,13 @@ pub enum Error {
         norm: f64,
         at: String,
     },
+    /// Another live kiln run holds the directory's run lock.
+    #[error("'{dir}' is in use by another kiln run (pid {pid}, lock file '{lock}')")]
+    RunLocked {
+        dir: PathBuf,
+        pid: String,
+        lock: PathBuf,
+    },
 
     // ---------------------------------------------------------------- K074x LoRA adapters
     /// LoRA target patterns that select no Linear or Conv2d layer.
@@ -512,6 +519,7 @@ impl Error {
             LoraNoMatch { .. } => "K0741",
             LoraConfig { .. } => "K0742",
             LoraAdapter { .. } => "K0743",
+            RunLocked { .. } => "K0730",
             BackendNotBuilt { .. } => "K0801",
             Distributed { .. } => "K0802",
         }
@@ -577,6 +585,10 @@ impl Error {
             ),
             SequenceShape { what, expected, .. } => format!(
                 "pass {what} with shape {expected}; the layer's batch_first decides whether inputs are (batch, seq, feature) or (seq, batch, feature)"
+            ),
+            RunLocked { pid, lock, .. } => format!(
+                "wait for process {pid} to finish (or stop it), or train into another --out; a lock left by a run that was killed is taken over by the next run ('{}' itself is never deleted)",
+                lock.display()
             ),
             NoSuchDevice { count, .. } => format!(
                 "use one of cuda:0..cuda:{} or cpu; when loading a file, remap its storages with map_location",

@@ -78,11 +78,15 @@ where
         path: tmp.clone(),
         committed: false,
     };
+    // A plain file unless the test-only KILN_FAULT_INJECT asks for a fault (`io::fault`).
+    let file = super::fault::FaultFile::new(file, path)?;
     let mut w = BufWriter::with_capacity(BUFFER, file);
     write(&mut w)?;
-    let file = w
+    let mut file = w
         .into_inner()
         .map_err(|e| Error::io("writing", path, e.into_error()))?;
+    file.finish().map_err(|e| Error::io("writing", path, e))?;
+    let file = file.file;
     file.sync_all().map_err(|e| Error::io("syncing", &tmp, e))?;
     drop(file);
     std::fs::rename(&tmp, path).map_err(|e| Error::io("renaming temporary file onto", path, e))?;

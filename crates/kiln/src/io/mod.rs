@@ -13,6 +13,7 @@
 pub mod atomic;
 pub mod budget;
 pub mod cast;
+pub mod fault;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod inspect;

@@ -396,7 +396,9 @@ impl TrainerBuilder {
     }
 
     /// Write checkpoints into `dir` (by default at the end of every epoch; see
-    /// [`Self::checkpoint_policy`]).
+    /// [`Self::checkpoint_policy`]). `build()` takes the directory's run lock
+    /// ([`super::run_lock`]; `K0730` while another live run holds it) and the trainer keeps
+    /// it until `fit` returns.
     pub fn checkpoint_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.checkpoint_dir = Some(dir.into());
         self
@@ -475,15 +477,20 @@ impl TrainerBuilder {
         setup.ema = self.ema.clone();
         setup.validation = self.validation.clone();
         let mut hooks = self.hooks;
+        let mut run_lock = None;
         let checkpointing = match &self.checkpoint_dir {
             Some(dir) => {
                 let resume_from = match &self.resume {
                     Some(r) => r.resolve(dir)?,
                     None => None,
                 };
-                if resume_from.is_none() && dir.exists() {
-                    std::fs::remove_dir_all(dir).map_err(|e| Error::io("clear", dir, e))?;
+                // One live run per checkpoint directory (K0730 otherwise), held by the
+                // trainer; a fresh run clears everything but the lock.
+                let lock = super::run_lock::RunLock::acquire(dir)?;
+                if resume_from.is_none() {
+                    super::run_lock::clear_except_lock(dir)?;
                 }
+                run_lock = Some(lock);
                 let manager = CheckpointManager::new(dir, self.policy.clone())?;
                 hooks.push(Box::new(CheckpointHook::new(
                     Some(self.policy.clone()),
@@ -538,6 +545,7 @@ impl TrainerBuilder {
                 None => None,
             },
             validation: self.validation,
+            run_lock,
         };
         trainer.check_monitor()?;
         if let Some(path) = checkpointing {

@@ -21,6 +21,7 @@ pub mod hooks;
 pub mod metrics;
 pub mod optimizers;
 pub mod run;
+pub mod run_lock;
 pub mod save;
 pub mod setup;
 pub mod state;
@@ -42,6 +43,7 @@ pub use metrics::{EpochMetrics, MetricsLog};
 pub use run::{
     RunOptions, RunSummary, TENSORBOARD_DIR, build_trainer, run, run_with, run_with_hooks,
 };
+pub use run_lock::RunLock;
 pub use setup::RunSetup;
 pub use state::TrainState;
 pub use step::StepOptions;

@@ -278,7 +278,8 @@ fn nccl_config(cfg: &TrainConfig) -> TrainConfig {
 /// # Errors
 /// Configuration, training and I/O errors; `K0702` for a resume with another
 /// configuration; `K0701` when `resume` names no checkpoint; `K0801` for a distributed
-/// backend that is not built in.
+/// backend that is not built in; `K0730` when another live run holds `cfg.out`
+/// ([`super::run_lock`]).
 pub fn run_with(cfg: &TrainConfig, opts: &RunOptions) -> Result<RunSummary> {
     run_with_hooks(cfg, opts, Vec::new())
 }
@@ -340,7 +341,17 @@ pub fn run_with_hooks(
             .clone()
             .distributed(c.world_size(), c.rank())?;
     }
-    std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io("create directory", &cfg.out, e))?;
+    // One live run per directory (K0730 otherwise); rank 0 holds it for all ranks. Under the
+    // lock, temporaries of a killed run's atomic writes are its leftovers, never a live write.
+    let _lock = if rank0 {
+        let l = super::run_lock::RunLock::acquire(&cfg.out)?;
+        super::run_lock::remove_temporaries(&cfg.out);
+        Some(l)
+    } else {
+        std::fs::create_dir_all(&cfg.out)
+            .map_err(|e| Error::io("create directory", &cfg.out, e))?;
+        None
+    };
     let ckpt_dir = cfg.out.join(CHECKPOINT_DIR);
     let metrics_path = cfg.out.join(METRICS_FILE);
     let resume_from = match &opts.resume {

@@ -80,6 +80,9 @@ pub struct Trainer {
     pub early_stopping: Option<super::early_stopping::EarlyStopping>,
     /// Gradients summed over the micro-batches of the update in progress.
     pub(crate) pending: super::step::Pending,
+    /// The run lock of the checkpoint directory (`TrainerBuilder::checkpoint_dir`), held from
+    /// `build()` until `fit` returns.
+    pub(crate) run_lock: Option<super::run_lock::RunLock>,
     /// The learning-rate scheduler, stepped after each epoch, if any.
     pub scheduler: Option<Box<dyn LrScheduler>>,
     /// Training batches (shuffled, seeded with `config.seed`).
@@ -146,6 +149,8 @@ impl Trainer {
         };
         owned.append(&mut self.hooks);
         self.hooks = owned;
+        // The run is over (finished or failed): another run may take the directory.
+        self.run_lock = None;
         result
     }
 
