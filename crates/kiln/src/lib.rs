@@ -9,6 +9,7 @@
 //! Tensors, autograd and device kernels come from `candle-core`; everything about the
 //! model's life cycle is kiln's.
 
+pub mod amp;
 pub mod checkpoint;
 pub mod data;
 pub mod device;
