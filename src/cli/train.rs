@@ -340,11 +340,7 @@ impl Args {
             keep_last: self.keep_last,
             keep_best: self.keep_best,
             monitor: Some(self.monitor.clone()),
-            mode: if self.monitor.ends_with("_acc") {
-                MonitorMode::Max
-            } else {
-                MonitorMode::Min
-            },
+            mode: MonitorMode::for_name(&self.monitor),
             format: if self.checkpoint_format == "dir" {
                 CheckpointFormat::Dir
             } else {

@@ -33,6 +33,18 @@ pub enum MonitorMode {
     Max,
 }
 
+impl MonitorMode {
+    /// Lightning's default for a name: `max` for accuracies (a name containing `acc`), `min`
+    /// otherwise.
+    pub fn for_name(name: &str) -> Self {
+        if name.contains("acc") {
+            MonitorMode::Max
+        } else {
+            MonitorMode::Min
+        }
+    }
+}
+
 /// On-disk form of a checkpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -24,27 +24,9 @@ use serde::{Deserialize, Serialize};
 /// Checkpoint `extra` key of the early-stopping state.
 pub const EARLY_STOPPING_KEY: &str = "early_stopping";
 
-/// Whether lower or higher values of the monitored quantity are better.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MonitorMode {
-    /// Lower is better (losses).
-    Min,
-    /// Higher is better (accuracies).
-    Max,
-}
-
-impl MonitorMode {
-    /// Lightning's default for a name: `max` for accuracies (a name containing `acc`), `min`
-    /// otherwise.
-    pub fn for_name(name: &str) -> Self {
-        if name.contains("acc") {
-            MonitorMode::Max
-        } else {
-            MonitorMode::Min
-        }
-    }
-}
+/// Whether lower or higher values of the monitored quantity are better (the checkpoint
+/// manager's ranking mode: one `--monitor` serves both).
+pub use crate::checkpoint::MonitorMode;
 
 /// What to monitor and when to stop.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
