@@ -381,7 +381,12 @@ pub fn pick_state_dict<'a>(v: &'a Value, path: &str) -> Result<&'a Value> {
 pub fn load_state_dict_file(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<StateDict> {
     let path = path.as_ref();
     let p = path.display().to_string();
-    let v = load(path, opts)?;
+    // Read storages straight into candle tensors, unless a cast rewrites their bytes anyway.
+    let v = if opts.dtype.is_none() {
+        super::typed::typed(|| load(path, opts))?
+    } else {
+        load(path, opts)?
+    };
     let sd = pick_state_dict(&v, &p)?;
     let mut location = "cpu".to_string();
     sd.visit_tensors(&mut |_, t| location = t.storage.location.clone());

@@ -27,6 +27,7 @@ pub mod safetensors;
 pub mod save;
 pub mod sharded;
 pub mod torch_zip;
+pub(crate) mod typed;
 pub mod value;
 pub mod whole_model;
 pub mod zip;

@@ -298,7 +298,16 @@ pub fn read_with(
                 len: b - a,
             },
             Backing::File(_) | Backing::Memory(_) => {
-                Bytes::Owned(Arc::new(src.read_new(start, b - a)?))
+                let typed = match crate::io::typed::enabled() {
+                    true => crate::io::typed::read_storage(dtype, b - a, |dst| {
+                        src.read_into_uninit(start, dst, false).map(|_| ())
+                    })?,
+                    false => None,
+                };
+                match typed {
+                    Some(bytes) => bytes,
+                    None => Bytes::Owned(Arc::new(src.read_new(start, b - a)?)),
+                }
             }
         };
         let t = TensorValue {

@@ -357,6 +357,19 @@ impl StorageSource for ZipStorages<'_> {
                     len: need,
                 }
             }
+            _ if crate::io::typed::enabled() && e.method == 0 && e.size == need as u64 => {
+                // Straight into a typed candle buffer (`load_state_dict_file`).
+                let (src, verify, path) = (self.backing.source(), self.verify_crc, self.path);
+                match crate::io::typed::read_storage(dtype, need, |dst| {
+                    crate::io::zip::reader::read_entry_into(src, e, dst, verify, path)
+                })? {
+                    Some(b) => b,
+                    None => {
+                        let v = read_entry(src, e, verify, path)?;
+                        Bytes::Owned(Arc::new(v))
+                    }
+                }
+            }
             _ => {
                 // Read in parallel chunks, each CRC-checked while hot in cache.
                 let mut v = read_entry(self.backing.source(), e, self.verify_crc, self.path)?;

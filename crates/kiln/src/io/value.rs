@@ -315,9 +315,27 @@ pub struct DeferredBytes {
     tensor: Tensor,
     len: usize,
     bytes: std::sync::OnceLock<Vec<u8>>,
+    /// Whether `tensor` is a 1-D CPU tensor read from a file (see [`crate::io::typed`]):
+    /// then no one else holds it and views of the storage may share it.
+    loaded: bool,
 }
 
 impl DeferredBytes {
+    /// A storage read from a file straight into `tensor` (1-D, CPU, `len` bytes).
+    pub(crate) fn loaded(tensor: Tensor, len: usize) -> Self {
+        DeferredBytes {
+            tensor,
+            len,
+            bytes: std::sync::OnceLock::new(),
+            loaded: true,
+        }
+    }
+
+    /// The tensor of a storage read by [`crate::io::typed`], if this is one.
+    pub(crate) fn loaded_tensor(&self) -> Option<&Tensor> {
+        self.loaded.then_some(&self.tensor)
+    }
+
     fn bytes(&self) -> &[u8] {
         self.bytes
             .get_or_init(|| {
@@ -452,6 +470,7 @@ impl TensorValue {
                         tensor: t.detach(),
                         len,
                         bytes: std::sync::OnceLock::new(),
+                        loaded: false,
                     })),
                 }),
             });
@@ -558,12 +577,43 @@ impl TensorValue {
         Ok(std::borrow::Cow::Owned(out))
     }
 
+    /// A contiguous view of a storage read by [`crate::io::typed`] as a tensor sharing its
+    /// buffer (no copy); `None` for any other storage or layout.
+    fn view_of_loaded(&self) -> Result<Option<Tensor>> {
+        let Bytes::Deferred(d) = &self.storage.data else {
+            return Ok(None);
+        };
+        let Some(t) = d.loaded_tensor() else {
+            return Ok(None);
+        };
+        let numel = self.numel();
+        if Some(t.dtype()) != self.dtype().to_candle()
+            || numel == 0
+            || self.stride != contiguous_stride(&self.shape)
+        {
+            return Ok(None);
+        }
+        self.check_bounds()?;
+        let v = t
+            .narrow(0, self.offset, numel)
+            .and_then(|v| v.reshape(self.shape.as_slice()))
+            .ctx("loading tensor")?;
+        Ok(Some(v))
+    }
+
     /// A candle tensor on `device` with the view's values. `bool` becomes `u8`; `i8`, `u16`
     /// and `u64` are widened losslessly to `i16`, `i32` and `i64` (with a check on u64).
     ///
     /// # Errors
     /// `K0507` for a view outside its storage; `K0005` for u64 values above `i64::MAX`.
     pub fn to_tensor(&self, device: &Device) -> Result<Tensor> {
+        if let Some(t) = self.view_of_loaded()? {
+            return if device.is_cpu() {
+                Ok(t)
+            } else {
+                t.to_device(device).ctx("moving loaded tensor")
+            };
+        }
         let bytes = self.contiguous_bytes()?;
         let shape = self.shape.as_slice();
         let cpu = Device::Cpu;

@@ -49,6 +49,29 @@ pub trait Source: Sync {
         let crc = crc32fast::hash(&v);
         Ok((v, crc))
     }
+
+    /// Fills `dst` (uninitialised memory, e.g. a typed tensor buffer's spare capacity) from
+    /// byte `offset` and returns the CRC-32 of the bytes (0 without `crc`). On success every
+    /// byte of `dst` is written. The default zero-fills `dst` first, then uses
+    /// [`Source::read_at`]; files read straight into it.
+    ///
+    /// # Errors
+    /// As [`Source::read_at`].
+    fn read_into_uninit(
+        &self,
+        offset: u64,
+        dst: &mut [std::mem::MaybeUninit<u8>],
+        crc: bool,
+    ) -> Result<u32> {
+        for b in dst.iter_mut() {
+            b.write(0);
+        }
+        // SAFETY: every byte was initialised just above.
+        let buf =
+            unsafe { std::slice::from_raw_parts_mut(dst.as_mut_ptr().cast::<u8>(), dst.len()) };
+        self.read_at(offset, buf)?;
+        Ok(if crc { crc32fast::hash(buf) } else { 0 })
+    }
 }
 
 /// A file read with positioned reads.
@@ -67,28 +90,40 @@ const READ_CHUNK: usize = 4 << 20;
 
 #[cfg(unix)]
 impl FileSource {
-    /// Reads `len` bytes at `offset` into a new buffer: chunks read in parallel with `pread`
-    /// straight into uninitialised memory (backed by huge pages where the kernel allows),
-    /// each chunk's CRC-32 computed while it is hot in cache and combined in order.
+    /// Reads `len` bytes at `offset` into a new buffer (see [`FileSource::read_uninit`]).
     fn read_parallel(&self, offset: u64, len: usize, crc: bool) -> Result<(Vec<u8>, u32)> {
-        use rayon::prelude::*;
-        if len <= READ_CHUNK {
-            // One chunk: read on this thread (a hand-off to the pool costs more than a small
-            // record, and a file of 100k small tensors makes 100k of them).
-            let mut v = vec![0u8; len];
-            self.read_at(offset, &mut v)?;
-            let c = if crc { crc32fast::hash(&v) } else { 0 };
-            return Ok((v, c));
-        }
-        use std::os::fd::AsRawFd;
-        let fd = self.file.as_raw_fd();
         let mut v: Vec<u8> = Vec::with_capacity(len);
-        let base = v.as_mut_ptr() as usize;
+        let spare = v.spare_capacity_mut();
+        let dst = spare.get_mut(..len).unwrap_or_default();
+        let total = self.read_uninit(offset, dst, crc)?;
+        // SAFETY: `read_uninit` wrote all of the first `len` bytes (a failure returned above).
+        unsafe { v.set_len(len) };
+        Ok((v, total))
+    }
+
+    /// Fills `dst` from byte `offset`: chunks read in parallel with `pread` straight into the
+    /// (uninitialised) memory, backed by huge pages where the kernel allows, each chunk's
+    /// CRC-32 computed while it is hot in cache and combined in order (0 without `crc`).
+    /// On success every byte of `dst` is written.
+    ///
+    /// # Errors
+    /// `K0002` for a failed read, `K0501` when the file ends early.
+    pub fn read_uninit(
+        &self,
+        offset: u64,
+        dst: &mut [std::mem::MaybeUninit<u8>],
+        crc: bool,
+    ) -> Result<u32> {
+        use rayon::prelude::*;
+        use std::os::fd::AsRawFd;
+        let len = dst.len();
+        let fd = self.file.as_raw_fd();
         let huge = 2 << 20;
+        let base = dst.as_mut_ptr() as usize;
         let (start, end) = (base.next_multiple_of(huge), (base + len) / huge * huge);
         if end > start {
-            // SAFETY: [start, end) lies inside the allocation just made and is page aligned;
-            // MADV_HUGEPAGE is advice only and changes no memory contents.
+            // SAFETY: [start, end) lies inside `dst` and is page aligned; MADV_HUGEPAGE is
+            // advice only and changes no memory contents.
             unsafe {
                 libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
             }
@@ -102,8 +137,8 @@ impl FileSource {
                     .checked_add(done as u64)
                     .and_then(|o| libc::off_t::try_from(o).ok())
                     .ok_or_else(|| truncated(&self.path, format!("offset {at} out of range")))?;
-                // SAFETY: `ptr + done .. ptr + n_total` lies inside `chunk`, a part of the
-                // spare capacity of `v`; pread writes at most `n_total - done` bytes there.
+                // SAFETY: `ptr + done .. ptr + n_total` lies inside `chunk`, a part of
+                // `dst`; pread writes at most `n_total - done` bytes there.
                 let n = unsafe {
                     libc::pread(
                         fd,
@@ -134,9 +169,12 @@ impl FileSource {
             let bytes = unsafe { std::slice::from_raw_parts(ptr, n_total) };
             Ok(crc32fast::hash(bytes))
         };
-        let spare = v.spare_capacity_mut();
-        let spare = spare.get_mut(..len).unwrap_or_default();
-        let crcs: Vec<(u32, usize)> = spare
+        if len <= READ_CHUNK {
+            // One chunk: read on this thread (a hand-off to the pool costs more than a small
+            // record, and a file of 100k small tensors makes 100k of them).
+            return read_chunk(dst, offset);
+        }
+        let crcs: Vec<(u32, usize)> = dst
             .par_chunks_mut(READ_CHUNK)
             .enumerate()
             .map(|(i, chunk)| {
@@ -145,9 +183,6 @@ impl FileSource {
                 read_chunk(chunk, at).map(|c| (c, n))
             })
             .collect::<Result<_>>()?;
-        // SAFETY: every chunk of the first `len` bytes was fully written (any failure
-        // returned above before this point).
-        unsafe { v.set_len(len) };
         let mut total = 0u32;
         if crc {
             let mut h = crc32fast::Hasher::new_with_initial_len(0, 0);
@@ -156,7 +191,7 @@ impl FileSource {
             }
             total = h.finalize();
         }
-        Ok((v, total))
+        Ok(total)
     }
 }
 
@@ -173,6 +208,15 @@ impl Source for FileSource {
     #[cfg(unix)]
     fn read_with_crc(&self, offset: u64, len: usize) -> Result<(Vec<u8>, u32)> {
         self.read_parallel(offset, len, true)
+    }
+    #[cfg(unix)]
+    fn read_into_uninit(
+        &self,
+        offset: u64,
+        dst: &mut [std::mem::MaybeUninit<u8>],
+        crc: bool,
+    ) -> Result<u32> {
+        self.read_uninit(offset, dst, crc)
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         #[cfg(unix)]
@@ -577,6 +621,46 @@ pub fn read_entry(src: &dyn Source, e: &Entry, verify: bool, path: &str) -> Resu
     let (v, crc) = src.read_with_crc(e.data_start, n)?;
     crc_matches(crc, e, path)?;
     Ok(v)
+}
+
+/// Reads a stored (uncompressed) record of exactly `dst.len()` bytes into `dst`, checking
+/// its CRC-32 with `verify`.
+///
+/// # Errors
+/// `K0005` for a compressed record; `K0507` when its size is not `dst.len()`; `K0501` for
+/// a record past the end of the file; `K0502` for a CRC mismatch; read errors.
+pub fn read_entry_into(
+    src: &dyn Source,
+    e: &Entry,
+    dst: &mut [std::mem::MaybeUninit<u8>],
+    verify: bool,
+    path: &str,
+) -> Result<()> {
+    if e.method != 0 {
+        return Err(Error::Unsupported {
+            what: format!(
+                "reading compressed zip record '{}' (method {}) of '{path}' in place",
+                e.name, e.method
+            ),
+        });
+    }
+    if e.size != dst.len() as u64 {
+        return Err(corrupt(
+            path,
+            format!(
+                "record '{}' holds {} bytes, its storage needs {}",
+                e.name,
+                e.size,
+                dst.len()
+            ),
+        ));
+    }
+    checked_range(src, e.data_start, e.size, path)?;
+    let crc = src.read_into_uninit(e.data_start, dst, verify)?;
+    if verify {
+        crc_matches(crc, e, path)?;
+    }
+    Ok(())
 }
 
 /// Zip compression method 8 (what Python's `zipfile.ZIP_DEFLATED` writes).
