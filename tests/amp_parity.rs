@@ -404,3 +404,37 @@ fn precision_names_are_lightnings() {
         .unwrap();
     assert_eq!(e.code(), "K0003");
 }
+
+/// DataParallel replicas run in their own threads and inherit the caller's autocast (as
+/// PyTorch's `parallel_apply` does): under bf16 their rows are the plain model's bf16 rows,
+/// not f32 ones.
+#[test]
+fn data_parallel_replicas_inherit_autocast() {
+    use kiln::amp::autocast;
+    use kiln::models::{LeNet, LeNetConfig};
+    kiln::rng::manual_seed(1);
+    let model = LeNet::new(LeNetConfig::default()).unwrap();
+    kiln::rng::manual_seed(99);
+    let v = kiln::rng::with(|g| g.uniform_vec(10 * 64, 0.0, 1.0));
+    let x = Tensor::from_vec(v, (10, 1, 8, 8), &Device::Cpu).unwrap();
+    let plain32 = flat(&model.forward(&x).unwrap());
+    let plain16 = flat(&autocast::with(Some(DType::BF16), || model.forward(&x)).unwrap());
+    let dp =
+        kiln::parallel::DataParallel::new(Box::new(model), &["cpu", "cpu", "cpu"], None).unwrap();
+    let dp16 = flat(&autocast::with(Some(DType::BF16), || dp.forward(&x)).unwrap());
+    let diff = |a: &[f64], b: &[f64]| {
+        a.iter()
+            .zip(b)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0, f64::max)
+    };
+    assert!(
+        diff(&plain16, &plain32) > 1e-4,
+        "bf16 must change the outputs"
+    );
+    assert!(
+        diff(&dp16, &plain16) < 1e-6,
+        "replica rows not under autocast: {}",
+        diff(&dp16, &plain16)
+    );
+}

@@ -241,3 +241,31 @@ fn everything_at_once_resumes_bit_exactly() {
     f16[5] = "16-mixed";
     resumes_bit_exactly(&f16, "everything with 16-mixed");
 }
+
+/// LeNet with kiln's defaults (15 epochs, SGD + cosine) learns the digits as well under
+/// bf16-mixed and 16-mixed as in f32.
+#[test]
+fn mixed_precision_learns_as_well_as_f32() {
+    let tmp = tempfile::tempdir().unwrap();
+    let acc = |p: &str| {
+        let out = tmp.path().join(p);
+        let o = Command::new(KILN)
+            .args(["train", "--model", "lenet", "--quiet", "--no-checkpoint"])
+            .args(["--precision", p, "--out"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        ok(&o);
+        let m = common::runs::metrics_without_seconds(&out);
+        m.last().unwrap()["test_acc"].as_f64().unwrap()
+    };
+    let f32_acc = acc("32");
+    for p in ["bf16-mixed", "16-mixed"] {
+        let a = acc(p);
+        eprintln!("{p}: test_acc {a:.4} (32: {f32_acc:.4})");
+        assert!(
+            a >= 0.95 && a >= f32_acc - 0.015,
+            "{p}: {a} vs f32 {f32_acc}"
+        );
+    }
+}
