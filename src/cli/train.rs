@@ -230,6 +230,7 @@ impl Args {
         cfg.step = self.step.options()?;
         cfg.ema = self.step.ema()?;
         cfg.validation = self.step.validation(&self.monitor)?;
+        (cfg.precision, cfg.grad_scaler) = self.step.precision()?;
         if let Some(out) = &self.out {
             cfg.out = out.clone();
         }

@@ -1,6 +1,7 @@
 //! The `kiln train` flags of how each update is formed (gradient accumulation and clipping)
 //! and of the weight average (EMA), validation and early stopping.
 
+use kiln::amp::{GradScalerConfig, Precision};
 use kiln::error::{Error, Result};
 use kiln::train::{EarlyStoppingConfig, EmaConfig, MonitorMode, StepOptions, ValidationConfig};
 
@@ -52,6 +53,20 @@ pub struct StepArgs {
     /// in validation.jsonl; early stopping then checks at these validations.
     #[arg(long, value_name = "N")]
     pub val_every_steps: Option<u64>,
+    /// Lightning's precision: 32 (f32 throughout, the default), bf16-mixed (bf16 autocast:
+    /// convolutions and linear layers compute on bf16-rounded inputs and weights with f32
+    /// accumulation, the loss in f32; weights and optimizer state stay f32) or 16-mixed (f16
+    /// autocast plus torch.amp.GradScaler: scaled loss, unscaled gradients before clipping,
+    /// steps with inf/NaN gradients skipped). A resume must use the same precision.
+    #[arg(long, value_name = "P", default_value = "32", value_parser = ["32", "32-true", "bf16-mixed", "16-mixed"])]
+    pub precision: String,
+    /// With --precision 16-mixed: the GradScaler's first loss scale (init_scale, default 65536).
+    #[arg(long, value_name = "S")]
+    pub grad_scaler_init_scale: Option<f64>,
+    /// With --precision 16-mixed: finite steps in a row before the scale doubles
+    /// (growth_interval, default 2000).
+    #[arg(long, value_name = "N")]
+    pub grad_scaler_growth_interval: Option<u64>,
 }
 
 impl StepArgs {
@@ -111,6 +126,42 @@ impl StepArgs {
         };
         v.validate()?;
         Ok(v)
+    }
+
+    /// The precision and the GradScaler settings these flags set.
+    ///
+    /// # Errors
+    /// `K0003` for a GradScaler flag without `--precision 16-mixed` or a value the
+    /// GradScaler refuses.
+    pub fn precision(&self) -> Result<(Precision, Option<GradScalerConfig>)> {
+        let p = Precision::parse(&self.precision)?;
+        let set =
+            self.grad_scaler_init_scale.is_some() || self.grad_scaler_growth_interval.is_some();
+        if !set {
+            return Ok((p, None));
+        }
+        if !p.uses_grad_scaler() {
+            let flag = if self.grad_scaler_init_scale.is_some() {
+                "--grad-scaler-init-scale"
+            } else {
+                "--grad-scaler-growth-interval"
+            };
+            return Err(Error::invalid(
+                flag,
+                format!("with --precision {p}"),
+                "--precision 16-mixed (bf16 and f32 need no loss scaling)",
+            ));
+        }
+        let d = GradScalerConfig::default();
+        let c = GradScalerConfig {
+            init_scale: self.grad_scaler_init_scale.unwrap_or(d.init_scale),
+            growth_interval: self
+                .grad_scaler_growth_interval
+                .unwrap_or(d.growth_interval),
+            ..d
+        };
+        kiln::amp::GradScaler::new(c)?;
+        Ok((p, Some(c)))
     }
 
     /// The EMA settings these flags set, if any.

@@ -202,6 +202,9 @@ impl Module for DataParallel {
         let seeds: Vec<u64> = rng::with(|g| sizes.iter().map(|_| g.next_u64()).collect());
         let mut modules: Vec<&dyn Module> = vec![self.module.as_ref()];
         modules.extend(replicas.iter().map(|r| r.as_ref()));
+        // Autocast is per thread: the replicas run under the caller's (PyTorch's
+        // parallel_apply does the same).
+        let amp = crate::amp::autocast::current();
         let outputs: Vec<Result<Tensor>> = std::thread::scope(|scope| {
             let handles: Vec<_> = modules
                 .iter()
@@ -209,6 +212,7 @@ impl Module for DataParallel {
                 .zip(&seeds)
                 .map(|((m, c), &seed)| {
                     scope.spawn(move || {
+                        let _amp = crate::amp::autocast::enter(amp);
                         rng::manual_seed(seed);
                         call_child("module", *m, c)
                     })

@@ -150,6 +150,8 @@ pub struct TrainerBuilder {
     step: super::step::StepOptions,
     ema: Option<super::ema::EmaConfig>,
     validation: super::validation::ValidationConfig,
+    precision: crate::amp::Precision,
+    grad_scaler: Option<crate::amp::GradScalerConfig>,
 }
 
 impl Trainer {
@@ -185,6 +187,8 @@ impl Trainer {
             step: Default::default(),
             ema: None,
             validation: Default::default(),
+            precision: Default::default(),
+            grad_scaler: None,
         }
     }
 }
@@ -389,6 +393,31 @@ impl TrainerBuilder {
         self
     }
 
+    /// Mixed precision, Lightning's `Trainer(precision=...)` (default
+    /// [`crate::amp::Precision::F32`], f32 throughout): `Bf16Mixed` runs every forward under
+    /// bf16 autocast, `F16Mixed` under f16 autocast with a [`crate::amp::GradScaler`] (see
+    /// [`Self::grad_scaler`] and [`super::step`]). Master weights and optimizer state stay
+    /// f32; checkpoints record the precision and a resume with another one is refused
+    /// (`K0702`).
+    pub fn precision(mut self, precision: crate::amp::Precision) -> Self {
+        self.precision = precision;
+        self
+    }
+
+    /// The GradScaler's settings of a `16-mixed` run (PyTorch's defaults otherwise: init
+    /// scale 2^16, growth 2, backoff 0.5, interval 2000); `build()` refuses them (`K0003`)
+    /// with another precision.
+    pub fn grad_scaler(mut self, config: crate::amp::GradScalerConfig) -> Self {
+        self.grad_scaler = Some(config);
+        self
+    }
+
+    /// An optional [`Self::grad_scaler`].
+    pub fn grad_scaler_opt(mut self, config: Option<crate::amp::GradScalerConfig>) -> Self {
+        self.grad_scaler = config;
+        self
+    }
+
     /// Keep frozen BatchNorm layers in evaluation mode while training.
     pub fn frozen_batchnorm_eval(mut self, on: bool) -> Self {
         self.bn_eval = on;
@@ -444,6 +473,17 @@ impl TrainerBuilder {
             e.validate()?;
         }
         self.validation.validate()?;
+        let grad_scaler = match (self.precision.uses_grad_scaler(), self.grad_scaler) {
+            (true, c) => Some(crate::amp::GradScaler::new(c.unwrap_or_default())?),
+            (false, None) => None,
+            (false, Some(_)) => {
+                return Err(Error::invalid(
+                    "grad_scaler",
+                    format!("GradScaler settings with precision {}", self.precision),
+                    "precision 16-mixed (only f16 autocast scales the loss)",
+                ));
+            }
+        };
         self.model.to_device(&self.device)?;
         let groups = match self.groups {
             Some(g) => g,
@@ -476,6 +516,7 @@ impl TrainerBuilder {
         setup.step = self.step.clone();
         setup.ema = self.ema.clone();
         setup.validation = self.validation.clone();
+        setup.precision = self.precision;
         let mut hooks = self.hooks;
         let mut run_lock = None;
         let checkpointing = match &self.checkpoint_dir {
@@ -539,6 +580,8 @@ impl TrainerBuilder {
             pretrained: self.pretrained,
             step_options: self.step,
             pending: Default::default(),
+            precision: self.precision,
+            grad_scaler,
             ema: self.ema.map(super::ema::Ema::new),
             early_stopping: match &self.validation.early_stopping {
                 Some(c) => Some(super::early_stopping::EarlyStopping::new(c.clone())?),

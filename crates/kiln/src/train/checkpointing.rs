@@ -95,6 +95,9 @@ pub fn checkpoint_of(t: &Trainer, last_loss: f64) -> Result<Checkpoint> {
         if let Some(es) = &t.early_stopping {
             extra.insert(super::early_stopping::EARLY_STOPPING_KEY, es.to_value());
         }
+        if let Some(s) = &t.grad_scaler {
+            extra.insert(GRAD_SCALER_KEY, s.state_dict());
+        }
     }
     Ok(ck)
 }
@@ -152,9 +155,18 @@ pub fn snapshot_and_save_with(
     }
 }
 
+/// The extra key of a checkpoint holding the `16-mixed` GradScaler's `state_dict()`
+/// (`scale`, `growth_factor`, `backoff_factor`, `growth_interval`, `_growth_tracker`).
+pub const GRAD_SCALER_KEY: &str = "grad_scaler";
+
 /// Hyper-parameters that must match for a resume to continue the same run.
 /// `finetune` is compared without `from`: the pretrained file only seeds the first epoch.
-const MUST_MATCH: [&str; 17] = [
+/// `precision` too: a run switched between f32, bf16 and f16 mid-way is another run (its
+/// optimizer state and, for `16-mixed`, its loss scale belong to the first), so a resume with
+/// another precision is refused naming both (`K0702`).
+const MUST_MATCH: [&str; 19] = [
+    "precision",
+    "grad_scaler",
     "validation",
     "model",
     "optimizer",
@@ -188,6 +200,10 @@ pub fn check_config(saved: &serde_json::Value, current: &TrainConfig) -> Result<
             let mut x = v.get(field).cloned().unwrap_or(serde_json::Value::Null);
             if let (true, Some(o)) = (field == "finetune", x.as_object_mut()) {
                 o.remove("from");
+            }
+            if field == "precision" && x.is_null() {
+                // written only when not the default
+                x = serde_json::Value::from(crate::amp::Precision::F32.as_str());
             }
             x
         };
@@ -295,6 +311,12 @@ pub fn restore(t: &mut Trainer, ck: &Checkpoint) -> Result<()> {
         extra.and_then(|e| e.get(super::ema::EMA_KEY)),
     ) {
         ema.load_value(v, &t.device)?;
+    }
+    if let (Some(s), Some(v)) = (
+        t.grad_scaler.as_mut(),
+        extra.and_then(|e| e.get(GRAD_SCALER_KEY)),
+    ) {
+        s.load_state_dict(v)?;
     }
     if let (Some(es), Some(v)) = (
         t.early_stopping.as_mut(),

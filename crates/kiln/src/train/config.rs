@@ -296,6 +296,14 @@ pub struct TrainConfig {
         skip_serializing_if = "crate::train::ValidationConfig::is_default"
     )]
     pub validation: crate::train::ValidationConfig,
+    /// Mixed precision (`--precision 32|bf16-mixed|16-mixed`, Lightning's names; absent from
+    /// the JSON when `32`, so configurations written before it compare equal).
+    #[serde(default, skip_serializing_if = "crate::amp::Precision::is_default")]
+    pub precision: crate::amp::Precision,
+    /// The GradScaler's settings of a `16-mixed` run (`--grad-scaler-init-scale`,
+    /// `--grad-scaler-growth-interval`; None: PyTorch's defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grad_scaler: Option<crate::amp::GradScalerConfig>,
 }
 
 fn is_stop(p: &crate::train::NonFinitePolicy) -> bool {
@@ -435,6 +443,8 @@ impl TrainConfig {
             step: Default::default(),
             ema: None,
             validation: Default::default(),
+            precision: Default::default(),
+            grad_scaler: None,
         }
     }
 
@@ -494,6 +504,16 @@ impl TrainConfig {
         self.step.validate()?;
         if let Some(e) = &self.ema {
             e.validate()?;
+        }
+        if let Some(g) = self.grad_scaler {
+            if !self.precision.uses_grad_scaler() {
+                return Err(Error::invalid(
+                    "grad_scaler",
+                    format!("GradScaler settings with --precision {}", self.precision),
+                    "--precision 16-mixed (only f16 autocast scales the loss)",
+                ));
+            }
+            crate::amp::GradScaler::new(g)?;
         }
         self.validate_data()?;
         parse_device(&self.device).map(|_| ())

@@ -17,8 +17,14 @@ pub struct StepReport {
     pub batch_len: usize,
     /// Seconds the step took (forward, backward, optimizer).
     pub seconds: f64,
-    /// The total gradient norm before clipping, when norm clipping is on (`clip_grad_norm`).
+    /// The total gradient norm before clipping, when norm clipping is on (`clip_grad_norm`)
+    /// and the update was not skipped.
     pub grad_norm: Option<f64>,
+    /// `16-mixed`: the loss scale the update's backward used (None without a GradScaler).
+    pub grad_scale: Option<f64>,
+    /// `16-mixed`: the GradScaler found inf/NaN gradients and skipped the optimizer step
+    /// (the scale backs off; the step still counts, as in Lightning).
+    pub skipped: bool,
 }
 
 /// Called by [`Trainer::fit`]; every method defaults to doing nothing. At each call the trainer's state is consistent: the model,

@@ -110,6 +110,8 @@ pub fn build_trainer(cfg: &TrainConfig) -> Result<Trainer> {
         .frozen_batchnorm_eval(cfg.finetune.as_ref().is_some_and(|f| f.bn_eval))
         .on_nonfinite_loss(cfg.on_nan)
         .step_options(cfg.step.clone())
+        .precision(cfg.precision)
+        .grad_scaler_opt(cfg.grad_scaler)
         .ema_opt(cfg.ema.clone())
         .validation(cfg.validation.clone())
         .unfreeze(unfreeze)

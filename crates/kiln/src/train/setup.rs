@@ -52,6 +52,9 @@ pub struct RunSetup {
     /// Validation interval and early stopping.
     #[serde(default)]
     pub validation: super::validation::ValidationConfig,
+    /// Mixed precision (absent from the JSON when `32`, so older checkpoints read as `32`).
+    #[serde(default, skip_serializing_if = "crate::amp::Precision::is_default")]
+    pub precision: crate::amp::Precision,
 }
 
 impl RunSetup {
@@ -82,6 +85,7 @@ impl RunSetup {
             step: Default::default(),
             ema: None,
             validation: Default::default(),
+            precision: Default::default(),
         }
     }
 
@@ -170,6 +174,13 @@ impl RunSetup {
                 None => "none".into(),
             };
             return differs("EMA of the weights", text(&saved.ema), text(&self.ema));
+        }
+        if saved.precision != self.precision {
+            return differs(
+                "precision",
+                saved.precision.to_string(),
+                self.precision.to_string(),
+            );
         }
         if saved.validation != self.validation {
             let text = |v: &super::validation::ValidationConfig| {

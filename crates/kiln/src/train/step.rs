@@ -8,6 +8,17 @@
 //! once per update, on the summed gradients — what PyTorch's `no_sync()` on the first N-1
 //! micro-batches gives. The trainer calls its hooks (and so takes checkpoints) only between
 //! updates, so no partial sum ever needs to be saved: a resume re-forms the same groups.
+//!
+//! Mixed precision (`Trainer::precision`): forward and loss run under autocast. With
+//! `16-mixed` the trainer's [`crate::amp::GradScaler`] acts as in Lightning's
+//! `MixedPrecision` plugin and PyTorch's AMP recipe: each micro-batch backpropagates
+//! `scale · loss / accumulate_grad_batches`; once per update, after the DDP all-reduce, the
+//! summed gradients are unscaled (`scaler.unscale_`) and checked for inf/NaN, then clipped
+//! (so `clip_grad_norm` sees unscaled gradients), then the optimizer steps unless inf/NaN was
+//! found (`scaler.step`), then the scale is updated (`scaler.update`). A skipped update still
+//! counts as a step (global step, a per-step LR schedule and the EMA all advance, as Lightning
+//! does), clips nothing, reports no gradient norm (so `error_if_nonfinite` never fires on an
+//! overflow the scaler handles) and sets [`StepReport::skipped`].
 
 use super::hooks::StepReport;
 use super::trainer::{NonFinitePolicy, Trainer};
@@ -154,8 +165,13 @@ impl Trainer {
             .targets
             .to_device(&self.device)
             .ctx("batch to device")?;
-        let logits = self.model.forward(&x)?;
-        let loss = (self.loss)(&logits, &y)?;
+        // Forward and loss under the run's autocast (Lightning's training_step scope).
+        let (logits, loss) = {
+            let _amp = crate::amp::autocast::enter(self.precision.autocast_dtype());
+            let logits = self.model.forward(&x)?;
+            let loss = (self.loss)(&logits, &y)?;
+            (logits, loss)
+        };
         // Read once, before anything is applied: bf16/f16/f64 losses come back as f64 exactly.
         let value = loss
             .to_dtype(candle_core::DType::F64)
@@ -174,6 +190,11 @@ impl Trainer {
             std::borrow::Cow::Owned(d)
         } else {
             std::borrow::Cow::Borrowed(&loss)
+        };
+        // 16-mixed: `scaler.scale(loss / n).backward()`.
+        let scaled = match &self.grad_scaler {
+            Some(s) => std::borrow::Cow::Owned(s.scale(&scaled)?),
+            None => scaled,
         };
         let params = self.model.parameters();
         let grads = Grads::backward(&scaled, &params)?;
@@ -195,6 +216,11 @@ impl Trainer {
             batch_len: batch.len(),
             seconds: t0.elapsed().as_secs_f64(),
             grad_norm: None,
+            grad_scale: self
+                .grad_scaler
+                .as_ref()
+                .map(crate::amp::GradScaler::get_scale),
+            skipped: false,
         };
         p.loss_sum += report.loss * report.batch_len as f64;
         p.correct += correct;
@@ -233,9 +259,19 @@ impl Trainer {
         {
             ddp.reduce_gradients(&mut grads)?;
         }
+        // 16-mixed: `scaler.unscale_(opt)` before clipping (clipping sees true gradients), and
+        // no clipping and no optimizer step when they hold inf/NaN.
+        let grad_scale = self
+            .grad_scaler
+            .as_ref()
+            .map(crate::amp::GradScaler::get_scale);
+        let skipped = match self.grad_scaler.as_mut() {
+            Some(s) => s.unscale(&self.model.parameters(), &mut grads)?,
+            None => false,
+        };
         let opts = &self.step_options;
         let mut grad_norm = None;
-        if opts.clip_grad_norm.is_some() || opts.clip_grad_value.is_some() {
+        if !skipped && (opts.clip_grad_norm.is_some() || opts.clip_grad_value.is_some()) {
             let params = self.model.parameters();
             if let Some(max) = opts.clip_grad_norm {
                 let total = crate::nn::utils::clip_grad_norm(
@@ -264,7 +300,15 @@ impl Trainer {
                 crate::nn::utils::clip_grad_value(&params, &mut grads, v)?;
             }
         }
-        self.optimizer.step(&grads)?;
+        if !skipped {
+            self.optimizer.step(&grads)?;
+        }
+        if let Some(s) = self.grad_scaler.as_mut() {
+            // once per optimizer update: backoff after a skipped one, growth after
+            // growth_interval finite ones
+            s.update();
+        }
+        // The EMA averages after every update, skipped or not (timm's loop does the same).
         if let Some(ema) = self.ema.as_mut() {
             ema.update(crate::train::checkpointing::inner_model(
                 self.model.as_ref(),
@@ -277,6 +321,8 @@ impl Trainer {
             batch_len: pending.samples,
             seconds: pending.seconds + t0.elapsed().as_secs_f64(),
             grad_norm,
+            grad_scale,
+            skipped,
         })
     }
 }

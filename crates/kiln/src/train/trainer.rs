@@ -78,6 +78,13 @@ pub struct Trainer {
     pub validation: super::validation::ValidationConfig,
     /// The early-stopping state, when `validation.early_stopping` is set.
     pub early_stopping: Option<super::early_stopping::EarlyStopping>,
+    /// Mixed precision (Lightning's `precision`): the autocast dtype every forward runs
+    /// under (training and evaluation), see [`crate::amp::Precision`].
+    pub precision: crate::amp::Precision,
+    /// The dynamic loss scale of a `16-mixed` run (None otherwise): the loss is scaled before
+    /// backward, the gradients unscaled before clipping, an update with inf/NaN gradients
+    /// skipped; saved in checkpoints (extra key `grad_scaler`, PyTorch's `state_dict`).
+    pub grad_scaler: Option<crate::amp::GradScaler>,
     /// Gradients summed over the micro-batches of the update in progress.
     pub(crate) pending: super::step::Pending,
     /// The run lock of the checkpoint directory (`TrainerBuilder::checkpoint_dir`), held from
@@ -351,6 +358,8 @@ impl Trainer {
         };
         let was_training = self.model.is_training();
         self.model.eval();
+        // Lightning evaluates under the run's autocast too.
+        let _amp = crate::amp::autocast::enter(self.precision.autocast_dtype());
         let result = evaluate_with(
             self.model.as_ref(),
             loader,

@@ -182,6 +182,63 @@ impl Conv2d {
         format!("Conv2d({})", self.extra_repr())
     }
 
+    /// The convolution itself, on tensors already checked and (under autocast) rounded.
+    fn conv(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+        let dims = x.dims();
+        if dims.len() != 4 {
+            return Err(Error::InputRank {
+                module: self.describe(),
+                expected: "4-D [N, C, H, W]".into(),
+                shape: shape_str(dims),
+            });
+        }
+        if dims[1] != self.in_channels {
+            return Err(Error::ConvChannels {
+                module: self.describe(),
+                groups: self.cfg.groups,
+                weight: shape_str(w.dims()),
+                input: shape_str(dims),
+                expected: self.in_channels,
+                got: dims[1],
+            });
+        }
+        let d = self.cfg.dilation;
+        if self.same {
+            let (th, tw) = (d * (self.kernel.0 - 1), d * (self.kernel.1 - 1));
+            if th == tw && th % 2 == 0 {
+                let g = self.cfg.groups;
+                return crate::nn::ops::conv2d(x, w, b, 1, th / 2, d, g);
+            }
+            let ctx = "Conv2d padding='same'";
+            let xp = x
+                .pad_with_zeros(2, th / 2, th - th / 2)
+                .and_then(|x| x.pad_with_zeros(3, tw / 2, tw - tw / 2))
+                .ctx(ctx)?;
+            return crate::nn::ops::conv2d(&xp, w, b, 1, 0, d, self.cfg.groups);
+        }
+        let eff_h = self.cfg.dilation * (self.kernel.0 - 1) + 1;
+        let eff_w = self.cfg.dilation * (self.kernel.1 - 1) + 1;
+        if dims[2] + 2 * self.cfg.padding < eff_h || dims[3] + 2 * self.cfg.padding < eff_w {
+            return Err(Error::InputRank {
+                module: self.describe(),
+                expected: format!(
+                    "an image at least {eff_h}x{eff_w} after padding {}",
+                    self.cfg.padding
+                ),
+                shape: shape_str(dims),
+            });
+        }
+        crate::nn::ops::conv2d(
+            x,
+            w,
+            b,
+            self.cfg.stride,
+            self.cfg.padding,
+            self.cfg.dilation,
+            self.cfg.groups,
+        )
+    }
+
     fn padding_value(&self) -> serde_json::Value {
         if self.same {
             serde_json::Value::from("same")
@@ -207,60 +264,15 @@ impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let w = self.weight.tensor();
         check_input(&self.describe(), x, &w)?;
-        let dims = x.dims();
-        if dims.len() != 4 {
-            return Err(Error::InputRank {
-                module: self.describe(),
-                expected: "4-D [N, C, H, W]".into(),
-                shape: shape_str(dims),
-            });
-        }
-        if dims[1] != self.in_channels {
-            return Err(Error::ConvChannels {
-                module: self.describe(),
-                groups: self.cfg.groups,
-                weight: shape_str(w.dims()),
-                input: shape_str(dims),
-                expected: self.in_channels,
-                got: dims[1],
-            });
-        }
         let b = self.bias.as_ref().map(Param::tensor);
-        let d = self.cfg.dilation;
-        if self.same {
-            let (th, tw) = (d * (self.kernel.0 - 1), d * (self.kernel.1 - 1));
-            if th == tw && th % 2 == 0 {
-                let g = self.cfg.groups;
-                return crate::nn::ops::conv2d(x, &w, b.as_ref(), 1, th / 2, d, g);
-            }
-            let ctx = "Conv2d padding='same'";
-            let xp = x
-                .pad_with_zeros(2, th / 2, th - th / 2)
-                .and_then(|x| x.pad_with_zeros(3, tw / 2, tw - tw / 2))
-                .ctx(ctx)?;
-            return crate::nn::ops::conv2d(&xp, &w, b.as_ref(), 1, 0, d, self.cfg.groups);
+        // Autocast (`crate::amp::autocast`): input, weight and bias rounded to bf16/f16 on
+        // the way in, f32 accumulation, the output rounded once on the way out.
+        if crate::amp::autocast::current().is_some() {
+            use crate::amp::autocast::{round, round_opt};
+            let (xr, wr, br) = (round(x)?, round(&w)?, round_opt(b.as_ref())?);
+            return round(&self.conv(&xr, &wr, br.as_ref())?);
         }
-        let eff_h = self.cfg.dilation * (self.kernel.0 - 1) + 1;
-        let eff_w = self.cfg.dilation * (self.kernel.1 - 1) + 1;
-        if dims[2] + 2 * self.cfg.padding < eff_h || dims[3] + 2 * self.cfg.padding < eff_w {
-            return Err(Error::InputRank {
-                module: self.describe(),
-                expected: format!(
-                    "an image at least {eff_h}x{eff_w} after padding {}",
-                    self.cfg.padding
-                ),
-                shape: shape_str(dims),
-            });
-        }
-        crate::nn::ops::conv2d(
-            x,
-            &w,
-            b.as_ref(),
-            self.cfg.stride,
-            self.cfg.padding,
-            self.cfg.dilation,
-            self.cfg.groups,
-        )
+        self.conv(x, &w, b.as_ref())
     }
 
     fn local_params(&self) -> Vec<(String, Param)> {

@@ -111,7 +111,19 @@ impl Module for Linear {
             x.reshape(((), self.in_features)).ctx("Linear reshape")?
         };
         let b = self.bias.as_ref().map(Param::tensor);
+        // Autocast (`crate::amp::autocast`): input, weight and bias rounded to bf16/f16 on
+        // the way in, f32 accumulation, the output rounded once on the way out.
+        let amp = crate::amp::autocast::current().is_some();
+        let (x2, w, b) = if amp {
+            use crate::amp::autocast::{round, round_opt};
+            (round(&x2)?, round(&w)?, round_opt(b.as_ref())?)
+        } else {
+            (x2, w, b)
+        };
         let mut y = crate::nn::ops::linear(&x2, &w, b.as_ref())?;
+        if amp {
+            y = crate::amp::autocast::round(&y)?;
+        }
         if dims.len() != 2 {
             let mut out = dims[..dims.len() - 1].to_vec();
             out.push(self.out_features);
