@@ -3,14 +3,16 @@
 backward, SGD step) of the same architecture on the same batch with the same thread count.
 
 Usage: python scripts/bench_torch.py --model lenet --batch-size 64 --steps 100 --warmup 10 --threads 1 [--image-size 8]
-Prints one JSON line: {"median_ms", "p10_ms", "p90_ms", "cpu_median_ms", "steps", "torch",
-"threads"} (cpu: process CPU time per step, all threads).
+Prints one JSON line: {"median_ms", "p10_ms", "p90_ms", "cpu_median_ms", "peak_rss_mib",
+"steps", "torch", "threads"} (cpu: process CPU time per step, all threads; peak_rss_mib: the
+process's peak resident set, ru_maxrss).
 The batch is the first B images of data/digits.bin (what kiln uses), scaled to [0, 1] and
 enlarged to image-size x image-size by repeating pixels (nearest neighbour, as kiln does).
 """
 import argparse
 import json
 import os
+import resource
 import statistics
 import struct
 import sys
@@ -106,6 +108,7 @@ def main():
     q = lambda p: times[min(len(times) - 1, int(p * len(times)))]  # noqa: E731
     print(json.dumps({"median_ms": statistics.median(times), "p10_ms": q(0.1), "p90_ms": q(0.9),
                       "cpu_median_ms": statistics.median(cpu),
+                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "steps": a.steps, "torch": torch.__version__,
                       "threads": torch.get_num_threads(), "device": str(dev), "dtype": a.dtype}))
 

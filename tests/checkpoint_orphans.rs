@@ -104,3 +104,24 @@ fn without_a_readable_index_nothing_is_removed() {
     assert!(remove_orphans(dir).unwrap().is_empty());
     assert!(dir.join("ckpt-e0000-s00000001.pt").exists());
 }
+
+#[test]
+fn the_checkpoint_resumed_from_is_never_an_orphan() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("checkpoints");
+    let mut m = CheckpointManager::new(&dir, Policy::default()).unwrap();
+    m.save(&a_checkpoint(1), None).unwrap();
+    m.finish().unwrap();
+    drop(m);
+    let by_hand = dir.join("ckpt-by-hand.pt");
+    std::fs::copy(dir.join("ckpt-e0000-s00000001.pt"), &by_hand).unwrap();
+    std::fs::copy(&by_hand, dir.join("ckpt-stray.pt")).unwrap();
+    // Named through another spelling of the same path: compared canonically.
+    let spelled = dir.join("..").join("checkpoints").join("ckpt-by-hand.pt");
+    let m = CheckpointManager::keeping(&dir, Policy::default(), &[spelled.as_path()]).unwrap();
+    drop(m);
+    assert!(by_hand.exists(), "the kept file was removed");
+    assert!(!dir.join("ckpt-stray.pt").exists(), "a real orphan stayed");
+    let ck = Checkpoint::load(&by_hand, &LoadOptions::new(), &Device::Cpu).unwrap();
+    assert_eq!(ck.progress.global_step, 1);
+}

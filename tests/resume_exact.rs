@@ -338,3 +338,37 @@ fn fused_sgd_step_keeps_a_marked_snapshot() {
     assert!(p.requires_grad());
     assert_eq!(frozen.detached().to_vec1::<f32>().unwrap(), vec![3., 4.]);
 }
+
+#[test]
+fn resuming_from_an_unindexed_file_in_checkpoints_keeps_it() {
+    // `--resume PATH` of a `ckpt-*` file the index does not list (copied in by hand, or left
+    // by a kill): opening the directory removes orphans, but never the file resumed from,
+    // and the resumed run equals the one resumed from `last` at the same step.
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("r");
+    assert!(train_epochs(&run, "1", &["--crash-after-steps", "30"]).code() != Some(0));
+    let ckdir = run.join("checkpoints");
+    let last = std::fs::read_to_string(ckdir.join("last")).unwrap();
+    let by_hand = ckdir.join("ckpt-by-hand.pt");
+    std::fs::copy(ckdir.join(last.trim()), &by_hand).unwrap();
+    let reference = tmp.path().join("reference");
+    copy_dir(&run, &reference);
+
+    let path = by_hand.to_string_lossy().into_owned();
+    assert!(train(&run, &["--resume", &path]).success());
+    assert!(by_hand.exists(), "the checkpoint resumed from was deleted");
+    assert!(train(&reference, &["--resume", "last"]).success());
+    assert_same_run(&reference, &run, "resume from an unindexed copy of last");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let dest = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}

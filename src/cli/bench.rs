@@ -44,6 +44,9 @@ pub enum What {
     /// Images/s through an image folder of JPEGs (RandomResizedCrop + flip + normalize, N
     /// workers), kiln vs torchvision's ImageFolder + DataLoader(num_workers=N).
     Data(crate::cli::bench_data::DataArgs),
+    /// Eval-mode inference of a torchvision architecture at 224x224 (1000 classes), kiln vs
+    /// torchvision under `torch.no_grad()`: ms/batch, images/s, peak resident memory.
+    Forward(crate::cli::bench_forward::ForwardArgs),
 }
 
 /// Arguments of `kiln bench freeze`.
@@ -302,7 +305,8 @@ fn median(ms: &mut [f64]) -> f64 {
     }
 }
 
-fn timing(mut ms: Vec<f64>, mut cpu_ms: Vec<f64>) -> Timing {
+/// Median and 10th/90th percentiles of per-step wall-clock times, and the median CPU time.
+pub fn timing_of(mut ms: Vec<f64>, mut cpu_ms: Vec<f64>) -> Timing {
     let median_ms = median(&mut ms);
     let q = |p: f64| {
         let i = ((p * ms.len() as f64) as usize).min(ms.len().saturating_sub(1));
@@ -317,7 +321,7 @@ fn timing(mut ms: Vec<f64>, mut cpu_ms: Vec<f64>) -> Timing {
 }
 
 /// CPU time used by this process so far (all threads), in milliseconds.
-fn process_cpu_ms() -> f64 {
+pub(crate) fn process_cpu_ms() -> f64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -328,6 +332,17 @@ fn process_cpu_ms() -> f64 {
         return f64::NAN;
     }
     ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
+}
+
+/// This process's peak resident set so far (`VmHWM` of /proc/self/status), in MiB; NaN
+/// where the kernel does not report it.
+pub fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kib| kib / 1024.0)
 }
 
 /// Times `steps` kiln training steps (after [`WARMUP`]) of `model` on the first
@@ -427,7 +442,7 @@ pub fn time_kiln_on(
             cpu.push(process_cpu_ms() - c0);
         }
     }
-    Ok(timing(ms, cpu))
+    Ok(timing_of(ms, cpu))
 }
 
 /// The Python that runs the PyTorch side: `$KILN_PYTHON`, else `./.venv/bin/python`.
@@ -457,12 +472,12 @@ fn bench_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_torch.py")
 }
 
-/// Runs `scripts/bench_torch.py` and reads its JSON line; returns the timing and torch's
-/// version.
+/// Runs `scripts/bench_torch.py` and reads its JSON line; returns the timing, the Python
+/// process's peak resident memory in MiB (NaN if not reported) and torch's version.
 ///
 /// # Errors
 /// `K0002` when Python cannot be started; `K0103` when it fails or prints no result.
-pub fn time_torch(a: &BenchSpec) -> Result<(Timing, String)> {
+pub fn time_torch(a: &BenchSpec) -> Result<(Timing, f64, String)> {
     let py = find_python()?;
     let script = bench_script();
     let out = Command::new(&py)
@@ -477,6 +492,20 @@ pub fn time_torch(a: &BenchSpec) -> Result<(Timing, String)> {
         .args(["--lr", &LR.to_string(), "--momentum", &MOMENTUM.to_string()])
         .output()
         .map_err(|e| Error::io("run", &py, e))?;
+    let (timing, v) = read_torch_result(&script, &out)?;
+    let peak = v["peak_rss_mib"].as_f64().unwrap_or(f64::NAN);
+    Ok((timing, peak, v["torch"].as_str().unwrap_or("?").to_string()))
+}
+
+/// Reads the JSON result line a PyTorch bench script printed last: its timing fields
+/// (`median_ms`, `p10_ms`, `p90_ms`, `cpu_median_ms`) and the whole object.
+///
+/// # Errors
+/// `K0103` naming the script when it failed or its last line is not such a result.
+pub fn read_torch_result(
+    script: &Path,
+    out: &std::process::Output,
+) -> Result<(Timing, serde_json::Value)> {
     let bad = |detail: String| Error::BadData {
         source_name: script.display().to_string(),
         detail,
@@ -496,15 +525,13 @@ pub fn time_torch(a: &BenchSpec) -> Result<(Timing, String)> {
         v[k].as_f64()
             .ok_or_else(|| bad(format!("result lacks '{k}': {line}")))
     };
-    Ok((
-        Timing {
-            median_ms: f("median_ms")?,
-            p10_ms: f("p10_ms")?,
-            p90_ms: f("p90_ms")?,
-            cpu_median_ms: f("cpu_median_ms").unwrap_or(f64::NAN),
-        },
-        v["torch"].as_str().unwrap_or("?").to_string(),
-    ))
+    let timing = Timing {
+        median_ms: f("median_ms")?,
+        p10_ms: f("p10_ms")?,
+        p90_ms: f("p90_ms")?,
+        cpu_median_ms: f("cpu_median_ms").unwrap_or(f64::NAN),
+    };
+    Ok((timing, v))
 }
 
 fn line(who: &str, a: &BenchSpec, t: &Timing) -> String {
@@ -550,11 +577,14 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             )?;
             println!("{}", line("kiln", &spec, &kiln));
             let Some(py) = py else {
+                println!("peak RSS: kiln {:.0} MiB", peak_rss_mib());
                 return Ok(ExitCode::SUCCESS);
             };
-            let (torch, version) = time_torch(&spec)?;
+            let kiln_rss = peak_rss_mib();
+            let (torch, torch_rss, version) = time_torch(&spec)?;
             println!("{}", line("pytorch", &spec, &torch));
             println!("(PyTorch {version} via {})", py.display());
+            println!("peak RSS: kiln {kiln_rss:.0} MiB, pytorch {torch_rss:.0} MiB");
             println!(
                 "cpu-time ratio kiln/pytorch: {:.3}",
                 kiln.cpu_median_ms / torch.cpu_median_ms
@@ -571,6 +601,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         What::Ddp(a) => crate::cli::bench_parallel::run_ddp(a),
         What::Freeze(a) => bench_freeze(a),
         What::Data(a) => crate::cli::bench_data::run(a),
+        What::Forward(a) => crate::cli::bench_forward::run(a),
     }
 }
 
@@ -580,10 +611,10 @@ mod tests {
 
     #[test]
     fn timing_is_median_and_quantiles() {
-        let t = timing(vec![5.0, 1.0, 3.0, 2.0, 4.0], vec![2.0, 1.0, 3.0]);
+        let t = timing_of(vec![5.0, 1.0, 3.0, 2.0, 4.0], vec![2.0, 1.0, 3.0]);
         assert_eq!(t.median_ms, 3.0);
         assert_eq!((t.p10_ms, t.p90_ms, t.cpu_median_ms), (1.0, 5.0, 2.0));
-        assert_eq!(timing(vec![1.0, 2.0], vec![]).median_ms, 1.5);
+        assert_eq!(timing_of(vec![1.0, 2.0], vec![]).median_ms, 1.5);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_data;
+pub mod bench_forward;
 pub mod bench_parallel;
 pub mod convert;
 pub mod devices;
@@ -48,7 +49,7 @@ pub enum Command {
     /// Fine-tune pretrained weights on the digits: new head, frozen layers, per-pattern
     /// learning rates, gradual unfreezing (every `kiln train` flag works too).
     Finetune(Box<finetune::Args>),
-    /// Benchmarks (`kiln bench train|checkpoint|io|dp|ddp|freeze`), beside PyTorch where it has a twin.
+    /// Benchmarks (`kiln bench train|forward|checkpoint|io|dp|ddp|freeze|data`), beside PyTorch where it has a twin.
     Bench(bench::Args),
 }
 

@@ -159,10 +159,20 @@ impl CheckpointManager {
     /// # Errors
     /// `K0002` when the directory cannot be created or read.
     pub fn new(dir: impl Into<PathBuf>, policy: Policy) -> Result<Self> {
+        Self::keeping(dir, policy, &[])
+    }
+
+    /// [`CheckpointManager::new`], except that the files in `keep` are never removed as
+    /// orphans: the checkpoint a run resumes from may be a `ckpt-*` file the index does not
+    /// list (copied in by hand, or left by a kill), and resuming from it must not delete it.
+    ///
+    /// # Errors
+    /// `K0002` when the directory cannot be created or read.
+    pub fn keeping(dir: impl Into<PathBuf>, policy: Policy, keep: &[&Path]) -> Result<Self> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
         clean_temporaries(&dir)?;
-        remove_orphans(&dir)?;
+        remove_orphans_keeping(&dir, keep)?;
         let index = read_index(&dir);
         let shared = Arc::new(Shared {
             dir,
@@ -414,6 +424,16 @@ fn clean_temporaries(dir: &Path) -> Result<()> {
 /// # Errors
 /// `K0002` when the directory cannot be read or an orphan cannot be removed.
 pub fn remove_orphans(dir: &Path) -> Result<Vec<String>> {
+    remove_orphans_keeping(dir, &[])
+}
+
+/// [`remove_orphans`], sparing the files and directories in `keep` (compared as canonical
+/// paths, so `out/checkpoints/../checkpoints/ckpt-x.pt` spares `ckpt-x.pt`).
+///
+/// # Errors
+/// `K0002` when the directory cannot be read or an orphan cannot be removed.
+pub fn remove_orphans_keeping(dir: &Path, keep: &[&Path]) -> Result<Vec<String>> {
+    let spared: Vec<PathBuf> = keep.iter().filter_map(|p| p.canonicalize().ok()).collect();
     let Some(index) = std::fs::read(dir.join(INDEX_FILE))
         .ok()
         .and_then(|b| serde_json::from_slice::<Index>(&b).ok())
@@ -432,6 +452,9 @@ pub fn remove_orphans(dir: &Path) -> Result<Vec<String>> {
             continue;
         }
         let p = e.path();
+        if p.canonicalize().is_ok_and(|c| spared.contains(&c)) {
+            continue;
+        }
         let r = if p.is_dir() && !p.is_symlink() {
             std::fs::remove_dir_all(&p)
         } else {

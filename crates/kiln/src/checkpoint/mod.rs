@@ -9,7 +9,7 @@ mod manager;
 pub use format::{Checkpoint, EpochAccum, FORMAT_VERSION, Progress};
 pub use manager::{
     CheckpointFormat, CheckpointManager, INDEX_FILE, LAST_POINTER, MonitorMode, Policy, Record,
-    SaveStats, last_checkpoint, remove_orphans,
+    SaveStats, last_checkpoint, remove_orphans, remove_orphans_keeping,
 };
 
 use crate::error::{Error, Result};

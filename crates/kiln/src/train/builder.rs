@@ -35,7 +35,7 @@ use crate::optim::{
     NAdamConfig, Optimizer, RAdam, RAdamConfig, RMSprop, RMSpropConfig, Sgd, SgdConfig,
 };
 use candle_core::{Device, Tensor};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Anything that can be the trainer's model: a module by value, or already boxed.
@@ -532,7 +532,9 @@ impl TrainerBuilder {
                     super::run_lock::clear_except_lock(dir)?;
                 }
                 run_lock = Some(lock);
-                let manager = CheckpointManager::new(dir, self.policy.clone())?;
+                // The checkpoint resumed from survives even when the index does not list it.
+                let keep: Vec<&Path> = resume_from.iter().map(|p| p.as_path()).collect();
+                let manager = CheckpointManager::keeping(dir, self.policy.clone(), &keep)?;
                 hooks.push(Box::new(CheckpointHook::new(
                     Some(self.policy.clone()),
                     Some(manager),

@@ -412,7 +412,14 @@ pub fn run_with_hooks(
         trainer.model = Box::new(crate::parallel::DataParallel::new(model, &ids, None)?);
     }
     let manager = match &opts.checkpoint {
-        Some(policy) if rank0 => Some(CheckpointManager::new(&ckpt_dir, policy.clone())?),
+        Some(policy) if rank0 => {
+            let keep: Vec<&std::path::Path> = resume_from.iter().map(|p| p.as_path()).collect();
+            Some(CheckpointManager::keeping(
+                &ckpt_dir,
+                policy.clone(),
+                &keep,
+            )?)
+        }
         _ => None,
     };
     let mut ckpt = CheckpointHook::new(
