@@ -3,6 +3,9 @@
 //! fixtures, their pickles, kiln-written safetensors). Every reader must return — an error
 //! or a value — and never panic.
 //!
+//! The unmutated seeds are real, valid files: each must load (`Ok`), and the malicious
+//! whole-module fixtures (`evil_*.pt`) must be refused (`Err`); they are mutated all the same.
+//!
 //! Iterations per reader: `KILN_FUZZ_ITERS` (default 5000; `scripts/fuzz.sh` runs 20000+).
 
 use kiln::io::fuzz;
@@ -96,17 +99,27 @@ fn fixture_files() -> Vec<Vec<u8>> {
     files_in("tests/fixtures/io")
 }
 
-/// The whole-module fixtures (`torch.save(net)`, TorchScript, the malicious ones).
+/// The whole-module fixtures (`torch.save(net)`, TorchScript), without the malicious ones.
 fn module_files() -> Vec<Vec<u8>> {
-    files_in("tests/fixtures/modules")
+    files_matching("tests/fixtures/modules", "pt", |n| !n.starts_with("evil"))
+}
+
+/// The malicious whole-module fixtures (`evil_*.pt`), which every reader must refuse.
+fn evil_module_files() -> Vec<Vec<u8>> {
+    files_matching("tests/fixtures/modules", "pt", |n| n.starts_with("evil"))
 }
 
 fn files_in(sub: &str) -> Vec<Vec<u8>> {
+    files_matching(sub, "pt", |_| true)
+}
+
+fn files_matching(sub: &str, ext: &str, keep: impl Fn(&str) -> bool) -> Vec<Vec<u8>> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(sub);
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "pt") {
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if p.extension().is_some_and(|x| x == ext) && keep(&name) {
             out.push(std::fs::read(p).unwrap());
         }
     }
@@ -134,14 +147,34 @@ fn pickles_of(files: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
 }
 
 fn run(name: &str, seeds: &[Vec<u8>], f: fn(&[u8]) -> kiln::Result<()>, seed: u64) {
-    assert!(!seeds.is_empty(), "{name}: no seeds");
+    run_with(name, seeds, &[], f, seed);
+}
+
+/// Fuzzes `f` from `valid` (real files that must load) and `refused` (hostile files that must
+/// be refused): both are asserted unmutated, then mutated at random.
+fn run_with(
+    name: &str,
+    valid: &[Vec<u8>],
+    refused: &[Vec<u8>],
+    f: fn(&[u8]) -> kiln::Result<()>,
+    seed: u64,
+) {
+    assert!(!valid.is_empty(), "{name}: no seeds");
     let mut rng = Rng(seed);
-    for s in seeds {
-        // The unmutated seeds are valid files: they must load.
-        let _ = f(s);
+    for (k, s) in valid.iter().enumerate() {
+        if let Err(e) = f(s) {
+            panic!(
+                "{name}: valid seed {k} ({} bytes) does not load: {e}",
+                s.len()
+            );
+        }
     }
+    for (k, s) in refused.iter().enumerate() {
+        assert!(f(s).is_err(), "{name}: hostile seed {k} was not refused");
+    }
+    let seeds: Vec<&Vec<u8>> = valid.iter().chain(refused).collect();
     for i in 0..iterations() {
-        let base = &seeds[rng.below(seeds.len())];
+        let base = seeds[rng.below(seeds.len())];
         let input = mutate(base, &mut rng);
         let r = std::panic::catch_unwind(|| f(&input).is_ok());
         if r.is_err() {
@@ -209,9 +242,10 @@ fn safetensors_reader_never_panics() {
 
 #[test]
 fn structural_pickle_reader_never_panics() {
-    run(
+    run_with(
         "structural_pickle_reader",
         &pickles_of(module_files()),
+        &pickles_of(evil_module_files()),
         fuzz::structural_pickle_reader,
         0x5eed_0005,
     );
@@ -219,14 +253,86 @@ fn structural_pickle_reader_never_panics() {
 
 #[test]
 fn structural_zip_reader_never_panics() {
-    let seeds: Vec<Vec<u8>> = module_files()
-        .into_iter()
-        .filter(|f| f.starts_with(b"PK"))
-        .collect();
-    run(
+    let zips = |v: Vec<Vec<u8>>| -> Vec<Vec<u8>> {
+        v.into_iter().filter(|f| f.starts_with(b"PK")).collect()
+    };
+    run_with(
         "structural_zip_reader",
-        &seeds,
+        &zips(module_files()),
+        &zips(evil_module_files()),
         fuzz::structural_zip_reader,
         0x5eed_0006,
+    );
+}
+
+/// Every file of the data fixtures under `sub` (recursively) whose name passes `keep`.
+fn data_files(sub: &str, keep: &dyn Fn(&str) -> bool) -> Vec<Vec<u8>> {
+    fn walk(dir: &std::path::Path, keep: &dyn Fn(&str) -> bool, out: &mut Vec<Vec<u8>>) {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(&p, keep, out);
+            } else if keep(&p.file_name().unwrap().to_string_lossy()) {
+                out.push(std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data");
+    walk(&root.join(sub), keep, &mut out);
+    out
+}
+
+#[test]
+fn image_reader_never_panics() {
+    let seeds = data_files("imagefolder", &|n| {
+        kiln::data::sources::IMG_EXTENSIONS
+            .iter()
+            .any(|e| n.to_ascii_lowercase().ends_with(e))
+    });
+    run(
+        "image_reader",
+        &seeds,
+        kiln::data::fuzz::image_reader,
+        0x5eed_0007,
+    );
+}
+
+#[test]
+fn csv_reader_never_panics() {
+    let seeds = data_files("", &|n| n == "table.csv");
+    run(
+        "csv_reader",
+        &seeds,
+        kiln::data::fuzz::csv_reader,
+        0x5eed_0008,
+    );
+}
+
+#[test]
+fn idx_reader_never_panics() {
+    let seeds = data_files("mnist", &|_| true);
+    run(
+        "idx_reader",
+        &seeds,
+        kiln::data::fuzz::idx_reader,
+        0x5eed_0009,
+    );
+}
+
+#[test]
+fn cifar_pickle_reader_never_panics() {
+    let seeds = data_files("cifar-10-batches-py", &|n| {
+        n == "test_batch" || n == "batches.meta"
+    });
+    run(
+        "cifar_pickle_reader",
+        &seeds,
+        kiln::data::fuzz::cifar_pickle_reader,
+        0x5eed_000a,
     );
 }

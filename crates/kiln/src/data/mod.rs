@@ -15,6 +15,7 @@
 
 pub mod dataset;
 pub mod digits;
+pub mod fuzz;
 pub mod loader;
 mod prefetch;
 pub mod sources;
