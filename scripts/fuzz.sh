@@ -7,7 +7,9 @@
 #    fixtures through every reader; KILN_FUZZ_ITERS iterations each, default here 20000).
 # 2. With a nightly toolchain and cargo-fuzz (`rustup toolchain install nightly`,
 #    `cargo install cargo-fuzz`): the libFuzzer targets in fuzz/ — pickle_reader,
-#    torch_zip_reader, legacy_reader, safetensors_reader — each for SECONDS_PER_TARGET,
+#    torch_zip_reader, legacy_reader, safetensors_reader, structural_pickle_reader,
+#    structural_zip_reader and the data readers image_reader, csv_reader, idx_reader,
+#    cifar_pickle_reader — each for SECONDS_PER_TARGET,
 #    seeded with the fixtures. Crashes land in fuzz/artifacts/<target>/. (The fuzz build
 #    uses its own fuzz/target, whatever CARGO_TARGET_DIR says.)
 set -euo pipefail
@@ -22,7 +24,9 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
   exit 0
 fi
 
-for t in pickle_reader torch_zip_reader legacy_reader safetensors_reader; do
+for t in pickle_reader torch_zip_reader legacy_reader safetensors_reader \
+    structural_pickle_reader structural_zip_reader \
+    image_reader csv_reader idx_reader cifar_pickle_reader; do
   corpus="fuzz/corpus/$t"
   mkdir -p "$corpus"
   case "$t" in
@@ -34,6 +38,15 @@ for t in pickle_reader torch_zip_reader legacy_reader safetensors_reader; do
       done ;;
     torch_zip_reader) cp tests/fixtures/io/{dtypes,views,params,checkpoint,cuda}.pt "$corpus/" ;;
     legacy_reader) cp tests/fixtures/io/legacy.pt "$corpus/" ;;
+    structural_pickle_reader)
+      for f in tests/fixtures/modules/*.pt; do
+        unzip -p "$f" '*/data.pkl' > "$corpus/$(basename "$f").pkl" 2>/dev/null || true
+      done ;;
+    structural_zip_reader) cp tests/fixtures/modules/*.pt "$corpus/" ;;
+    image_reader) find tests/fixtures/data/imagefolder -type f ! -name '*.txt' -exec cp {} "$corpus/" \; ;;
+    csv_reader) cp tests/fixtures/data/*.csv "$corpus/" ;;
+    idx_reader) cp tests/fixtures/data/mnist/* "$corpus/" ;;
+    cifar_pickle_reader) cp tests/fixtures/data/cifar-10-batches-py/{test_batch,batches.meta} "$corpus/" ;;
     safetensors_reader)
       cargo run --quiet --bin kiln -- convert tests/fixtures/io/dataparallel.pt "$corpus/dp.safetensors" ;;
   esac
