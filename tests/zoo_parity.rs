@@ -288,4 +288,5 @@ parity_tests!(
     efficientnet_b3,
     convnext_tiny,
     convnext_small,
+    vit_b_16,
 );
