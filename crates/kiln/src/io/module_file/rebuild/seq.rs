@@ -21,7 +21,7 @@ pub(super) fn multihead_attention(n: &ModuleNode<'_>) -> Result<ModuleSpec> {
     let same = kdim == e && vdim == e;
     require(
         n,
-        flag(n, "_qkv_same_embed_dim", same)? == same,
+        flag(n, "_qkv_same_embed_dim", true)? == same,
         "_qkv_same_embed_dim that disagrees with kdim/vdim",
     )?;
     require(
@@ -65,70 +65,77 @@ pub(super) fn multihead_attention(n: &ModuleNode<'_>) -> Result<ModuleSpec> {
     Ok(s)
 }
 
-/// The feed-forward activation: a function reference (`torch.nn.functional.relu`, F.gelu
-/// = `torch._C._nn.gelu`) or a module child (`ReLU`, exact `GELU`).
-fn activation(n: &ModuleNode<'_>) -> Result<&'static str> {
-    if let Some((_, m)) = n.children.iter().find(|(k, _)| k == "activation") {
-        let m = m
-            .as_ref()
-            .ok_or_else(|| bad(n, "activation=None submodule"))?;
-        return match m.class_path().as_str() {
-            "torch.nn.modules.activation.ReLU" => Ok("relu"),
-            "torch.nn.modules.activation.GELU"
-                if string(m, "approximate", "none").ok() == Some("none") =>
-            {
-                Ok("gelu")
-            }
-            other => Err(bad(
-                n,
-                format_args!("activation {other} (kiln's layer takes relu or exact gelu)"),
-            )),
-        };
-    }
+/// The feed-forward activation `forward` uses, as Python's attribute lookup and PyTorch's
+/// `__setstate__` make it: a function reference in `__dict__` (`torch.nn.functional.relu`;
+/// F.gelu is `torch._C._nn.gelu`) wins over an `activation` module child; when `__dict__`
+/// has none, `TransformerDecoderLayer.__setstate__` sets `F.relu` (shadowing the child, so
+/// every layer a `TransformerDecoder` cloned runs ReLU whatever it prints), while
+/// `TransformerEncoderLayer`'s keeps the child (`ReLU`, exact `GELU`).
+fn activation(n: &ModuleNode<'_>, decoder: bool) -> Result<&'static str> {
     match n.attr("activation") {
         Some(Value::Object(o)) if o.origin == ObjectOrigin::Global => {
-            match o.class_path().as_str() {
+            return match o.class_path().as_str() {
                 "torch.nn.functional.relu" | "torch.relu" | "torch._C._nn.relu" => Ok("relu"),
                 "torch.nn.functional.gelu" | "torch._C._nn.gelu" => Ok("gelu"),
                 other => Err(bad(
                     n,
                     format_args!("activation {other} (kiln's layer takes relu or gelu)"),
                 )),
-            }
+            };
         }
-        _ => Err(bad(
+        None => {}
+        Some(_) => {
+            return Err(bad(
+                n,
+                "an activation attribute that is not a function reference",
+            ));
+        }
+    }
+    let child = n.children.iter().find(|(k, _)| k == "activation");
+    let Some((_, m)) = child.filter(|_| !decoder) else {
+        return Ok("relu");
+    };
+    let m = m
+        .as_ref()
+        .ok_or_else(|| bad(n, "activation=None submodule"))?;
+    match m.class_path().as_str() {
+        "torch.nn.modules.activation.ReLU" => Ok("relu"),
+        "torch.nn.modules.activation.GELU"
+            if string(m, "approximate", "none").ok() == Some("none") =>
+        {
+            Ok("gelu")
+        }
+        other => Err(bad(
             n,
-            "an activation that is not a function reference or a module",
+            format_args!("activation {other} (kiln's layer takes relu or exact gelu)"),
         )),
     }
 }
 
 /// `TransformerEncoderLayer`.
 pub(super) fn encoder_layer(n: &ModuleNode<'_>) -> Result<ModuleSpec> {
-    transformer_layer(
-        n,
-        &["self_attn"],
-        &["norm1", "norm2"],
-        &["dropout", "dropout1", "dropout2"],
-    )
+    transformer_layer(n, false)
 }
 
 /// `TransformerDecoderLayer`.
 pub(super) fn decoder_layer(n: &ModuleNode<'_>) -> Result<ModuleSpec> {
-    transformer_layer(
-        n,
-        &["self_attn", "multihead_attn"],
-        &["norm1", "norm2", "norm3"],
-        &["dropout", "dropout1", "dropout2", "dropout3"],
-    )
+    transformer_layer(n, true)
 }
 
-fn transformer_layer(
-    n: &ModuleNode<'_>,
-    attns: &[&str],
-    norms: &[&str],
-    drops: &[&str],
-) -> Result<ModuleSpec> {
+fn transformer_layer(n: &ModuleNode<'_>, decoder: bool) -> Result<ModuleSpec> {
+    let (attns, norms, drops): (&[&str], &[&str], &[&str]) = if decoder {
+        (
+            &["self_attn", "multihead_attn"],
+            &["norm1", "norm2", "norm3"],
+            &["dropout", "dropout1", "dropout2", "dropout3"],
+        )
+    } else {
+        (
+            &["self_attn"],
+            &["norm1", "norm2"],
+            &["dropout", "dropout1", "dropout2"],
+        )
+    };
     for (name, _) in &n.children {
         let known = attns.iter().chain(norms).chain(drops).any(|k| k == name)
             || ["linear1", "linear2", "activation"].contains(&name.as_str());
@@ -139,7 +146,7 @@ fn transformer_layer(
     let batch_first = flag(sa, "batch_first", false)?;
     let bias = has_param(sa, "in_proj_bias");
     let p = float(sa, "dropout")?;
-    for name in attns {
+    for name in attns.iter().copied() {
         let a = child_of(n, name, &["activation.MultiheadAttention"])?;
         let spec = multihead_attention(a)?;
         let same = ModuleSpec::new("MultiheadAttention")
@@ -174,7 +181,7 @@ fn transformer_layer(
         "Linear biases that differ from the attention's",
     )?;
     let mut eps = None;
-    for name in norms {
+    for name in norms.iter().copied() {
         let m = child_of(n, name, &["normalization.LayerNorm"])?;
         let e = float(m, "eps")?;
         require(
@@ -187,7 +194,7 @@ fn transformer_layer(
         )?;
         eps = Some(e);
     }
-    for name in drops {
+    for name in drops.iter().copied() {
         let m = child_of(n, name, &["dropout.Dropout"])?;
         require(
             n,
@@ -200,7 +207,7 @@ fn transformer_layer(
         .with("nhead", nhead)
         .with("dim_feedforward", ff)
         .with("dropout", p)
-        .with("activation", activation(n)?)
+        .with("activation", activation(n, decoder)?)
         .with("layer_norm_eps", eps.unwrap_or(1e-5))
         .with("batch_first", batch_first)
         .with("norm_first", flag(n, "norm_first", false)?)
