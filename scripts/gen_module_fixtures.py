@@ -19,10 +19,20 @@ this script: the malicious ones would run their payload if they were.
   `getattr(builtins, 'exec')(...)`. MARKER is `kiln-evil-marker` in the temp directory
   (`/tmp`): tests check it never appears.
 - `manifest.json`: `repr(net)` and the state-dict keys of each, and the marker path.
+- `--layers DIR` (committed in tests/fixtures/modules): `layers_*.pt`, one whole-module file
+  per group of the layers kiln rebuilds (issue 16 item 2) — a Sequential of the convolution,
+  normalisation, pooling, upsampling and reshaping layers; an LSTM, a GRU, an LSTMCell and a
+  GRUCell saved alone (`output` is `lstm(x)[0]`, the cell's new `h`); a MultiheadAttention
+  alone (`attn(x, x, x)[0]`); a TransformerEncoder and a TransformerEncoderLayer; a
+  TransformerDecoder (`memory` in its `.io.safetensors`) — eval mode, seed 162, each with
+  `layers_*.io.safetensors`; `layers_cases.json` holds their `repr` and keys, and
+  `torch_classes`: every nn.Module class `torch.nn.modules` (and the torchvision classes
+  kiln names) defines, as `module.name`.
 
 Usage: python scripts/gen_module_fixtures.py [OUT_DIR]      (default tests/fixtures/modules)
        python scripts/gen_module_fixtures.py --big CACHE_DIR (full torchvision resnet18 for
        the #[ignore]d test run by scripts/test.sh; ~45 MB, not committed)
+       python scripts/gen_module_fixtures.py --layers tests/fixtures/modules
 """
 import json
 import os
@@ -211,8 +221,129 @@ def conv1d_cases(out):
         f.write("\n")
 
 
+def torch_classes():
+    """`module.name` of every nn.Module subclass defined in torch.nn.modules.* and in the
+    torchvision packages kiln rebuilds from."""
+    import importlib
+    import inspect
+    import pkgutil
+    import torchvision.models
+    import torchvision.ops
+    out = set()
+    for pkg in (torch.nn.modules, torchvision.models, torchvision.ops):
+        names = [pkg.__name__] + [m.name for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + ".")]
+        for name in names:
+            try:
+                mod = importlib.import_module(name)
+            except Exception:  # optional dependencies of a submodule
+                continue
+            for _, c in inspect.getmembers(mod, inspect.isclass):
+                if issubclass(c, nn.Module) and c.__module__ == name:
+                    out.add(f"{c.__module__}.{c.__name__}")
+    return sorted(out)
+
+
+def perturb_norms(net, g):
+    """Non-trivial affine parameters and running statistics for every norm layer."""
+    with torch.no_grad():
+        for m in net.modules():
+            for k in ("weight", "bias"):
+                t = getattr(m, k, None)
+                if isinstance(m, (nn.GroupNorm, nn.InstanceNorm2d, nn.RMSNorm, nn.LayerNorm)) and t is not None:
+                    t.copy_(torch.randn(t.shape, generator=g) * 0.2 + (1.0 if k == "weight" else 0.0))
+            if isinstance(m, nn.InstanceNorm2d) and m.track_running_stats:
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+
+
+def layers_cases(out):
+    """`--layers DIR`: whole-module files of every layer group kiln rebuilds (#16 item 2)."""
+    from torchvision.ops import StochasticDepth
+    os.makedirs(out, exist_ok=True)
+    torch.manual_seed(162)
+    g = torch.Generator().manual_seed(162)
+    cases = {}
+
+    def info(net):
+        return {"repr": repr(net), "keys": list(net.state_dict().keys())}
+
+    def save(name, net, tensors):
+        torch.save(net, os.path.join(out, f"{name}.pt"))
+        save_file({k: v.contiguous() for k, v in tensors.items()},
+                  os.path.join(out, f"{name}.io.safetensors"))
+        cases[name] = info(net)
+
+    conv = nn.Sequential(
+        nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1),
+        nn.GroupNorm(2, 4, eps=1e-4), nn.ReLU(),
+        nn.InstanceNorm2d(4, affine=True, track_running_stats=True),
+        nn.InstanceNorm2d(4),
+        nn.UpsamplingNearest2d(scale_factor=2),
+        nn.Upsample(size=(7, 7), mode="bilinear"),
+        nn.UpsamplingBilinear2d(scale_factor=2),
+        nn.AdaptiveMaxPool2d((3, 3)), nn.Dropout2d(0.3), nn.Flatten(2),
+        nn.MaxPool1d(3, stride=1, padding=1), nn.AvgPool1d(2, padding=1),
+        nn.ConvTranspose1d(4, 3, 3, stride=2, bias=False),
+        nn.AdaptiveAvgPool1d(4), nn.Dropout1d(0.2), nn.RMSNorm(4, eps=1e-6), nn.Flatten(),
+        nn.Linear(12, 6), StochasticDepth(0.2, "row"), nn.Unflatten(1, (2, 3)))
+    perturb_norms(conv, g)
+    conv.eval()
+    x = torch.randn(2, 3, 5, 5, generator=g)
+    with torch.no_grad():
+        save("layers_conv", conv, {"input": x, "output": conv(x)})
+
+    lstm = nn.LSTM(4, 5, num_layers=2, batch_first=True, dropout=0.1, bidirectional=True, proj_size=3).eval()
+    x = torch.randn(2, 6, 4, generator=g)
+    with torch.no_grad():
+        save("layers_lstm", lstm, {"input": x, "output": lstm(x)[0]})
+    gru = nn.GRU(4, 5, num_layers=2, bias=False).eval()
+    x = torch.randn(6, 2, 4, generator=g)
+    with torch.no_grad():
+        save("layers_gru", gru, {"input": x, "output": gru(x)[0]})
+    cell = nn.LSTMCell(4, 5).eval()
+    x = torch.randn(3, 4, generator=g)
+    with torch.no_grad():
+        save("layers_lstmcell", cell, {"input": x, "output": cell(x)[0]})
+    cell = nn.GRUCell(4, 5, bias=False).eval()
+    with torch.no_grad():
+        save("layers_grucell", cell, {"input": x, "output": cell(x)})
+
+    mha = nn.MultiheadAttention(8, 2, batch_first=True, add_bias_kv=True, add_zero_attn=True).eval()
+    x = torch.randn(2, 5, 8, generator=g)
+    with torch.no_grad():
+        save("layers_mha", mha, {"input": x, "output": mha(x, x, x)[0]})
+
+    layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.1, activation="gelu",
+                                       batch_first=True, norm_first=True)
+    enc = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(8), enable_nested_tensor=False)
+    perturb_norms(enc, g)
+    enc.eval()
+    with torch.no_grad():
+        save("layers_encoder", enc, {"input": x, "output": enc(x)})
+    el = nn.TransformerEncoderLayer(8, 2, 16).eval()
+    x = torch.randn(5, 2, 8, generator=g)
+    with torch.no_grad():
+        save("layers_encoder_layer", el, {"input": x, "output": el(x)})
+
+    dl = nn.TransformerDecoderLayer(8, 2, 16, batch_first=True, activation=nn.GELU(), bias=False)
+    dec = nn.TransformerDecoder(dl, 2).eval()
+    tgt = torch.randn(2, 4, 8, generator=g)
+    mem = torch.randn(2, 5, 8, generator=g)
+    with torch.no_grad():
+        save("layers_decoder", dec, {"input": tgt, "memory": mem, "output": dec(tgt, mem)})
+
+    manifest = {"torch": torch.__version__, "torchvision": torchvision.__version__,
+                "generator": "scripts/gen_module_fixtures.py --layers", "cases": cases,
+                "torch_classes": torch_classes()}
+    with open(os.path.join(out, "layers_cases.json"), "w") as f:
+        json.dump(manifest, f, indent=1)
+        f.write("\n")
+
+
 if __name__ == "__main__":
-    if len(sys.argv) > 2 and sys.argv[1] == "--conv1d":
+    if len(sys.argv) > 2 and sys.argv[1] == "--layers":
+        layers_cases(sys.argv[2])
+    elif len(sys.argv) > 2 and sys.argv[1] == "--conv1d":
         conv1d_cases(sys.argv[2])
     elif len(sys.argv) > 2 and sys.argv[1] == "--big":
         big(sys.argv[2])

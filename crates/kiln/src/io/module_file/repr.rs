@@ -162,10 +162,14 @@ pub fn extra_repr(n: &ModuleNode<'_>) -> String {
         return format!("original_name={}", n.class_name());
     }
     let path = n.class_path();
+    let a = |k: &str| n.attr(k).map(py_str).unwrap_or_else(|| "None".into());
+    if path == "torchvision.ops.stochastic_depth.StochasticDepth" {
+        // Its `__repr__`: `StochasticDepth(p=0.2, mode=row)`.
+        return format!("p={}, mode={}", a("p"), a("mode"));
+    }
     if !path.starts_with("torch.nn.modules.") {
         return String::new();
     }
-    let a = |k: &str| n.attr(k).map(py_str).unwrap_or_else(|| "None".into());
     let r = |k: &str| n.attr(k).map(py_repr).unwrap_or_else(|| "None".into());
     let is = |k: &str| n.attr(k).and_then(Value::as_bool).unwrap_or(false);
     let inplace = |prefix: &str| {
@@ -182,7 +186,7 @@ pub fn extra_repr(n: &ModuleNode<'_>) -> String {
     };
     let name = n.class_name();
     match name.as_str() {
-        "Linear" | "LazyLinear" => format!(
+        "Linear" | "LazyLinear" | "NonDynamicallyQuantizableLinear" => format!(
             "in_features={}, out_features={}, bias={}",
             a("in_features"),
             a("out_features"),
@@ -285,8 +289,72 @@ pub fn extra_repr(n: &ModuleNode<'_>) -> String {
         ),
         "Softmax" | "LogSoftmax" | "Softmin" => format!("dim={}", a("dim")),
         "Softplus" => format!("beta={}, threshold={}", a("beta"), a("threshold")),
+        "GroupNorm" => format!(
+            "{}, {}, eps={}, affine={}, bias={}",
+            a("num_groups"),
+            a("num_channels"),
+            a("eps"),
+            a("affine"),
+            py_repr(&Value::Bool(has_param(n, "bias")))
+        ),
+        "RMSNorm" => format!(
+            "{}, eps={}, elementwise_affine={}",
+            a("normalized_shape"),
+            a("eps"),
+            a("elementwise_affine")
+        ),
+        "Upsample" | "UpsamplingNearest2d" | "UpsamplingBilinear2d" => {
+            let target = match n.attr("scale_factor") {
+                None | Some(Value::None) => format!("size={}", r("size")),
+                Some(_) => format!("scale_factor={}", r("scale_factor")),
+            };
+            format!("{target}, mode={}", r("mode"))
+        }
+        "Unflatten" => format!(
+            "dim={}, unflattened_size={}",
+            a("dim"),
+            a("unflattened_size")
+        ),
+        "LSTM" | "GRU" | "RNN" => rnn_repr(n),
+        "LSTMCell" | "GRUCell" | "RNNCell" => {
+            let mut s = format!("{}, {}", a("input_size"), a("hidden_size"));
+            if n.attr("bias").and_then(Value::as_bool) != Some(true) {
+                s += &format!(", bias={}", a("bias"));
+            }
+            if n.attr("nonlinearity")
+                .is_some_and(|v| v.as_str() != Some("tanh"))
+            {
+                s += &format!(", nonlinearity={}", a("nonlinearity"));
+            }
+            s
+        }
         _ => String::new(),
     }
+}
+
+/// `RNNBase.extra_repr`: the options that differ from the defaults.
+fn rnn_repr(n: &ModuleNode<'_>) -> String {
+    let a = |k: &str| n.attr(k).map(py_str).unwrap_or_else(|| "None".into());
+    let mut s = format!("{}, {}", a("input_size"), a("hidden_size"));
+    if n.attr("proj_size").and_then(Value::as_i64).unwrap_or(0) != 0 {
+        s += &format!(", proj_size={}", a("proj_size"));
+    }
+    if n.attr("num_layers").and_then(Value::as_i64) != Some(1) {
+        s += &format!(", num_layers={}", a("num_layers"));
+    }
+    if n.attr("bias").and_then(Value::as_bool) != Some(true) {
+        s += &format!(", bias={}", a("bias"));
+    }
+    if n.attr("batch_first").and_then(Value::as_bool) != Some(false) {
+        s += &format!(", batch_first={}", a("batch_first"));
+    }
+    if n.attr("dropout").and_then(Value::as_f64) != Some(0.0) {
+        s += &format!(", dropout={}", a("dropout"));
+    }
+    if n.attr("bidirectional").and_then(Value::as_bool) != Some(false) {
+        s += &format!(", bidirectional={}", a("bidirectional"));
+    }
+    s
 }
 
 #[cfg(test)]

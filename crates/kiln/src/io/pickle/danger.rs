@@ -100,6 +100,12 @@ const MODULES: &[(&str, &str)] = &[
     ("numpy.ctypeslib", "calls native code"),
 ];
 
+/// Native functions inside a dangerous module that are plain element-wise math on the
+/// tensor they are given (no file, process, interpreter or memory access): a pickle may
+/// name them as references — `nn.TransformerEncoderLayer(activation="gelu")` pickles its
+/// `activation` as `torch._C._nn.gelu` (`F.gelu`). kiln still never calls them.
+const INERT_NATIVE: &[(&str, &str)] = &[("torch._C._nn", "gelu")];
+
 /// Single functions that are dangerous in modules that are otherwise harmless.
 const FUNCTIONS: &[(&str, &str, &str)] = &[
     ("torch", "load", "loads more data (weights_only=False)"),
@@ -169,6 +175,9 @@ pub fn why_dangerous(module: &str, name: &str) -> Option<&'static str> {
             })
         };
     }
+    if INERT_NATIVE.contains(&(module, name)) {
+        return None;
+    }
     // Dots in the name also reach further (`name = "path.join"`).
     if let Some(r) = MODULES.iter().find_map(|(m, why)| {
         let hit = module == *m
@@ -219,6 +228,10 @@ mod tests {
             ("operator", "attrgetter"),
             ("torch.storage", "_load_from_bytes"),
             ("torch", "load"),
+            ("torch._C", "_nn"),
+            ("torch._C._nn", "gelu.__globals__"),
+            ("torch._C._nn", "relu"),
+            ("torch._C._jit", "import_ir_module"),
         ] {
             assert!(why_dangerous(m, n).is_some(), "{m}.{n}");
         }
@@ -231,6 +244,7 @@ mod tests {
             ("torchvision.models.resnet", "ResNet"),
             ("ossify", "x"),
             ("torch", "FloatStorage"),
+            ("torch._C._nn", "gelu"),
         ] {
             assert!(why_dangerous(m, n).is_none(), "{m}.{n}");
         }

@@ -2,7 +2,7 @@
 //! `nn.LSTMCell` / `nn.GRUCell`), keys `weight_ih`, `weight_hh`, `bias_ih`, `bias_hh`.
 
 use super::rnn::{Cell, gru_step, lstm_step};
-use super::{check_input, impl_as_any};
+use super::{ModeFlag, check_input, impl_as_any};
 use crate::error::{Context, Error, Result, shape_str};
 use crate::nn::{Module, ModuleSpec, Param, init};
 use candle_core::Tensor;
@@ -16,6 +16,8 @@ struct CellWeights {
     w_hh: Param,
     b_ih: Option<Param>,
     b_hh: Option<Param>,
+    /// The `training` flag (a cell computes the same either way; kept like PyTorch's).
+    training: ModeFlag,
 }
 
 impl CellWeights {
@@ -39,6 +41,7 @@ impl CellWeights {
             w_hh: u(&[g, hidden_size])?,
             b_ih: if bias { Some(u(&[g])?) } else { None },
             b_hh: if bias { Some(u(&[g])?) } else { None },
+            training: ModeFlag::default(),
         })
     }
 
@@ -187,6 +190,12 @@ macro_rules! cell_module {
             }
             fn spec(&self) -> ModuleSpec {
                 self.0.spec()
+            }
+            fn set_training(&self, training: bool) {
+                self.0.training.set(training);
+            }
+            fn training_flag(&self) -> Option<bool> {
+                Some(self.0.training.get())
             }
             fn extra_repr(&self) -> String {
                 self.0.extra_repr()
