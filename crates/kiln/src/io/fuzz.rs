@@ -6,7 +6,7 @@ use super::budget::Budget;
 use super::pickle::{Mode, StorageSource, scan_globals, unpickle, unpickle_mode};
 use super::torch_zip::Backing;
 use super::value::{Bytes, Dtype, Storage};
-use super::{legacy, safetensors, torch_zip};
+use super::{legacy, safetensors, torch_tar, torch_zip};
 use crate::error::{Error, Result};
 use std::sync::Arc;
 
@@ -54,6 +54,17 @@ pub fn torch_zip_reader(data: &[u8]) -> Result<()> {
 /// Runs the legacy-format reader on `data`.
 pub fn legacy_reader(data: &[u8]) -> Result<()> {
     legacy::read(data, "fuzz", &mut locate).map(drop)
+}
+
+/// Runs the pre-0.4 tar checkpoint reader on `data`, in the weights-only and the structural
+/// mode, and the scan of its globals.
+pub fn torch_tar_reader(data: &[u8]) -> Result<()> {
+    let a = torch_tar::read(data, "fuzz", &mut locate).map(drop);
+    let budget = Budget::new("fuzz", data.len() as u64, None);
+    let b = torch_tar::read_mode(data, "fuzz", &mut locate, &budget, Mode::Structural).map(drop);
+    let budget = Budget::new("fuzz", data.len() as u64, None);
+    let c = torch_tar::scan(data, "fuzz", &budget).map(drop);
+    a.and(b).and(c)
 }
 
 /// Runs the safetensors reader on `data`.

@@ -1,5 +1,5 @@
 //! `load`: `torch.load` for Rust. The format is chosen by content (zip, legacy pickle,
-//! safetensors), never by extension; `map_location` and a dtype cast apply as the file is
+//! safetensors, pre-0.4 tar), never by extension; `map_location` and a dtype cast apply as the file is
 //! read.
 //!
 //! ```no_run
@@ -15,7 +15,7 @@ use super::pickle::Mode;
 use super::torch_zip::Backing;
 use super::value::{Dtype, Value, value_to_state_dict};
 use super::zip::FileSource;
-use super::{cast, legacy, safetensors, torch_zip};
+use super::{cast, legacy, safetensors, torch_tar, torch_zip};
 use crate::error::{Error, Result};
 use crate::nn::StateDict;
 use std::collections::BTreeMap;
@@ -31,15 +31,19 @@ pub enum Format {
     TorchLegacy,
     /// safetensors.
     Safetensors,
+    /// The tar archive `torch.save` wrote before PyTorch 0.4 (read only; see
+    /// [`crate::io::torch_tar`]).
+    TorchTar,
 }
 
 impl Format {
-    /// A short name (`pytorch-zip`, `pytorch-legacy`, `safetensors`).
+    /// A short name (`pytorch-zip`, `pytorch-legacy`, `safetensors`, `pytorch-tar`).
     pub fn name(self) -> &'static str {
         match self {
             Format::TorchZip => "pytorch-zip",
             Format::TorchLegacy => "pytorch-legacy",
             Format::Safetensors => "safetensors",
+            Format::TorchTar => "pytorch-tar",
         }
     }
 
@@ -157,7 +161,8 @@ fn head_of(file: &std::fs::File, len: u64, path: &Path) -> Result<Vec<u8>> {
         len,
         path: path.display().to_string(),
     };
-    let mut head = vec![0u8; len.min(64) as usize];
+    // A block: a tar header's checksum covers 512 bytes.
+    let mut head = vec![0u8; len.min(512) as usize];
     super::zip::Source::read_at(&src, 0, &mut head)?;
     Ok(head)
 }
@@ -175,8 +180,10 @@ pub fn detect_format(path: &Path) -> Result<Format> {
     classify(&head_of(&file, len, path)?, len, path)
 }
 
-fn classify(head: &[u8], len: u64, path: &Path) -> Result<Format> {
+fn classify(block: &[u8], len: u64, path: &Path) -> Result<Format> {
     let p = path.display().to_string();
+    // The first 64 bytes for every test but the tar header's checksum.
+    let head = block.get(..64).unwrap_or(block);
     if len == 0 {
         return Err(Error::Truncated {
             path: p,
@@ -191,6 +198,9 @@ fn classify(head: &[u8], len: u64, path: &Path) -> Result<Format> {
     }
     if safetensors::looks_like(head) {
         return Ok(Format::Safetensors);
+    }
+    if torch_tar::is_tar(block) {
+        return Ok(Format::TorchTar);
     }
     if legacy::MAGIC.starts_with(head) {
         return Err(Error::Truncated {
@@ -303,6 +313,13 @@ pub fn load_file(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
             )
         }
         Format::Safetensors => safetensors::read_with(&backing()?, &p, &mut locate, &budget)?,
+        Format::TorchTar => {
+            let data = std::fs::read(path).map_err(|e| Error::io("reading", path, e))?;
+            (
+                torch_tar::read_mode(&data, &p, &mut locate, &budget, mode)?,
+                BTreeMap::new(),
+            )
+        }
     };
     if let Some(d) = opts.dtype {
         cast::cast_value(&mut value, d, opts.cast_all)?;

@@ -1,4 +1,4 @@
-//! Persistence: PyTorch `.pt/.pth` (zip and legacy) read and write, safetensors, whole-model
+//! Persistence: PyTorch `.pt/.pth` (zip and legacy) read and write, pre-0.4 tar read, safetensors, whole-model
 //! files, `map_location`, crash-safe writes.
 //!
 //! - [`save()`] / [`load()`]: `torch.save` / `torch.load` for a [`Value`] (nested dicts, lists and
@@ -26,6 +26,8 @@ pub mod pickle;
 pub mod safetensors;
 pub mod save;
 pub mod sharded;
+pub mod tar;
+pub mod torch_tar;
 pub mod torch_zip;
 pub(crate) mod typed;
 pub mod value;

@@ -32,7 +32,7 @@ pub fn save(value: &Value, path: impl AsRef<Path>) -> Result<()> {
 /// Saves `value` to `path` in `format`.
 ///
 /// # Errors
-/// As [`save`]; `K0005` for the legacy format, which kiln does not write.
+/// As [`save`]; `K0005` for the legacy and tar formats, which kiln does not write.
 pub fn save_as(value: &Value, path: &Path, format: Format) -> Result<()> {
     let p = path.display().to_string();
     match format {
@@ -44,6 +44,9 @@ pub fn save_as(value: &Value, path: &Path, format: Format) -> Result<()> {
             let tensors = safetensors::flat_tensors(value).map_err(|e| with_path(e, &p))?;
             save_safetensors(&tensors, &BTreeMap::new(), path)
         }
+        Format::TorchTar => Err(Error::Unsupported {
+            what: "writing the pre-0.4 PyTorch tar format (PyTorch itself stopped writing it in 0.4); kiln writes the zip format every PyTorch since 1.6 reads".into(),
+        }),
         Format::TorchLegacy => Err(Error::Unsupported {
             what: "writing the legacy (pre-1.6) PyTorch format; kiln writes the zip format every PyTorch since 1.6 reads".into(),
         }),

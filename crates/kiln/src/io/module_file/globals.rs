@@ -80,7 +80,7 @@ fn scripted_path(module: &str, name: &str) -> String {
     format!("{}.{name}", m.join("."))
 }
 
-/// Every global the pickles of the PyTorch file at `path` name (zip, legacy, TorchScript),
+/// Every global the pickles of the PyTorch file at `path` name (zip, legacy, tar, TorchScript),
 /// in first-use order; a safetensors file has none. Nothing is built or called: the list
 /// is complete even for a file the loaders refuse.
 ///
@@ -100,6 +100,10 @@ pub fn list_globals(path: impl AsRef<Path>) -> Result<Vec<GlobalUse>> {
         Format::TorchLegacy => {
             let data = std::fs::read(path).map_err(|e| crate::Error::io("reading", path, e))?;
             legacy::scan(&data, &p, &budget)?
+        }
+        Format::TorchTar => {
+            let data = std::fs::read(path).map_err(|e| crate::Error::io("reading", path, e))?;
+            crate::io::torch_tar::scan(&data, &p, &budget)?
         }
     };
     Ok(found.iter().map(|(m, n)| classify(m, n)).collect())

@@ -176,6 +176,15 @@ impl Machine<'_> {
         items.iter().map(|&i| self.usize_of(i, what)).collect()
     }
 
+    /// The key of a plain persistent id (a str or an int, as pre-0.4 tar checkpoints write).
+    pub(super) fn plain_pid(&self, pid: Id) -> Result<Option<String>> {
+        Ok(match self.node(pid)? {
+            Node::Str(s) => Some(s.clone()),
+            Node::Int(i) => Some(i.to_string()),
+            _ => None,
+        })
+    }
+
     pub(super) fn persistent(&mut self, pid: Id) -> Result<Arc<Storage>> {
         let items = match self.node(pid)? {
             Node::Tuple(v) => {
@@ -666,6 +675,11 @@ impl Machine<'_> {
                 })
             }
             Node::Global(Global::Dtype(d)) => Value::DtypeObj(*d),
+            Node::Global(Global::StorageType(d) | Global::TensorType(d))
+                if self.types_as_dtypes =>
+            {
+                Value::DtypeObj(*d)
+            }
             Node::Global(g) if self.mode != Mode::WeightsOnly => super::structural::bare_global(g),
             Node::Object(o) => {
                 self.object_value(o, &mut |i| self.to_value(i, depth + 1, budget))?

@@ -11,7 +11,8 @@ mod structural;
 pub mod writer;
 
 pub use reader::{
-    Mode, StorageSource, Unpickled, scan_globals, unpickle, unpickle_mode, unpickle_with,
+    Keyed, Mode, StorageSource, Unpickled, scan_globals, unpickle, unpickle_mode, unpickle_record,
+    unpickle_with,
 };
 pub use writer::{Pickled, pickle};
 

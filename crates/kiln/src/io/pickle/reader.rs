@@ -31,6 +31,27 @@ pub trait StorageSource {
         numel: usize,
         view: Option<(usize, usize)>,
     ) -> Result<Arc<Storage>>;
+
+    /// The object behind a persistent id that is a plain key (a str or an int): PyTorch's
+    /// pre-0.4 tar checkpoints pickle each tensor and storage as `str(key)` of a record in
+    /// their `tensors` or `storages` member ([`crate::io::torch_tar`]). `None` (the default):
+    /// such ids are not allowed here.
+    ///
+    /// # Errors
+    /// Whatever the source reports (an unknown key).
+    fn keyed(&mut self, key: &str) -> Result<Option<Keyed>> {
+        let _ = key;
+        Ok(None)
+    }
+}
+
+/// What [`StorageSource::keyed`] resolves a plain-key persistent id to.
+#[derive(Clone, Debug)]
+pub enum Keyed {
+    /// A storage.
+    Storage(Arc<Storage>),
+    /// A tensor.
+    Tensor(TensorValue),
 }
 
 pub(super) type Id = usize;
@@ -177,6 +198,22 @@ pub fn scan_globals(
     Ok((std::mem::take(&mut m.seen), m.pos))
 }
 
+/// Reads one record pickle of a pre-0.4 tar checkpoint (`(key, location, storage_type)`,
+/// `(key, storage_key, tensor_type)`) in the structural mode, with bare storage and tensor
+/// classes given as [`Value::DtypeObj`] of their dtype.
+///
+/// # Errors
+/// As [`unpickle_mode`] in `Mode::Structural`.
+pub fn unpickle_record(data: &[u8], path: &str, budget: &Budget) -> Result<Unpickled> {
+    let mut none = NoSource;
+    let mut m = Machine::new(data, &mut none, path, budget, Mode::Structural);
+    m.types_as_dtypes = true;
+    let root = m.run()?;
+    let mut nodes = MAX_OUTPUT_NODES;
+    let value = m.to_value(root, 0, &mut nodes)?;
+    Ok(Unpickled { value, end: m.pos })
+}
+
 struct NoSource;
 
 impl StorageSource for NoSource {
@@ -219,6 +256,7 @@ impl<'a> Machine<'a> {
             mode,
             seen: Vec::new(),
             seen_set: std::collections::HashSet::new(),
+            types_as_dtypes: false,
         }
     }
 }
@@ -245,6 +283,9 @@ pub(super) struct Machine<'a> {
     /// Globals named so far (`Mode::Scan`).
     pub(super) seen: Vec<(String, String)>,
     pub(super) seen_set: std::collections::HashSet<(String, String)>,
+    /// Bare storage and tensor classes (`torch.FloatStorage`) become their dtype
+    /// ([`unpickle_record`]).
+    pub(super) types_as_dtypes: bool,
 }
 
 /// The memo: picklers number entries 0, 1, 2…, so keys near the end of a dense table go in
@@ -789,6 +830,17 @@ impl Machine<'_> {
                         self.stack.push(class);
                     } else if self.mode == Mode::Scan {
                         self.push(Node::None)?;
+                    } else if let Some(key) = self.plain_pid(pid)? {
+                        let n = match self.storages.keyed(&key)? {
+                            Some(Keyed::Storage(s)) => Node::Storage(s),
+                            Some(Keyed::Tensor(t)) => Node::Tensor(t),
+                            None => {
+                                return Err(self.err(format!(
+                                    "persistent id must be a tuple, got the key {key:?}"
+                                )));
+                            }
+                        };
+                        self.push(n)?;
                     } else {
                         let s = self.persistent(pid)?;
                         self.push(Node::Storage(s))?;

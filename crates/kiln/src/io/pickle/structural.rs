@@ -57,6 +57,8 @@ impl Machine<'_> {
             [tag, class, ..] if matches!(self.node(*tag)?, Node::Str(s) if s == "module") => {
                 Ok(Some(*class))
             }
+            // Pre-0.4 tar checkpoints: (cls, source_file, source).
+            [class, _, _] if matches!(self.node(*class)?, Node::Global(_)) => Ok(Some(*class)),
             _ => Ok(None),
         }
     }
