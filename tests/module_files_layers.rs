@@ -200,3 +200,24 @@ fn cli_forward_on_whole_module_lstm() {
         .unwrap();
     check("layers_lstm", &t.to_tensor(&Device::Cpu).unwrap());
 }
+
+/// `kiln inspect --globals` marks every global of the layer files safe or rebuildable
+/// (the Transformer's `F.relu` / `F.gelu` references included): exit code 0.
+#[test]
+fn layer_files_globals_are_all_known() {
+    for name in cases()["cases"].as_object().unwrap().keys() {
+        let uses = kiln::io::list_globals(fixture(&format!("{name}.pt"))).unwrap();
+        let unknown: Vec<String> = uses
+            .iter()
+            .filter(|u| {
+                !matches!(
+                    u.kind,
+                    kiln::io::module_file::GlobalKind::Safe
+                        | kiln::io::module_file::GlobalKind::Rebuildable
+                )
+            })
+            .map(|u| format!("{}.{} ({})", u.module, u.name, u.kind.name()))
+            .collect();
+        assert!(unknown.is_empty(), "{name}: {unknown:?}");
+    }
+}

@@ -15,7 +15,8 @@ use std::path::Path;
 pub enum GlobalKind {
     /// On the weights-only allow-list (tensors, storages, containers, dtypes).
     Safe,
-    /// A module class kiln rebuilds (`torch.nn.modules.linear.Linear`).
+    /// A module class kiln rebuilds (`torch.nn.modules.linear.Linear`), or a function
+    /// reference a rebuild reads (`torch.nn.functional.relu`, see [`rebuild::REFERENCES`]).
     Rebuildable,
     /// Runs code or reaches the system (`os.system`, `builtins.eval`, `getattr`…).
     Dangerous,
@@ -57,7 +58,9 @@ pub fn classify(module: &str, name: &str) -> GlobalUse {
         Err(crate::Error::UnsafeGlobal { .. })
     ) {
         (GlobalKind::Safe, String::new())
-    } else if rebuild::can_rebuild(&scripted_path(module, name)) {
+    } else if rebuild::can_rebuild(&scripted_path(module, name))
+        || rebuild::REFERENCES.contains(&format!("{module}.{name}").as_str())
+    {
         (GlobalKind::Rebuildable, String::new())
     } else {
         (GlobalKind::Unknown, String::new())

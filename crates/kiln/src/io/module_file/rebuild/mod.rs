@@ -159,6 +159,15 @@ pub const REBUILDERS: &[(&str, RebuildFn)] = &[
     }),
 ];
 
+/// Function references a rebuild reads as data (a Transformer layer's `activation`):
+/// `kiln inspect --globals` marks them rebuildable. Never called.
+pub const REFERENCES: &[&str] = &[
+    "torch.nn.functional.relu",
+    "torch.nn.functional.gelu",
+    "torch._C._nn.gelu",
+    "torch.relu",
+];
+
 /// Classes whose rebuild fn reads its children itself (kiln builds them whole): their
 /// children are not rebuilt one by one.
 pub const SELF_CONTAINED: &[&str] = &[
@@ -257,6 +266,176 @@ mod tests {
         for k in SELF_CONTAINED.iter().chain(STACKS) {
             assert!(rebuilder(k).is_some(), "{k}");
         }
+    }
+
+    use crate::io::object::{ObjectOrigin, PyObject};
+    use crate::io::value::Value;
+
+    fn obj(class: &str, origin: ObjectOrigin, attrs: Vec<(&str, Value)>) -> PyObject {
+        let (module, name) = class.rsplit_once('.').unwrap_or(("", class));
+        PyObject {
+            module: module.into(),
+            name: name.into(),
+            origin,
+            args: Vec::new(),
+            kwargs: Vec::new(),
+            state: Some(Value::dict(attrs)),
+            list_items: Vec::new(),
+            dict_items: Vec::new(),
+        }
+    }
+
+    fn node(o: &PyObject) -> ModuleNode<'_> {
+        ModuleNode {
+            obj: o,
+            params: Vec::new(),
+            buffers: Vec::new(),
+            children: Vec::new(),
+            training: false,
+            scripted: false,
+        }
+    }
+
+    /// The `K0005` message of rebuilding one module of `class` with `attrs`.
+    fn refusal(class: &str, attrs: Vec<(&str, Value)>) -> String {
+        let o = obj(&format!("{NN}{class}"), ObjectOrigin::NewObj, attrs);
+        match spec_tree(&node(&o), "f.pt") {
+            Ok(s) => panic!("{class} rebuilt as {s:?}"),
+            Err(e) => {
+                assert_eq!(e.code(), "K0005", "{e}");
+                e.to_string()
+            }
+        }
+    }
+
+    /// What kiln cannot reproduce is refused, naming the class and the attribute.
+    #[test]
+    fn unreproducible_attributes_are_refused_by_name() {
+        let i = Value::Int;
+        let t = |v: &[i64]| Value::Tuple(v.iter().map(|x| Value::Int(*x)).collect());
+        let pool1d = |ceil: bool| {
+            vec![
+                ("kernel_size", i(2)),
+                ("stride", i(2)),
+                ("padding", i(0)),
+                ("dilation", i(1)),
+                ("return_indices", Value::Bool(false)),
+                ("ceil_mode", Value::Bool(ceil)),
+            ]
+        };
+        let up = |mode: &str, recompute: Value| {
+            vec![
+                ("size", Value::None),
+                ("scale_factor", Value::Float(2.0)),
+                ("mode", Value::Str(mode.into())),
+                ("align_corners", Value::None),
+                ("recompute_scale_factor", recompute),
+            ]
+        };
+        let rnn = |mode: &str, proj: i64| {
+            vec![
+                ("mode", Value::Str(mode.into())),
+                ("input_size", i(3)),
+                ("hidden_size", i(4)),
+                ("num_layers", i(1)),
+                ("bias", Value::Bool(true)),
+                ("batch_first", Value::Bool(false)),
+                ("dropout", Value::Float(0.0)),
+                ("bidirectional", Value::Bool(false)),
+                ("proj_size", i(proj)),
+            ]
+        };
+        let conv_t = vec![
+            ("in_channels", i(2)),
+            ("out_channels", i(2)),
+            ("kernel_size", t(&[3, 2])),
+            ("stride", t(&[1, 1])),
+            ("padding", t(&[0, 0])),
+            ("output_padding", t(&[0, 0])),
+            ("dilation", t(&[1, 1])),
+            ("groups", i(1)),
+            ("padding_mode", Value::Str("zeros".into())),
+        ];
+        for (class, attrs, words) in [
+            (
+                "pooling.MaxPool1d",
+                pool1d(true),
+                &["MaxPool1d", "ceil_mode"][..],
+            ),
+            (
+                "pooling.AvgPool1d",
+                pool1d(true),
+                &["AvgPool1d", "ceil_mode"],
+            ),
+            (
+                "upsampling.Upsample",
+                up("bicubic", Value::None),
+                &["Upsample", "mode='bicubic'"],
+            ),
+            (
+                "upsampling.Upsample",
+                up("nearest", Value::Bool(true)),
+                &["Upsample", "recompute_scale_factor"],
+            ),
+            ("rnn.GRU", rnn("GRU", 2), &["GRU", "proj_size=2"]),
+            ("rnn.LSTM", rnn("GRU", 0), &["LSTM", "mode='GRU'"]),
+            (
+                "conv.ConvTranspose2d",
+                conv_t,
+                &["ConvTranspose2d", "kernel_size"],
+            ),
+            (
+                "pooling.AdaptiveMaxPool2d",
+                vec![("output_size", i(2)), ("return_indices", Value::Bool(true))],
+                &["AdaptiveMaxPool2d", "return_indices"],
+            ),
+            (
+                "pooling.AdaptiveAvgPool1d",
+                vec![("output_size", Value::Tuple(vec![Value::None]))],
+                &["AdaptiveAvgPool1d", "output_size"],
+            ),
+        ] {
+            let m = refusal(class, attrs);
+            for w in words {
+                assert!(m.contains(w), "{m} lacks {w}");
+            }
+            assert!(m.contains("f.pt"), "{m}");
+        }
+    }
+
+    /// A Transformer layer's activation function is read from its reference, never called;
+    /// one kiln's layer does not have is refused by name.
+    #[test]
+    fn transformer_activation_reference_is_refused_when_unknown() {
+        let silu = obj("torch.nn.functional.silu", ObjectOrigin::Global, Vec::new());
+        let o = obj(
+            &format!("{NN}transformer.TransformerEncoderLayer"),
+            ObjectOrigin::NewObj,
+            vec![("activation", Value::Object(Box::new(silu.clone())))],
+        );
+        let n = node(&o);
+        let e = match seq::activation_of(&n, false) {
+            Ok(a) => panic!("accepted {a}"),
+            Err(e) => e,
+        };
+        assert!(e.to_string().contains("torch.nn.functional.silu"), "{e}");
+        let relu = PyObject {
+            name: "relu".into(),
+            ..silu
+        };
+        let o = obj(
+            &format!("{NN}transformer.TransformerDecoderLayer"),
+            ObjectOrigin::NewObj,
+            vec![("activation", Value::Object(Box::new(relu)))],
+        );
+        assert_eq!(seq::activation_of(&node(&o), true).ok(), Some("relu"));
+        // No `__dict__` entry: PyTorch's decoder `__setstate__` sets F.relu.
+        let o = obj(
+            &format!("{NN}transformer.TransformerDecoderLayer"),
+            ObjectOrigin::NewObj,
+            Vec::new(),
+        );
+        assert_eq!(seq::activation_of(&node(&o), true).ok(), Some("relu"));
     }
 
     /// Every spec type an entry produces is registered in [`crate::nn::registry`].

@@ -71,11 +71,12 @@ pub(super) fn multihead_attention(n: &ModuleNode<'_>) -> Result<ModuleSpec> {
 /// has none, `TransformerDecoderLayer.__setstate__` sets `F.relu` (shadowing the child, so
 /// every layer a `TransformerDecoder` cloned runs ReLU whatever it prints), while
 /// `TransformerEncoderLayer`'s keeps the child (`ReLU`, exact `GELU`).
-fn activation(n: &ModuleNode<'_>, decoder: bool) -> Result<&'static str> {
+pub(super) fn activation_of(n: &ModuleNode<'_>, decoder: bool) -> Result<&'static str> {
     match n.attr("activation") {
         Some(Value::Object(o)) if o.origin == ObjectOrigin::Global => {
+            // The names of [`super::REFERENCES`].
             return match o.class_path().as_str() {
-                "torch.nn.functional.relu" | "torch.relu" | "torch._C._nn.relu" => Ok("relu"),
+                "torch.nn.functional.relu" | "torch.relu" => Ok("relu"),
                 "torch.nn.functional.gelu" | "torch._C._nn.gelu" => Ok("gelu"),
                 other => Err(bad(
                     n,
@@ -207,7 +208,7 @@ fn transformer_layer(n: &ModuleNode<'_>, decoder: bool) -> Result<ModuleSpec> {
         .with("nhead", nhead)
         .with("dim_feedforward", ff)
         .with("dropout", p)
-        .with("activation", activation(n, decoder)?)
+        .with("activation", activation_of(n, decoder)?)
         .with("layer_norm_eps", eps.unwrap_or(1e-5))
         .with("batch_first", batch_first)
         .with("norm_first", flag(n, "norm_first", false)?)
