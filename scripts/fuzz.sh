@@ -9,7 +9,7 @@
 #    `cargo install cargo-fuzz`): the libFuzzer targets in fuzz/ — pickle_reader,
 #    torch_zip_reader, legacy_reader, safetensors_reader, structural_pickle_reader,
 #    structural_zip_reader and the data readers image_reader, csv_reader, idx_reader,
-#    cifar_pickle_reader — each for SECONDS_PER_TARGET,
+#    cifar_pickle_reader, and torch_tar_reader (PyTorch's pre-0.4 tar format) — each for SECONDS_PER_TARGET,
 #    seeded with the fixtures. Crashes land in fuzz/artifacts/<target>/. (The fuzz build
 #    uses its own fuzz/target, whatever CARGO_TARGET_DIR says.)
 set -euo pipefail
@@ -26,7 +26,7 @@ fi
 
 for t in pickle_reader torch_zip_reader legacy_reader safetensors_reader \
     structural_pickle_reader structural_zip_reader \
-    image_reader csv_reader idx_reader cifar_pickle_reader; do
+    image_reader csv_reader idx_reader cifar_pickle_reader torch_tar_reader; do
   corpus="fuzz/corpus/$t"
   mkdir -p "$corpus"
   case "$t" in
@@ -47,6 +47,7 @@ for t in pickle_reader torch_zip_reader legacy_reader safetensors_reader \
     csv_reader) cp tests/fixtures/data/*.csv "$corpus/" ;;
     idx_reader) cp tests/fixtures/data/mnist/* "$corpus/" ;;
     cifar_pickle_reader) cp tests/fixtures/data/cifar-10-batches-py/{test_batch,batches.meta} "$corpus/" ;;
+    torch_tar_reader) cp tests/fixtures/io/tar/*.tar "$corpus/" ;;
     safetensors_reader)
       cargo run --quiet --bin kiln -- convert tests/fixtures/io/dataparallel.pt "$corpus/dp.safetensors" ;;
   esac

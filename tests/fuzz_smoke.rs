@@ -336,3 +336,22 @@ fn cifar_pickle_reader_never_panics() {
         0x5eed_000a,
     );
 }
+
+#[test]
+fn torch_tar_reader_never_panics() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/io/tar");
+    let mut seeds = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "tar") {
+            seeds.push(std::fs::read(p).unwrap());
+        }
+    }
+    seeds.sort();
+    run(
+        "torch_tar_reader",
+        &seeds,
+        fuzz::torch_tar_reader,
+        0x5eed_0007,
+    );
+}

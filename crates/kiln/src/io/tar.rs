@@ -333,4 +333,4 @@ pub fn members(data: &[u8], path: &str) -> Result<Vec<Member>> {
 
 #[cfg(test)]
 #[path = "tar_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -588,3 +588,7 @@ pub fn scan(data: &[u8], path: &str, budget: &Budget) -> Result<Vec<(String, Str
     }
     Ok(out)
 }
+
+#[cfg(test)]
+#[path = "torch_tar_tests.rs"]
+mod tests;
