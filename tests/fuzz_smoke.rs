@@ -352,6 +352,6 @@ fn torch_tar_reader_never_panics() {
         "torch_tar_reader",
         &seeds,
         fuzz::torch_tar_reader,
-        0x5eed_0007,
+        0x5eed_000b,
     );
 }
