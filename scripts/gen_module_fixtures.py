@@ -24,7 +24,9 @@ this script: the malicious ones would run their payload if they were.
   normalisation, pooling, upsampling and reshaping layers; an LSTM, a GRU, an LSTMCell and a
   GRUCell saved alone (`output` is `lstm(x)[0]`, the cell's new `h`); a MultiheadAttention
   alone (`attn(x, x, x)[0]`); a TransformerEncoder and a TransformerEncoderLayer; a
-  TransformerDecoder (`memory` in its `.io.safetensors`) — eval mode, seed 162, each with
+  TransformerDecoder (`memory` in its `.io.safetensors`; its layers' `GELU()` module is
+  shadowed by the `F.relu` that `TransformerDecoderLayer.__setstate__` gives each deep copy,
+  so PyTorch runs ReLU, as kiln does) — eval mode, seed 162, each with
   `layers_*.io.safetensors`; `layers_cases.json` holds their `repr` and keys, and
   `torch_classes`: every nn.Module class `torch.nn.modules` (and the torchvision classes
   kiln names) defines, as `module.name`.
