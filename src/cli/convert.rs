@@ -1,4 +1,4 @@
-//! `kiln convert IN OUT`: between PyTorch files (`.pt/.pth/.bin`, zip or legacy) and
+//! `kiln convert IN OUT`: between PyTorch files (`.pt/.pth/.bin`, zip, legacy or pre-0.4 tar) and
 //! `.safetensors`, optionally stripping/adding a key prefix, renaming keys by regex,
 //! remapping device tags and casting floating-point tensors.
 //!

@@ -1,6 +1,6 @@
 //! `kiln inspect FILE [--json]`: the tree of a model file — keys, shapes, dtypes, storage
 //! device tags, element counts — with total elements and bytes. Reads any PyTorch checkpoint
-//! (zip or legacy, nested dicts included) or safetensors file; CUDA-tagged files need no GPU.
+//! (zip, legacy or pre-0.4 tar, nested dicts included) or safetensors file; CUDA-tagged files need no GPU.
 //! Tensor data is not read (the file is mapped); `--verify` also checks the CRC-32 of every
 //! record of a PyTorch zip file, streaming each record without materialising a tensor.
 //!
