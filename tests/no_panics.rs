@@ -83,8 +83,22 @@ fn test_only_files(files: &[PathBuf]) -> Vec<PathBuf> {
             continue;
         };
         let lines: Vec<&str> = text.lines().map(str::trim).collect();
-        for w in lines.windows(2) {
+        for (i, w) in lines.windows(2).enumerate() {
             if w[0] != "#[cfg(test)]" {
+                continue;
+            }
+            // `#[cfg(test)] #[path = "x_tests.rs"] mod tests;`: the path is relative to the
+            // directory of the declaring file.
+            if let Some(p) = w[1]
+                .strip_prefix("#[path = \"")
+                .and_then(|r| r.strip_suffix("\"]"))
+            {
+                if lines
+                    .get(i + 2)
+                    .is_some_and(|l| l.contains("mod ") && l.ends_with(';'))
+                {
+                    out.push(f.parent().unwrap().join(p));
+                }
                 continue;
             }
             let Some(name) = w[1].strip_prefix("mod ").and_then(|r| r.strip_suffix(';')) else {
