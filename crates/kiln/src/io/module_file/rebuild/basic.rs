@@ -162,6 +162,8 @@ pub(super) fn flatten(n: &ModuleNode<'_>) -> Result<ModuleSpec> {
     Ok(ModuleSpec::new("Flatten").with("start_dim", uint(n, "start_dim")?))
 }
 
+/// `kernel_size`, `stride` (`None`: the kernel) and `padding` of a 1-d or square 2-d pooling;
+/// `ceil_mode` refused.
 pub(super) fn pool_common(n: &ModuleNode<'_>, ty: &str) -> Result<ModuleSpec> {
     require(n, !flag(n, "ceil_mode", false)?, "ceil_mode=True")?;
     let k = square(n, "kernel_size")?;

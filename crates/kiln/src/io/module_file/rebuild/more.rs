@@ -6,6 +6,7 @@ use super::super::tree::ModuleNode;
 use super::attrs::{
     bad, flag, float, has_param, int, ints, opt_float, require, square, string, uint, uints,
 };
+use super::basic::pool_common;
 use crate::error::Result;
 use crate::io::value::Value;
 use crate::nn::ModuleSpec;
@@ -73,24 +74,10 @@ pub(super) fn rms_norm(n: &ModuleNode<'_>) -> Result<ModuleSpec> {
         .with("elementwise_affine", flag(n, "elementwise_affine", true)?))
 }
 
-/// `kernel_size`, `stride` (`None`: the kernel) and `padding` of a 1-d pooling.
-fn pool1d_common(n: &ModuleNode<'_>, ty: &str) -> Result<ModuleSpec> {
-    require(n, !flag(n, "ceil_mode", false)?, "ceil_mode=True")?;
-    let k = square(n, "kernel_size")?;
-    let stride = match n.attr("stride") {
-        None | Some(Value::None) => k,
-        _ => square(n, "stride")?,
-    };
-    Ok(ModuleSpec::new(ty)
-        .with("kernel_size", k)
-        .with("stride", stride)
-        .with("padding", square(n, "padding")?))
-}
-
 /// `MaxPool1d` (dilation kept; `return_indices` refused).
 pub(super) fn max_pool1d(n: &ModuleNode<'_>) -> Result<ModuleSpec> {
     require(n, !flag(n, "return_indices", false)?, "return_indices=True")?;
-    Ok(pool1d_common(n, "MaxPool1d")?.with("dilation", square(n, "dilation")?))
+    Ok(pool_common(n, "MaxPool1d")?.with("dilation", square(n, "dilation")?))
 }
 
 /// `AvgPool1d` (kiln's counts the padding, PyTorch's default).
@@ -100,7 +87,7 @@ pub(super) fn avg_pool1d(n: &ModuleNode<'_>) -> Result<ModuleSpec> {
         flag(n, "count_include_pad", true)?,
         "count_include_pad=False",
     )?;
-    pool1d_common(n, "AvgPool1d")
+    pool_common(n, "AvgPool1d")
 }
 
 /// The integer `output_size` of an adaptive pooling (`None` entries refused).
